@@ -1,0 +1,5 @@
+import sys
+
+from brainlib.cli import main
+
+sys.exit(main())

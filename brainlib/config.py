@@ -1,0 +1,229 @@
+"""Every knob of a run in one dataclass, plus the named presets.
+
+A run is fully described by its `RunConfig`; the trainer saves it as
+`outputs/<run>/config.json` and everything downstream (sampling, evaluation,
+notebooks) reads it back from there.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+CLASS_LABELS = {"NC": 0, "AD": 1}  # AD is the positive class, as in the ADNI papers
+CLASS_CHOICES = ("AD", "NC", "both")  # "both" trains one class-conditional model
+LOSSES = ("wgan-gp", "logistic-r1")
+AUGMENTS = ("none", "diffaugment")
+MAPPING_ACTIVATIONS = ("relu", "lrelu")
+
+
+class ConfigError(ValueError):
+    """A setting that cannot work; the message is one line a user can act on."""
+
+
+def _per_res(values: dict[int, int]) -> dict[int, int]:
+    return {int(k): int(v) for k, v in values.items()}
+
+
+@dataclass
+class RunConfig:
+    # --- run and data ---
+    run: str = "run"
+    out_root: str = "outputs"
+    data_root: str | None = None  # None: the embedded MNI152 dataset, built on first use
+    class_name: str = "AD"  # AD, NC, or both (conditional)
+    class_dirs: dict[str, str] = field(default_factory=lambda: {"AD": "AD", "NC": "NC"})
+    splits: list[str] | None = None  # None: every split found (train+test, as the original)
+    image_size: int = 128
+    pad_to_square: bool = False
+    max_images: int | None = None  # cap per class, for quick runs
+
+    # --- architecture ---
+    start_res: int = 8
+    z_dim: int = 256
+    w_dim: int = 256
+    mapping_layers: int = 8
+    mapping_activation: str = "relu"
+    channels: dict[int, int] = field(default_factory=lambda: {4: 256, 8: 256, 16: 256, 32: 256, 64: 128, 128: 64})
+    mbstd_group: int = 4
+    label_embed: bool = True  # only used when class_name == "both"
+
+    # --- schedule ---
+    batch_sizes: dict[int, int] = field(default_factory=lambda: {4: 256, 8: 128, 16: 64, 32: 32, 64: 16, 128: 8})
+    epochs_per_res: float = 12.0  # used when images_per_res is None
+    images_per_res: int | None = None  # overrides epochs_per_res when set
+    seconds_per_res: dict[int, float] | None = None  # wall-clock budget per resolution, overrides both
+    fade_fraction: float = 0.5  # alpha reaches 1 this far into each step
+
+    # --- optimisation ---
+    loss: str = "wgan-gp"
+    lr: float = 1e-3
+    mapping_lr: float = 1e-5
+    betas: tuple[float, float] = (0.0, 0.99)
+    gp_weight: float = 10.0
+    drift: float = 0.001
+    r1_gamma: float = 1.0
+    reg_every: int = 1  # lazy regularisation: penalty every k critic steps, scaled by k
+    n_critic: int = 1
+    ema_half_life_kimg: float = 10.0
+    style_mixing_prob: float = 0.0
+    augment: str = "none"
+
+    # --- devices and logging ---
+    seed: int = 0
+    device: str = "auto"  # auto, cpu, cuda, cuda:1 ...
+    amp: bool = True  # mixed precision on CUDA only; the CPU trains in float32
+    channels_last: bool = True  # CUDA only
+    compile: bool = False
+    checkpoint_minutes: float = 10.0
+    sample_grid: int = 4  # the grid after each resolution step is N x N
+    log_every: int = 1
+
+    # ------------------------------------------------------------------
+    @property
+    def conditional(self) -> bool:
+        return self.class_name == "both"
+
+    @property
+    def classes(self) -> list[str]:
+        return ["AD", "NC"] if self.conditional else [self.class_name]
+
+    @property
+    def resolutions(self) -> list[int]:
+        """Training resolutions from start_res to image_size, doubling."""
+        n = int(math.log2(self.image_size // self.start_res))
+        return [self.start_res * 2**i for i in range(n + 1)]
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.out_root) / self.run
+
+    def validate(self) -> "RunConfig":
+        """Raise ConfigError naming the first bad setting, before any work starts."""
+        def need(ok: bool, msg: str) -> None:
+            if not ok:
+                raise ConfigError(msg)
+
+        need(self.class_name in CLASS_CHOICES, f"class {self.class_name!r} is not one of {', '.join(CLASS_CHOICES)}")
+        for name in ("image_size", "start_res"):
+            v = getattr(self, name)
+            need(isinstance(v, int) and v >= 4 and v & (v - 1) == 0, f"{name}={v} must be a power of two >= 4")
+        need(self.image_size >= self.start_res, f"image_size={self.image_size} is below start_res={self.start_res}")
+        for r in [4] + self.resolutions:
+            need(r in self.channels, f"channels has no width for {r} px (have {sorted(self.channels)})")
+        for r in self.resolutions:
+            need(self.batch_sizes.get(r, 0) > 0, f"batch size for {r} px must be a positive integer (got {self.batch_sizes.get(r)})")
+        need(self.z_dim > 0 and self.w_dim > 0, "z_dim and w_dim must be positive")
+        need(self.mapping_layers >= 1, "mapping_layers must be at least 1")
+        need(self.mapping_activation in MAPPING_ACTIVATIONS, f"mapping_activation must be one of {MAPPING_ACTIVATIONS}")
+        need(self.loss in LOSSES, f"loss {self.loss!r} is not one of {', '.join(LOSSES)}")
+        need(self.augment in AUGMENTS, f"augment {self.augment!r} is not one of {', '.join(AUGMENTS)}")
+        need(0.0 <= self.fade_fraction <= 1.0, f"fade_fraction={self.fade_fraction} must be within [0, 1]")
+        need(self.epochs_per_res > 0 or bool(self.images_per_res) or bool(self.seconds_per_res),
+             "the schedule needs epochs_per_res > 0, images_per_res or seconds_per_res")
+        need(self.lr > 0 and self.mapping_lr > 0, "learning rates must be positive")
+        need(self.reg_every >= 1 and self.n_critic >= 1, "reg_every and n_critic must be at least 1")
+        need(self.mbstd_group >= 1, "mbstd_group must be at least 1")
+        if self.data_root is not None:
+            need(Path(self.data_root).exists(), f"data root {self.data_root} does not exist")
+        return self
+
+    # --- serialisation ---
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        for key in ("channels", "batch_sizes", "seconds_per_res"):
+            if d[key] is not None:
+                d[key] = {str(k): v for k, v in d[key].items()}
+        d["betas"] = list(self.betas)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "RunConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ConfigError(f"unknown config keys: {', '.join(unknown)}")
+        d = dict(d)
+        for key in ("channels", "batch_sizes"):
+            if key in d:
+                d[key] = _per_res(d[key])
+        if d.get("seconds_per_res") is not None:
+            d["seconds_per_res"] = {int(k): float(v) for k, v in d["seconds_per_res"].items()}
+        if "betas" in d:
+            d["betas"] = tuple(d["betas"])
+        return cls(**d)
+
+    def save(self, path: str | Path) -> None:
+        from brainlib.atomic import atomic_write_text
+        atomic_write_text(Path(path), json.dumps(self.to_dict(), indent=2))
+
+    @classmethod
+    def load(cls, path: str | Path) -> "RunConfig":
+        return cls.from_dict(json.loads(Path(path).read_text()))
+
+    def replace(self, **changes: Any) -> "RunConfig":
+        return dataclasses.replace(self, **changes)
+
+
+# ----------------------------------------------------------------------
+# Presets. `paper` is the original recipe; `demo` fits a CPU laptop;
+# `smoke` is for tests and takes seconds.
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "paper": {},
+    "demo": dict(
+        image_size=64, z_dim=128, w_dim=128, mapping_layers=8,
+        channels={4: 64, 8: 64, 16: 64, 32: 32, 64: 16},
+        batch_sizes={8: 32, 16: 32, 32: 16, 64: 16},
+        seconds_per_res={8: 45, 16: 75, 32: 120, 64: 240},
+        mapping_lr=1e-4, ema_half_life_kimg=2.0, mbstd_group=4,
+        splits=["train"], checkpoint_minutes=2.0,
+    ),
+    "smoke": dict(
+        image_size=16, z_dim=16, w_dim=16, mapping_layers=2,
+        channels={4: 16, 8: 16, 16: 8},
+        batch_sizes={8: 8, 16: 8},
+        images_per_res=32, max_images=32, mapping_lr=1e-4,
+        ema_half_life_kimg=0.1, mbstd_group=2, splits=["train"],
+        checkpoint_minutes=60.0, sample_grid=2,
+    ),
+}
+
+
+def preset(name: str, **overrides: Any) -> RunConfig:
+    """The named preset with overrides applied and validated."""
+    if name not in PRESETS:
+        raise ConfigError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
+    base = RunConfig.from_dict({**RunConfig().to_dict(), **PRESETS[name]})
+    return base.replace(**coerce_overrides(overrides)).validate()
+
+
+def coerce_overrides(overrides: dict[str, Any]) -> dict[str, Any]:
+    """Turn `key=value` strings from the CLI or papermill into typed values."""
+    fields = {f.name: f for f in dataclasses.fields(RunConfig)}
+    out: dict[str, Any] = {}
+    for key, value in overrides.items():
+        if key not in fields:
+            raise ConfigError(f"unknown setting {key!r}; see brainlib.config.RunConfig for the list")
+        if isinstance(value, str) and fields[key].type not in ("str", "str | None"):
+            try:
+                value = json.loads(value)
+            except json.JSONDecodeError as e:
+                raise ConfigError(f"setting {key}={value!r} is not valid JSON for that field") from e
+        out[key] = value
+    converted = RunConfig.from_dict({**RunConfig().to_dict(), **out})
+    return {k: getattr(converted, k) for k in out}
+
+
+def parse_overrides(pairs: list[str] | None) -> dict[str, str]:
+    """`["lr=0.002", "loss=logistic-r1"]` -> {"lr": "0.002", "loss": "logistic-r1"}."""
+    result = {}
+    for pair in pairs or []:
+        if "=" not in pair:
+            raise ConfigError(f"override {pair!r} must look like key=value")
+        k, v = pair.split("=", 1)
+        result[k.strip()] = v.strip()
+    return result
