@@ -20,6 +20,13 @@ AUGMENTS = ("none", "diffaugment")
 MAPPING_ACTIVATIONS = ("relu", "lrelu")
 
 
+def project_root() -> Path:
+    """The workbook folder (holding notebooks/, data/, outputs/): the parent of the
+    brainlib package in a source checkout, else the current directory."""
+    here = Path(__file__).resolve().parents[1]
+    return here if (here / "notebooks").is_dir() else Path.cwd()
+
+
 class ConfigError(ValueError):
     """A setting that cannot work; the message is one line a user can act on."""
 
