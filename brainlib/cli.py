@@ -29,14 +29,14 @@ def _data(args: argparse.Namespace) -> int:
 
 def _train(args: argparse.Namespace) -> int:
     from brainlib.config import parse_overrides, preset
-    from brainlib.train import train
     overrides = parse_overrides(args.set)
     overrides.update(class_name=args.class_name, run=args.run or f"{args.preset}-{args.class_name}")
     if args.data:
         overrides["data_root"] = args.data
     if args.out_root:
         overrides["out_root"] = args.out_root
-    cfg = preset(args.preset, **overrides)
+    cfg = preset(args.preset, **overrides)  # validated before anything heavy is imported
+    from brainlib.train import train
     train(cfg, resume=args.resume)
     return 0
 

@@ -1,0 +1,81 @@
+"""RunConfig, presets and validation: every bad setting is a one-line error."""
+import json
+import subprocess
+import sys
+
+import pytest
+
+from brainlib.config import PRESETS, ConfigError, RunConfig, coerce_overrides, parse_overrides, preset
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_presets_validate_and_round_trip(name, tmp_path):
+    cfg = preset(name, run="x")
+    assert cfg.resolutions[0] == cfg.start_res and cfg.resolutions[-1] == cfg.image_size
+    path = tmp_path / "config.json"
+    cfg.save(path)
+    assert RunConfig.load(path) == cfg
+    assert json.loads(path.read_text())["channels"]  # JSON keys are strings, loaded back as ints
+
+
+def test_paper_preset_is_the_original_recipe():
+    cfg = preset("paper")
+    assert (cfg.z_dim, cfg.w_dim, cfg.mapping_layers, cfg.mapping_activation) == (256, 256, 8, "relu")
+    assert cfg.channels == {4: 256, 8: 256, 16: 256, 32: 256, 64: 128, 128: 64}
+    assert cfg.batch_sizes == {4: 256, 8: 128, 16: 64, 32: 32, 64: 16, 128: 8}
+    assert (cfg.lr, cfg.mapping_lr, cfg.betas) == (1e-3, 1e-5, (0.0, 0.99))
+    assert (cfg.gp_weight, cfg.drift, cfg.epochs_per_res, cfg.fade_fraction) == (10.0, 0.001, 12.0, 0.5)
+    assert cfg.resolutions == [8, 16, 32, 64, 128] and cfg.loss == "wgan-gp" and cfg.augment == "none"
+
+
+@pytest.mark.parametrize("overrides, words", [
+    ({"class_name": "MCI"}, "class 'MCI'"),
+    ({"image_size": 100}, "power of two"),
+    ({"image_size": 4}, "below start_res"),
+    ({"batch_sizes": {8: 0, 16: 8}}, "batch size for 8 px"),
+    ({"data_root": "/no/such/folder"}, "/no/such/folder does not exist"),
+    ({"loss": "hinge"}, "loss 'hinge'"),
+    ({"fade_fraction": 1.5}, "fade_fraction"),
+])
+def test_bad_settings_are_one_line_errors(overrides, words):
+    with pytest.raises(ConfigError) as e:
+        preset("smoke", **overrides)
+    assert words in str(e.value) and "\n" not in str(e.value)
+
+
+def test_unknown_preset_and_setting():
+    with pytest.raises(ConfigError, match="unknown preset 'fast'.*smoke"):
+        preset("fast")
+    with pytest.raises(ConfigError, match="unknown setting 'learning_rate'"):
+        preset("smoke", learning_rate=1)
+
+
+def test_overrides_from_strings_are_typed():
+    typed = coerce_overrides(parse_overrides(["lr=0.002", "loss=logistic-r1", "channels={\"4\": 8, \"8\": 8, \"16\": 8}",
+                                              "splits=[\"train\"]", "data_root=/tmp"]))
+    assert typed["lr"] == 0.002 and typed["loss"] == "logistic-r1" and typed["splits"] == ["train"]
+    assert typed["channels"] == {4: 8, 8: 8, 16: 8} and typed["data_root"] == "/tmp"
+    with pytest.raises(ConfigError, match="key=value"):
+        parse_overrides(["lr"])
+    with pytest.raises(ConfigError, match="not valid JSON"):
+        coerce_overrides({"lr": "fast"})
+
+
+def test_conditional_classes():
+    assert preset("smoke", class_name="both").classes == ["AD", "NC"]
+    assert preset("smoke", class_name="NC").classes == ["NC"]
+
+
+def test_cli_reports_config_errors_in_one_line(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "brainlib", "train", "--preset", "smoke", "--class", "MCI",
+                             "--out-root", str(tmp_path)], capture_output=True, text=True)
+    assert result.returncode == 2
+    assert result.stderr.strip() == "brainlib train: error: class 'MCI' is not one of AD, NC, both"
+    assert not any(tmp_path.iterdir())  # nothing written before validation
+
+
+def test_importing_brainlib_needs_no_notebook_stack():
+    code = ("import sys, brainlib, brainlib.cli, brainlib.config\n"
+            "bad = [m for m in ('umap', 'nilearn', 'jupyterlab', 'ipywidgets', 'papermill', 'sklearn') if m in sys.modules]\n"
+            "assert not bad, bad")
+    subprocess.run([sys.executable, "-c", code], check=True)
