@@ -1,0 +1,35 @@
+"""C2ST: chance for one distribution split in two, near 1 for an obvious difference."""
+import pytest
+import torch
+
+from brainlib.c2st import c2st, c2st_accuracy
+
+
+def _blobs(n: int, seed: int, radius: float) -> torch.Tensor:
+    """Bright discs of a given radius with noise: a stand-in for brain slices."""
+    g = torch.Generator().manual_seed(seed)
+    yy, xx = torch.meshgrid(torch.linspace(-1, 1, 32), torch.linspace(-1, 1, 32), indexing="ij")
+    disc = ((xx**2 + yy**2) < radius**2).float() * 1.6 - 0.8
+    return (disc + 0.3 * torch.randn(n, 1, 32, 32, generator=g)).clamp(-1, 1)
+
+
+def test_same_distribution_is_near_chance():
+    acc = c2st_accuracy(_blobs(200, 0, 0.6), _blobs(200, 1, 0.6), seed=0, epochs=4)
+    assert 0.35 <= acc <= 0.65
+
+
+def test_obvious_difference_is_detected():
+    acc = c2st_accuracy(_blobs(200, 0, 0.6), _blobs(200, 1, 0.3), seed=0, epochs=4)
+    assert acc >= 0.95
+
+
+def test_report_has_floor_and_takes_uint8():
+    real_train = ((_blobs(120, 2, 0.6) + 1) * 127.5).round().to(torch.uint8).squeeze(1)
+    report = c2st(_blobs(120, 3, 0.3), real_train, _blobs(120, 4, 0.6), seeds=(0, 1), epochs=3)
+    assert report["c2st"] > report["c2st_floor"] + 0.2
+    assert report["c2st_n"] == 120 and report["c2st_seeds"] == 2
+
+
+def test_too_few_images_is_a_clear_error():
+    with pytest.raises(ValueError, match="at least 8 images"):
+        c2st_accuracy(_blobs(4, 0, 0.5), _blobs(20, 0, 0.5))
