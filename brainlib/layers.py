@@ -1,0 +1,192 @@
+"""The building blocks of StyleGAN v1 (Karras et al. 2019, arXiv 1812.04948) on ProGAN
+(Karras et al. 2018, arXiv 1710.10196): each block is a small module whose forward is the
+paper's equation. `models.py` composes them.
+
+Every block is device-agnostic and works under `torch.autocast`: weights are scaled at run
+time (no in-place tricks), statistics are taken in float32, tensors are reshaped, never
+`.view`ed, so channels_last inputs are fine, and nothing reads a value back to the host.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+LRELU_SLOPE = 0.2
+RELU_GAIN = math.sqrt(2.0)  # He gain for (leaky) ReLU; ProGAN uses it for both
+
+
+class EqualLinear(nn.Module):
+    """Fully connected layer with the equalised learning rate of ProGAN (section 4.1).
+
+    Weights are stored as N(0, 1/lr_mul^2) and multiplied at run time by
+    `gain / sqrt(fan_in) * lr_mul`, so the effective weight has std `gain / sqrt(fan_in)`
+    whatever `lr_mul` is, while Adam's steps on the stored weight move the effective weight
+    `lr_mul` times slower: the mapping network's learning rate is `lr * lr_mul`.
+    The bias is stored divided by `lr_mul` for the same reason.
+    """
+
+    def __init__(self, in_dim: int, out_dim: int, *, bias: bool = True, bias_init: float | Tensor = 0.0,
+                 gain: float = 1.0, lr_mul: float = 1.0):
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(out_dim, in_dim) / lr_mul)
+        init = torch.as_tensor(bias_init, dtype=torch.float32).expand(out_dim) / lr_mul
+        self.bias = nn.Parameter(init.clone()) if bias else None
+        self.scale = gain / math.sqrt(in_dim) * lr_mul
+        self.lr_mul = lr_mul
+
+    def forward(self, x: Tensor) -> Tensor:
+        bias = self.bias * self.lr_mul if self.bias is not None else None
+        return F.linear(x, self.weight * self.scale, bias)
+
+    def extra_repr(self) -> str:
+        return f"{self.weight.shape[1]}, {self.weight.shape[0]}, lr_mul={self.lr_mul}"
+
+
+class EqualConv2d(nn.Module):
+    """2D convolution with equalised learning rate: N(0, 1) weights scaled by gain/sqrt(fan_in)."""
+
+    def __init__(self, in_ch: int, out_ch: int, kernel: int, *, bias: bool = True, gain: float = RELU_GAIN):
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(out_ch, in_ch, kernel, kernel))
+        self.bias = nn.Parameter(torch.zeros(out_ch)) if bias else None
+        self.scale = gain / math.sqrt(in_ch * kernel * kernel)
+        self.padding = kernel // 2
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.conv2d(x, self.weight * self.scale, self.bias, padding=self.padding)
+
+    def extra_repr(self) -> str:
+        o, i, k, _ = self.weight.shape
+        return f"{i}, {o}, kernel={k}"
+
+
+class PixelNorm(nn.Module):
+    """x / sqrt(mean over channels of x^2 + eps): every feature vector gets unit RMS."""
+
+    def __init__(self, eps: float = 1e-8):
+        super().__init__()
+        self.eps = eps
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x * torch.rsqrt(x.square().mean(dim=1, keepdim=True) + self.eps)
+
+
+class AdaIN(nn.Module):
+    """Adaptive instance normalisation (StyleGAN eq. 1): y_s * (x - mu(x)) / sigma(x) + y_b.
+
+    The style (y_s, y_b) is a learned affine map of w. Its bias starts at (1, 0), so at
+    initialisation the expected style is the identity, as in StyleGAN's `x * (y_s + 1) + y_b`.
+    """
+
+    def __init__(self, channels: int, w_dim: int, eps: float = 1e-8):
+        super().__init__()
+        bias_init = torch.cat([torch.ones(channels), torch.zeros(channels)])
+        self.affine = EqualLinear(w_dim, 2 * channels, bias_init=bias_init, gain=1.0)
+        self.eps = eps
+
+    def forward(self, x: Tensor, w: Tensor) -> Tensor:
+        x32 = x.float()  # instance statistics in float32, also under autocast
+        mean = x32.mean(dim=(2, 3), keepdim=True)
+        var = x32.var(dim=(2, 3), keepdim=True, unbiased=False)
+        x = ((x32 - mean) * torch.rsqrt(var + self.eps)).to(x.dtype)
+        scale, bias = self.affine(w).unsqueeze(-1).unsqueeze(-1).chunk(2, dim=1)
+        return x * scale + bias
+
+
+NOISE_MODES = ("random", "const", "none")
+
+
+class NoiseInjection(nn.Module):
+    """Per-pixel Gaussian noise times a learned per-channel strength (StyleGAN section 3.2).
+
+    The strength starts at zero, so an untrained layer is the identity. Noise modes:
+    `random` draws fresh noise, `const` uses this layer's fixed buffer (drawn once from `seed`,
+    so the same for every run and saved in checkpoints), `none` adds nothing. `strength`
+    multiplies the learned strength (0 turns noise off smoothly, >1 exaggerates it).
+    """
+
+    def __init__(self, channels: int, res: int, *, seed: int = 0):
+        super().__init__()
+        self.weight = nn.Parameter(torch.zeros(1, channels, 1, 1))
+        gen = torch.Generator().manual_seed(seed)
+        self.register_buffer("const_noise", torch.randn(1, 1, res, res, generator=gen))
+
+    def forward(self, x: Tensor, mode: str = "random", strength: float | Tensor = 1.0) -> Tensor:
+        if mode == "none":
+            return x
+        if mode == "random":
+            noise = torch.randn(x.shape[0], 1, x.shape[2], x.shape[3], device=x.device, dtype=x.dtype)
+        elif mode == "const":
+            noise = self.const_noise.to(x.dtype)
+        else:
+            raise ValueError(f"noise mode {mode!r} is not one of {', '.join(NOISE_MODES)}")
+        return x + (self.weight.to(x.dtype) * strength) * noise
+
+
+class MinibatchStdDev(nn.Module):
+    """ProGAN's minibatch standard deviation (section 3): one extra feature map holding the
+    mean over features and pixels of the std of each feature across a group of samples.
+
+    Groups are samples i, i + B/G, i + 2B/G, ... The group size is `min(group_size, B)`,
+    reduced to a divisor of B when B is not a multiple of it.
+    """
+
+    def __init__(self, group_size: int = 4, eps: float = 1e-8):
+        super().__init__()
+        self.group_size = group_size
+        self.eps = eps
+
+    def forward(self, x: Tensor) -> Tensor:
+        b, c, h, w = x.shape
+        g = min(self.group_size, b)
+        if b % g:
+            g = math.gcd(b, g)
+        y = x.float().reshape(g, b // g, c, h, w)
+        std = (y.var(dim=0, unbiased=False) + self.eps).sqrt()  # [B/G, C, H, W]
+        std = std.mean(dim=(1, 2, 3)).to(x.dtype)               # [B/G]
+        feature = std.repeat(g).reshape(b, 1, 1, 1).expand(b, 1, h, w)
+        return torch.cat([x, feature], dim=1)
+
+
+class Blur(nn.Module):
+    """Low-pass filter with the separable binomial kernel [1, 2, 1] (StyleGAN's "bilinear"
+    resampling: applied after each upsampling and before each downsampling)."""
+
+    def __init__(self):
+        super().__init__()
+        k = torch.tensor([1.0, 2.0, 1.0])
+        self.register_buffer("kernel", (k[:, None] * k[None, :] / 16).reshape(1, 1, 3, 3), persistent=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        c = x.shape[1]
+        kernel = self.kernel.to(x.dtype).expand(c, 1, 3, 3)
+        return F.conv2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), kernel, groups=c)
+
+
+class Upsample(nn.Module):
+    """2x nearest-neighbour upsampling, optionally followed by the binomial blur."""
+
+    def __init__(self, blur: bool = True):
+        super().__init__()
+        self.blur = Blur() if blur else nn.Identity()
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.blur(F.interpolate(x, scale_factor=2, mode="nearest"))
+
+
+class Downsample(nn.Module):
+    """2x average pooling, optionally after the binomial blur."""
+
+    def __init__(self, blur: bool = True):
+        super().__init__()
+        self.blur = Blur() if blur else nn.Identity()
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.avg_pool2d(self.blur(x), 2)
+
+
+def lrelu(x: Tensor) -> Tensor:
+    return F.leaky_relu(x, LRELU_SLOPE)

@@ -1,0 +1,361 @@
+"""StyleGAN v1 (arXiv 1812.04948) on ProGAN's progressive growing (arXiv 1710.10196),
+for single-channel images: the mapping network, the style-based generator and the
+discriminator, each a list of the blocks in `layers.py`.
+
+Progressive growing: both networks hold every resolution from 4 px to `cfg.image_size`;
+`res` and `alpha` choose how much of them runs. While a new resolution fades in
+(alpha < 1), the generator blends the upsampled image of the previous resolution with the
+new one, and the discriminator blends the two ways into its lower blocks.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from brainlib.config import CLASS_LABELS, RunConfig
+from brainlib.layers import (
+    RELU_GAIN, AdaIN, Downsample, EqualConv2d, EqualLinear, MinibatchStdDev, NoiseInjection,
+    PixelNorm, Upsample, lrelu,
+)
+
+NUM_CLASSES = len(CLASS_LABELS)  # NC = 0, AD = 1
+W_AVG_BETA = 0.995  # StyleGAN v1's dlatent_avg_beta
+
+
+def check_resolution(res: int, image_size: int) -> None:
+    if not (isinstance(res, int) and 4 <= res <= image_size and res & (res - 1) == 0):
+        raise ValueError(f"resolution {res!r} must be a power of two from 4 to image_size={image_size}")
+
+
+def resolutions_up_to(image_size: int) -> list[int]:
+    """4, 8, ..., image_size: every resolution the networks hold."""
+    return [2**i for i in range(2, int(math.log2(image_size)) + 1)]
+
+
+def fade_in(old: Tensor, new: Tensor, alpha: float | Tensor) -> Tensor:
+    """(1 - alpha) * old + alpha * new: ProGAN's smooth introduction of a new resolution."""
+    return (1 - alpha) * old + alpha * new
+
+
+def is_fading(alpha: float | Tensor) -> bool:
+    return torch.is_tensor(alpha) or alpha < 1.0  # a tensor alpha always blends: no host sync
+
+
+def one_hot(label: Tensor, dtype: torch.dtype) -> Tensor:
+    return F.one_hot(label.long(), NUM_CLASSES).to(dtype)
+
+
+# ----------------------------------------------------------------------------
+# Mapping network
+
+
+class MappingNetwork(nn.Module):
+    """z (and a class label) -> w: PixelNorm, then `num_layers` equalised dense layers, each
+    followed by the activation, as StyleGAN v1's G_mapping.
+
+    `lr_mul` slows the whole network down: with Adam at learning rate `lr`, its effective
+    learning rate is `lr * lr_mul`. The Generator sets `lr_mul = cfg.mapping_lr / cfg.lr`, so
+    one optimiser at `cfg.lr` for all of G trains the mapping network at `cfg.mapping_lr`
+    (StyleGAN v1: 0.001 * 0.01). Conditional models embed the label into z_dim (a dense
+    layer on the one-hot label, or the one-hot itself with `label_embed=False`),
+    normalise it, and concatenate it with the normalised z.
+    """
+
+    def __init__(self, z_dim: int, w_dim: int, num_layers: int, *, activation: str = "relu",
+                 lr_mul: float = 0.01, num_classes: int = 0, label_embed: bool = True):
+        super().__init__()
+        if activation not in ("relu", "lrelu"):
+            raise ValueError(f"mapping activation {activation!r} must be 'relu' or 'lrelu'")
+        self.activation = activation
+        self.num_classes = num_classes
+        self.norm = PixelNorm()
+        self.embed = None
+        in_dim = z_dim
+        if num_classes:
+            embed_dim = z_dim if label_embed else num_classes
+            if label_embed:
+                self.embed = EqualLinear(num_classes, z_dim, bias=False, lr_mul=lr_mul)
+            in_dim = z_dim + embed_dim
+        dims = [in_dim] + [w_dim] * num_layers
+        self.layers = nn.ModuleList(
+            EqualLinear(a, b, gain=RELU_GAIN, lr_mul=lr_mul) for a, b in zip(dims[:-1], dims[1:]))
+
+    def act(self, x: Tensor) -> Tensor:
+        return F.relu(x) if self.activation == "relu" else lrelu(x)
+
+    def forward(self, z: Tensor, label: Tensor | None = None) -> Tensor:
+        x = self.norm(z)
+        if self.num_classes:
+            if label is None:
+                raise ValueError("this is a class-conditional model: pass label (NC=0, AD=1)")
+            y = one_hot(label, z.dtype)
+            y = self.embed(y) if self.embed is not None else y
+            x = torch.cat([x, self.norm(y)], dim=1)
+        for layer in self.layers:
+            x = self.act(layer(x))
+        return x
+
+
+# ----------------------------------------------------------------------------
+# Synthesis network
+
+
+class StyleEpilogue(nn.Module):
+    """What follows every convolution in StyleGAN's synthesis network:
+    add noise, add bias, LeakyReLU, AdaIN with this layer's w."""
+
+    def __init__(self, channels: int, w_dim: int, res: int, *, noise_seed: int):
+        super().__init__()
+        self.noise = NoiseInjection(channels, res, seed=noise_seed)
+        self.bias = nn.Parameter(torch.zeros(1, channels, 1, 1))
+        self.adain = AdaIN(channels, w_dim)
+
+    def forward(self, x: Tensor, w: Tensor, noise_mode: str = "random", noise_strength: float = 1.0) -> Tensor:
+        x = self.noise(x, noise_mode, noise_strength)
+        return self.adain(lrelu(x + self.bias.to(x.dtype)), w)
+
+
+class StyledConv(nn.Module):
+    """(2x upsampling), 3x3 equalised conv, then the style epilogue."""
+
+    def __init__(self, in_ch: int, out_ch: int, w_dim: int, res: int, *, upsample: bool, blur: bool,
+                 noise_seed: int):
+        super().__init__()
+        self.up = Upsample(blur) if upsample else nn.Identity()
+        self.conv = EqualConv2d(in_ch, out_ch, 3, bias=False)
+        self.epilogue = StyleEpilogue(out_ch, w_dim, res, noise_seed=noise_seed)
+
+    def forward(self, x: Tensor, w: Tensor, noise_mode: str = "random", noise_strength: float = 1.0) -> Tensor:
+        return self.epilogue(self.conv(self.up(x)), w, noise_mode, noise_strength)
+
+
+class InputBlock(nn.Module):
+    """The 4x4 block: a learned constant, epilogue, 3x3 conv, epilogue (two styles)."""
+
+    def __init__(self, channels: int, w_dim: int):
+        super().__init__()
+        self.const = nn.Parameter(torch.ones(1, channels, 4, 4))
+        self.epilogue = StyleEpilogue(channels, w_dim, 4, noise_seed=40)
+        self.conv = StyledConv(channels, channels, w_dim, 4, upsample=False, blur=False, noise_seed=41)
+
+    def forward(self, x: Tensor | None, ws: Tensor, noise_mode: str = "random", noise_strength: float = 1.0) -> Tensor:
+        x = self.const.expand(ws.shape[0], -1, -1, -1)
+        x = self.epilogue(x, ws[:, 0], noise_mode, noise_strength)
+        return self.conv(x, ws[:, 1], noise_mode, noise_strength)
+
+
+class SynthesisBlock(nn.Module):
+    """A block at 8 px and up: upsample + conv, then conv, each with noise and AdaIN (two styles)."""
+
+    def __init__(self, in_ch: int, out_ch: int, w_dim: int, res: int, *, blur: bool = True):
+        super().__init__()
+        self.conv0 = StyledConv(in_ch, out_ch, w_dim, res, upsample=True, blur=blur, noise_seed=10 * res)
+        self.conv1 = StyledConv(out_ch, out_ch, w_dim, res, upsample=False, blur=blur, noise_seed=10 * res + 1)
+
+    def forward(self, x: Tensor, ws: Tensor, noise_mode: str = "random", noise_strength: float = 1.0) -> Tensor:
+        x = self.conv0(x, ws[:, 0], noise_mode, noise_strength)
+        return self.conv1(x, ws[:, 1], noise_mode, noise_strength)
+
+
+class ToImage(nn.Module):
+    """Features -> one grey channel: a 1x1 equalised conv, linear (gain 1)."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.conv = EqualConv2d(channels, 1, 1, gain=1.0)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.conv(x)
+
+
+class Generator(nn.Module):
+    """StyleGAN v1 generator with ProGAN fade-in, one image channel.
+
+    `blur=True` is StyleGAN's "bilinear" resampling (nearest upsampling then the [1,2,1]
+    binomial filter); `blur=False` gives ProGAN's plain nearest upsampling. The images a
+    fade-in blends are always upsampled by nearest neighbour, as in ProGAN.
+    Outputs are linear (no tanh): the data lives in [-1, 1] and samplers clamp.
+    """
+
+    def __init__(self, cfg: RunConfig, *, blur: bool = True):
+        super().__init__()
+        self.cfg = cfg
+        self.image_size = cfg.image_size
+        self.z_dim, self.w_dim = cfg.z_dim, cfg.w_dim
+        self.conditional = cfg.conditional
+        self.resolutions = resolutions_up_to(cfg.image_size)
+        self.mapping = MappingNetwork(
+            cfg.z_dim, cfg.w_dim, cfg.mapping_layers, activation=cfg.mapping_activation,
+            lr_mul=cfg.mapping_lr / cfg.lr, num_classes=NUM_CLASSES if cfg.conditional else 0,
+            label_embed=cfg.label_embed)
+        ch = cfg.channels
+        self.blocks = nn.ModuleDict({"4": InputBlock(ch[4], cfg.w_dim)})
+        self.to_image = nn.ModuleDict({"4": ToImage(ch[4])})
+        for res in self.resolutions[1:]:
+            self.blocks[str(res)] = SynthesisBlock(ch[res // 2], ch[res], cfg.w_dim, res, blur=blur)
+            self.to_image[str(res)] = ToImage(ch[res])
+        self.register_buffer("w_avg", torch.zeros(cfg.w_dim))
+        # Per-class means, so a conditional model truncates towards its class, not between them.
+        self.register_buffer("w_avg_class", torch.zeros(NUM_CLASSES if cfg.conditional else 0, cfg.w_dim))
+        self.num_ws = self.num_ws_at(cfg.image_size)
+
+    def num_ws_at(self, res: int) -> int:
+        """Style inputs used at `res`: two per block from 4 px up."""
+        check_resolution(res, self.image_size)
+        return 2 * (int(math.log2(res)) - 1)
+
+    @torch.no_grad()
+    def update_w_avg(self, w: Tensor, label: Tensor | None = None) -> None:
+        """w_avg <- beta * w_avg + (1 - beta) * mean(w), and per class when conditional."""
+        w = w.detach().float()
+        self.w_avg.copy_(w.mean(0).lerp(self.w_avg, W_AVG_BETA))
+        if self.conditional and label is not None:
+            sums = torch.zeros_like(self.w_avg_class).index_add_(0, label.long(), w)
+            counts = torch.bincount(label.long(), minlength=NUM_CLASSES).unsqueeze(1)
+            means = sums / counts.clamp(min=1)
+            updated = means.lerp(self.w_avg_class, W_AVG_BETA)
+            self.w_avg_class.copy_(torch.where(counts > 0, updated, self.w_avg_class))
+
+    def map(self, z: Tensor, label: Tensor | None = None, *, psi: float = 1.0,
+            update_w_avg: bool = False) -> Tensor:
+        """z [B, z_dim] -> w [B, w_dim], truncated towards the mean w by `psi` (1 = none).
+        Unconditional models ignore `label`."""
+        label = label if self.conditional else None
+        w = self.mapping(z, label)
+        if update_w_avg:
+            self.update_w_avg(w, label)
+        if psi != 1.0:
+            center = self.w_avg_class[label.long()] if label is not None else self.w_avg
+            w = center + psi * (w - center)
+        return w
+
+    def synthesize(self, ws: Tensor, *, res: int, alpha: float | Tensor = 1.0, noise_mode: str = "random",
+                   noise_strength: float = 1.0) -> Tensor:
+        """ws [B, w_dim] (one w for every layer) or [B, n >= num_ws_at(res), w_dim] -> [B, 1, res, res]."""
+        n = self.num_ws_at(res)
+        if ws.ndim == 2:
+            ws = ws.unsqueeze(1).expand(-1, n, -1)
+        if ws.ndim != 3 or ws.shape[1] < n or ws.shape[2] != self.w_dim:
+            raise ValueError(f"ws must be [B, {self.w_dim}] or [B, {n}, {self.w_dim}] at {res} px, got {list(ws.shape)}")
+        x = previous = None
+        for i, r in enumerate(resolutions_up_to(res)):
+            previous = x
+            x = self.blocks[str(r)](x, ws[:, 2 * i:2 * i + 2], noise_mode, noise_strength)
+        img = self.to_image[str(res)](x)
+        if res > 4 and is_fading(alpha):
+            old = F.interpolate(self.to_image[str(res // 2)](previous), scale_factor=2, mode="nearest")
+            img = fade_in(old, img, alpha)
+        return img
+
+    def forward(self, z: Tensor, label: Tensor | None = None, *, res: int, alpha: float | Tensor = 1.0,
+                psi: float = 1.0, mix_z: Tensor | None = None, mix_layer: int | None = None,
+                noise_mode: str = "random", noise_strength: float = 1.0,
+                update_w_avg: bool | None = None) -> Tensor:
+        """z [B, z_dim] -> images [B, 1, res, res].
+
+        Style mixing: with `mix_z`, styles from index `mix_layer` on come from mix_z's w
+        (`mix_layer=None` picks a crossover uniformly in [1, num_ws_at(res))).
+        `update_w_avg=None` tracks w_avg whenever the module is in training mode, as
+        StyleGAN v1 does, so the trainer need not remember to.
+        """
+        track = self.training if update_w_avg is None else update_w_avg
+        w = self.map(z, label, psi=psi, update_w_avg=track)
+        n = self.num_ws_at(res)
+        if mix_z is None:
+            return self.synthesize(w, res=res, alpha=alpha, noise_mode=noise_mode, noise_strength=noise_strength)
+        w2 = self.map(mix_z, label, psi=psi, update_w_avg=False)
+        if mix_layer is None:
+            mix_layer = int(torch.randint(1, n, ())) if n > 1 else n  # CPU random: no device sync
+        second = (torch.arange(n, device=w.device) >= mix_layer).reshape(1, n, 1)
+        ws = torch.where(second, w2.unsqueeze(1), w.unsqueeze(1))
+        return self.synthesize(ws, res=res, alpha=alpha, noise_mode=noise_mode, noise_strength=noise_strength)
+
+
+# ----------------------------------------------------------------------------
+# Discriminator
+
+
+class FromImage(nn.Module):
+    """One grey channel -> features: a 1x1 equalised conv and LeakyReLU."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.conv = EqualConv2d(1, channels, 1)
+
+    def forward(self, img: Tensor) -> Tensor:
+        return lrelu(self.conv(img))
+
+
+class DiscriminatorBlock(nn.Module):
+    """ProGAN's D block: conv 3x3, lrelu, conv 3x3, lrelu, 2x downsampling."""
+
+    def __init__(self, in_ch: int, out_ch: int, *, blur: bool = True):
+        super().__init__()
+        self.conv0 = EqualConv2d(in_ch, in_ch, 3)
+        self.conv1 = EqualConv2d(in_ch, out_ch, 3)
+        self.down = Downsample(blur)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.down(lrelu(self.conv1(lrelu(self.conv0(x)))))
+
+
+class DiscriminatorEpilogue(nn.Module):
+    """The 4x4 block: minibatch std, conv 3x3, lrelu, dense, lrelu, dense to one score.
+
+    Conditional models add a projection term (Miyato & Koyama 2018): the dot product of a
+    learned class embedding with the penultimate features.
+    """
+
+    def __init__(self, channels: int, mbstd_group: int, *, num_classes: int = 0):
+        super().__init__()
+        self.mbstd = MinibatchStdDev(mbstd_group)
+        self.conv = EqualConv2d(channels + 1, channels, 3)
+        self.fc = EqualLinear(channels * 16, channels, gain=RELU_GAIN)
+        self.out = EqualLinear(channels, 1, gain=1.0)
+        self.embed = EqualLinear(num_classes, channels, bias=False, gain=1.0) if num_classes else None
+
+    def forward(self, x: Tensor, label: Tensor | None = None) -> Tensor:
+        x = lrelu(self.conv(self.mbstd(x)))
+        h = lrelu(self.fc(x.flatten(1)))
+        score = self.out(h).squeeze(1)
+        if self.embed is not None:
+            score = score + (self.embed(one_hot(label, h.dtype)) * h).sum(dim=1)
+        return score
+
+
+class Discriminator(nn.Module):
+    """ProGAN discriminator (critic) with fade-in on the input side; the resolution is the
+    input's. `blur=True` blurs before each average pooling (StyleGAN's "bilinear"); the
+    image a fade-in sends to the lower block is plainly average-pooled, as in ProGAN."""
+
+    def __init__(self, cfg: RunConfig, *, blur: bool = True):
+        super().__init__()
+        self.image_size = cfg.image_size
+        self.conditional = cfg.conditional
+        ch = cfg.channels
+        self.resolutions = resolutions_up_to(cfg.image_size)
+        self.from_image = nn.ModuleDict({str(r): FromImage(ch[r]) for r in self.resolutions})
+        self.blocks = nn.ModuleDict(
+            {str(r): DiscriminatorBlock(ch[r], ch[r // 2], blur=blur) for r in self.resolutions[1:]})
+        self.epilogue = DiscriminatorEpilogue(ch[4], cfg.mbstd_group,
+                                              num_classes=NUM_CLASSES if cfg.conditional else 0)
+
+    def forward(self, img: Tensor, label: Tensor | None = None, *, alpha: float | Tensor = 1.0) -> Tensor:
+        """img [B, 1, res, res] -> scores [B]. Unconditional models ignore `label`."""
+        if img.ndim != 4 or img.shape[1] != 1 or img.shape[2] != img.shape[3]:
+            raise ValueError(f"discriminator input must be [B, 1, res, res], got {list(img.shape)}")
+        if self.conditional and label is None:
+            raise ValueError("this is a class-conditional discriminator: pass label (NC=0, AD=1)")
+        res = img.shape[-1]
+        check_resolution(res, self.image_size)
+        x = self.from_image[str(res)](img)
+        if res > 4:
+            x = self.blocks[str(res)](x)
+            if is_fading(alpha):
+                x = fade_in(self.from_image[str(res // 2)](F.avg_pool2d(img, 2)), x, alpha)
+        for r in reversed(resolutions_up_to(res // 2)[1:]):
+            x = self.blocks[str(r)](x)
+        return self.epilogue(x, label if self.conditional else None)
