@@ -8,6 +8,7 @@ import json
 import sys
 
 from brainlib.config import ConfigError
+from brainlib.pipeline import PipelineError
 
 
 class UserError(Exception):
@@ -139,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (UserError, ConfigError, FileNotFoundError, ValueError) as e:
+    except (UserError, ConfigError, FileNotFoundError, ValueError, PipelineError) as e:
         print(f"brainlib {args.cmd}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -1,0 +1,213 @@
+"""Run the numbered notebooks end to end with papermill: the `brainlib run` batch.
+
+A batch named `demo` trains `outputs/demo-AD` and `outputs/demo-NC` (or one
+conditional `outputs/demo-both`) and keeps its executed notebooks and summary page
+in `outputs/demo/`:
+
+    01_data -> 02_train_progressive (once per class) -> 03_samples -> 04_umap -> summary
+
+Every notebook declares its parameters in its `parameters` cell; the batch offers
+each notebook the values below and passes only those the notebook declares, so a
+notebook runs the same way under `brainlib run`, under plain `papermill -p ...` and
+in JupyterLab. Paths are made absolute first: notebooks `os.chdir` to the
+workbook folder, while the CLI resolves paths against the caller's folder.
+papermill is imported lazily: training must not need the notebook stack.
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from brainlib.config import PRESETS, ConfigError, project_root
+
+NOTEBOOKS = ("01_data", "02_train_progressive", "03_samples", "04_umap")
+KERNEL_NAME = "python3"  # installed into the venv by the Makefile (ipykernel install --sys-prefix)
+RUN_NAME_PARAMETERS = ("run_name", "run")  # what 02 may call the training run's name
+
+
+class PipelineError(RuntimeError):
+    """A notebook of the batch failed; the message names it, the cell, and where the
+    executed notebook (with its traceback) was kept."""
+
+
+@dataclass
+class Step:
+    """One notebook execution of the batch, and how it went."""
+    notebook: str                  # stem, e.g. "02_train_progressive"
+    label: str                     # what the progress line shows, e.g. "02_train_progressive AD"
+    output: Path                   # the executed notebook
+    parameters: dict[str, Any] = field(default_factory=dict)
+    run: str | None = None         # the training run this step makes, for 02
+    status: str = "pending"        # pending | done | skipped | failed
+    seconds: float | None = None
+
+
+def run_batch(preset: str = "demo", classes: tuple[str, ...] | list[str] = ("AD", "NC"),
+              conditional: bool = False, data_root: str | Path | None = None,
+              name: str | None = None, out_root: str | Path = "outputs", retrain: bool = False,
+              *, notebooks_dir: str | Path | None = None, parameters: dict[str, Any] | None = None,
+              kernel_name: str = KERNEL_NAME) -> Path:
+    """Execute 01..04 for one batch and write its summary page; return summary.html.
+
+    Finished training runs (checkpoints/latest.json says "finished") are skipped unless
+    `retrain`; 03 and 04 always run. `parameters` adds extra values offered to every
+    notebook (e.g. a smaller sample count for tests). A failing notebook raises
+    PipelineError after papermill has saved the executed notebook with its error.
+    """
+    if preset not in PRESETS:
+        raise ConfigError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
+    run_classes = ["both"] if conditional else _checked_classes(classes)
+    name = name or preset
+    out_root = Path(out_root).expanduser().resolve()
+    data_root = None if data_root is None else str(_existing_dir(data_root, "data root"))
+    notebooks_dir = Path(notebooks_dir) if notebooks_dir else project_root() / "notebooks"
+    batch_dir = out_root / name
+    runs = [f"{name}-{cls}" for cls in run_classes]
+    offered = dict(preset=preset, data_root=data_root, out_root=str(out_root), name=name,
+                   batch_name=name, classes=list(classes), conditional=conditional, runs=runs,
+                   run_names=runs, **(parameters or {}))
+
+    steps = plan_steps(notebooks_dir, batch_dir / "notebooks", offered, run_classes, runs)
+    print(f"batch {name!r}: {len(steps)} notebooks, outputs in {batch_dir}", flush=True)
+    started = time.monotonic()
+    for i, step in enumerate(steps, 1):
+        prefix = f"[{i}/{len(steps)}] {step.label} ..."
+        if step.run and not retrain and training_finished(out_root / step.run):
+            step.status = "skipped"
+            _record(batch_dir, steps)
+            print(f"{prefix} skipped: {out_root / step.run} already finished (retrain=True to redo)", flush=True)
+            continue
+        print(prefix, end="", flush=True)
+        try:
+            execute(notebooks_dir / f"{step.notebook}.ipynb", step, kernel_name=kernel_name)
+        finally:
+            _record(batch_dir, steps)
+        print(f" done in {format_seconds(step.seconds)}", flush=True)
+
+    from brainlib.summary import write_summary
+    summary = write_summary(batch_dir, [out_root / run for run in runs], _timings(steps),
+                            total_seconds=time.monotonic() - started)
+    print(f"batch {name!r} finished in {format_seconds(time.monotonic() - started)}; "
+          f"summary: {summary} (and summary.md)", flush=True)
+    return summary
+
+
+def plan_steps(notebooks_dir: Path, executed_dir: Path, offered: dict[str, Any],
+               run_classes: list[str], runs: list[str]) -> list[Step]:
+    """The batch's notebook executions in order, each with the parameters its
+    notebook declares (read with papermill.inspect_notebook)."""
+    steps = []
+    for stem in NOTEBOOKS:
+        source = notebooks_dir / f"{stem}.ipynb"
+        if not source.is_file():
+            raise PipelineError(f"notebook {source} is missing; the batch needs {', '.join(NOTEBOOKS)}")
+        declared = declared_parameters(source)
+        if stem != "02_train_progressive":
+            steps.append(Step(stem, stem, executed_dir / f"{stem}.ipynb", _pick(offered, declared)))
+            continue
+        run_key = next((k for k in RUN_NAME_PARAMETERS if k in declared), None)
+        if "class_name" not in declared or run_key is None:
+            raise PipelineError(f"{source} must declare class_name and run_name in its parameters cell "
+                                f"(declares: {', '.join(sorted(declared)) or 'nothing'})")
+        for cls, run in zip(run_classes, runs):
+            values = _pick({**offered, "class_name": cls, run_key: run}, declared)
+            steps.append(Step(stem, f"{stem} {cls}", executed_dir / f"{stem}-{cls}.ipynb", values, run=run))
+    return steps
+
+
+def execute(source: Path, step: Step, *, kernel_name: str = KERNEL_NAME) -> None:
+    """Run one notebook with papermill in the workbook folder; on failure raise
+    PipelineError naming the cell, with the executed notebook kept at step.output."""
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
+    step.output.parent.mkdir(parents=True, exist_ok=True)
+    start = time.monotonic()
+    try:
+        papermill.execute_notebook(str(source), str(step.output), parameters=step.parameters,
+                                   kernel_name=kernel_name, cwd=str(project_root()),
+                                   progress_bar=False, log_output=False)
+    except PapermillExecutionError as e:
+        step.status, step.seconds = "failed", time.monotonic() - start
+        print(f" FAILED after {format_seconds(step.seconds)}", flush=True)
+        first_line = next((l for l in e.source.splitlines() if l.strip()), "")
+        raise PipelineError(
+            f"{step.label} failed in cell {e.cell_index} (In [{e.exec_count}]: {first_line.strip()!r}) "
+            f"with {e.ename}: {e.evalue}; the executed notebook with the traceback is {step.output}") from e
+    except Exception as e:  # kernel died, kernel missing, unreadable notebook ...
+        step.status, step.seconds = "failed", time.monotonic() - start
+        print(f" FAILED after {format_seconds(step.seconds)}", flush=True)
+        raise PipelineError(f"{step.label} could not run ({type(e).__name__}: {e}); "
+                            f"partial executed notebook: {step.output}") from e
+    step.status, step.seconds = "done", time.monotonic() - start
+
+
+def declared_parameters(notebook: Path) -> set[str]:
+    """Names assigned in the notebook's `parameters` cell."""
+    import papermill
+    return set(papermill.inspect_notebook(str(notebook)))
+
+
+def training_finished(run_dir: Path) -> bool:
+    """True when the run's checkpoints/latest.json (or the checkpoint metadata it
+    points to) says the schedule finished."""
+    latest = Path(run_dir) / "checkpoints" / "latest.json"
+    try:
+        meta = json.loads(latest.read_text())
+    except (OSError, json.JSONDecodeError):
+        return False
+    if "finished" in meta:
+        return bool(meta["finished"])
+    pointed = next((meta[k] for k in ("checkpoint", "name", "path", "latest") if isinstance(meta.get(k), str)), None)
+    if pointed is None:
+        return False
+    target = latest.parent / Path(pointed).name
+    try:
+        return bool(json.loads(target.with_suffix(".json").read_text()).get("finished", False))
+    except (OSError, json.JSONDecodeError):
+        return False
+
+
+def format_seconds(seconds: float | None) -> str:
+    """7m58s, 1h02m, 3.4s."""
+    if seconds is None:
+        return "-"
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, secs = divmod(int(round(seconds)), 60)
+    if minutes < 60:
+        return f"{minutes}m{secs:02d}s"
+    return f"{minutes // 60}h{minutes % 60:02d}m"
+
+
+def _pick(offered: dict[str, Any], declared: set[str]) -> dict[str, Any]:
+    return {k: v for k, v in offered.items() if k in declared}
+
+
+def _checked_classes(classes: tuple[str, ...] | list[str]) -> list[str]:
+    classes = list(classes)
+    bad = [c for c in classes if c not in ("AD", "NC")]
+    if not classes or bad or len(set(classes)) != len(classes):
+        raise ConfigError(f"classes {classes} must be AD and/or NC, each once (or use conditional=True)")
+    return classes
+
+
+def _existing_dir(path: str | Path, what: str) -> Path:
+    path = Path(path).expanduser().resolve()
+    if not path.is_dir():
+        raise FileNotFoundError(f"{what} {path} is not a folder")
+    return path
+
+
+def _timings(steps: list[Step]) -> list[dict[str, Any]]:
+    return [dict(notebook=s.notebook, label=s.label, status=s.status, seconds=s.seconds,
+                 executed=str(s.output)) for s in steps]
+
+
+def _record(batch_dir: Path, steps: list[Step]) -> None:
+    """timings.json in the batch folder: which notebooks ran, how long, how they ended."""
+    from brainlib.atomic import atomic_write_json
+    atomic_write_json(batch_dir / "timings.json", _timings(steps))

@@ -1,0 +1,187 @@
+"""brainlib.pipeline.run_batch: notebooks run in order with the right parameters, a
+failing notebook stops the batch with its cell named, finished runs are skipped, and
+the summary page shows what the runs wrote.
+
+Most tests use tiny stand-in notebooks (no torch, seconds each) written to tmp_path;
+the last one runs the workbook's real notebooks on the smoke preset."""
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from brainlib.pipeline import PipelineError, format_seconds, run_batch, training_finished
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).parent))
+
+PNG_CODE = "from PIL import Image; Image.new('L', (8, 8), {v}).save({path})"
+
+
+def write_notebook(path: Path, parameters: str, *cells: str) -> Path:
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    first = nbformat.v4.new_code_cell(parameters)
+    first.metadata["tags"] = ["parameters"]
+    nb.cells = [first] + [nbformat.v4.new_code_cell(c) for c in cells]
+    nbformat.write(nb, path)
+    return path
+
+
+def stand_in_notebooks(folder: Path, fail_in: str | None = None) -> Path:
+    """Four notebooks with the real ones' parameter names that write what the real
+    ones write (latest.json, samples, plots, eval.json, an embedding figure)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    common = 'data_root = None\nout_root = "outputs"\npreset = "demo"\n'
+    log = "import json, os, pathlib\nlog = pathlib.Path(out_root) / 'calls.jsonl'\n"
+    write_notebook(folder / "01_data.ipynb", common,
+                   log + "log.parent.mkdir(parents=True, exist_ok=True)\n"
+                   "log.open('a').write(json.dumps(dict(nb='01', data_root=data_root, preset=preset, cwd=os.getcwd())) + '\\n')")
+    write_notebook(folder / "02_train_progressive.ipynb", common + 'class_name = "AD"\nrun_name = "demo-AD"\n',
+                   log + "log.open('a').write(json.dumps(dict(nb='02', class_name=class_name, run=run_name)) + '\\n')",
+                   "run = pathlib.Path(out_root) / run_name\n"
+                   "for sub in ('checkpoints', 'samples', 'plots'): (run / sub).mkdir(parents=True, exist_ok=True)\n"
+                   "(run / 'checkpoints' / '02-16px.json').write_text(json.dumps(dict(finished=True)))\n"
+                   "(run / 'checkpoints' / 'latest.json').write_text(json.dumps(dict(checkpoint='02-16px.safetensors')))\n"
+                   + PNG_CODE.format(v=10, path="run / 'samples' / '16px.png'") + "\n"
+                   + PNG_CODE.format(v=20, path="run / 'samples' / '8px.png'") + "\n"
+                   + PNG_CODE.format(v=30, path="run / 'plots' / 'loss_per_batch.png'"))
+    write_notebook(folder / "03_samples.ipynb", common + 'runs = ["demo-AD", "demo-NC"]\n',
+                   log + "log.open('a').write(json.dumps(dict(nb='03', runs=runs)) + '\\n')",
+                   "raise ValueError('the sampler broke')" if fail_in == "03" else "print('ok')")
+    write_notebook(folder / "04_umap.ipynb", common + 'runs = ["demo-AD", "demo-NC"]\n',
+                   log + "log.open('a').write(json.dumps(dict(nb='04', runs=runs)) + '\\n')",
+                   "run = pathlib.Path(out_root) / runs[0]\n"
+                   "(run / 'eval.json').write_text(json.dumps({'fid': {'value': 12.5, 'floor': 3.25}, 'n': 64}))\n"
+                   + PNG_CODE.format(v=40, path="run / 'umap_real_vs_generated.png'"))
+    return folder
+
+
+def calls(out_root: Path) -> list[dict]:
+    return [json.loads(line) for line in (out_root / "calls.jsonl").read_text().splitlines()]
+
+
+def test_batch_runs_each_notebook_with_its_parameters_and_writes_the_summary(tmp_path, capsys):
+    notebooks = stand_in_notebooks(tmp_path / "nb")
+    data = tmp_path / "data"
+    data.mkdir()
+    summary = run_batch(preset="smoke", name="b1", data_root=data, out_root=tmp_path / "out",
+                        notebooks_dir=notebooks)
+    out = tmp_path / "out"
+    assert summary == out / "b1" / "summary.html"
+    made = calls(out)
+    assert [c["nb"] for c in made] == ["01", "02", "02", "03", "04"]
+    assert made[0]["data_root"] == str(data) and made[0]["preset"] == "smoke"
+    assert made[0]["cwd"] == str(ROOT)  # papermill runs in the workbook folder
+    assert [(c["class_name"], c["run"]) for c in made[1:3]] == [("AD", "b1-AD"), ("NC", "b1-NC")]
+    assert made[3]["runs"] == made[4]["runs"] == ["b1-AD", "b1-NC"]
+    executed = sorted(p.name for p in (out / "b1" / "notebooks").glob("*.ipynb"))
+    assert executed == ["01_data.ipynb", "02_train_progressive-AD.ipynb", "02_train_progressive-NC.ipynb",
+                        "03_samples.ipynb", "04_umap.ipynb"]
+    # the executed notebook carries the injected parameters
+    injected = nbformat.read(out / "b1" / "notebooks" / "02_train_progressive-NC.ipynb", as_version=4).cells[1]
+    assert "injected-parameters" in injected.metadata["tags"] and 'class_name = "NC"' in injected.source
+    lines = [l for l in capsys.readouterr().out.splitlines() if l.startswith("[")]
+    assert len(lines) == 5 and lines[1].startswith("[2/5] 02_train_progressive AD ... done in ")
+    assert all(re.search(r"done in (\d+\.\d+s|\d+m\d\ds)$", l) for l in lines)
+
+    page = summary.read_text()
+    assert page.count("<img src='data:image/png;base64,") == 2 * 3 + 1  # 2 runs x (2 grids + 1 loss) + UMAP
+    assert page.index("8px.png") < page.index("16px.png")  # resolutions in order
+    assert "fid.value" in page and "12.5" in page and "fid.floor" in page
+    md = (out / "b1" / "summary.md").read_text()
+    assert "![umap_real_vs_generated](../b1-AD/umap_real_vs_generated.png)" in md
+    assert "| 02_train_progressive NC | done |" in md
+    timings = json.loads((out / "b1" / "timings.json").read_text())
+    assert [t["status"] for t in timings] == ["done"] * 5 and all(t["seconds"] > 0 for t in timings)
+
+
+def test_rerun_skips_finished_training_but_still_samples_and_evaluates(tmp_path, capsys):
+    notebooks = stand_in_notebooks(tmp_path / "nb")
+    out = tmp_path / "out"
+    run_batch(preset="smoke", classes=["NC"], out_root=out, notebooks_dir=notebooks)
+    assert training_finished(out / "smoke-NC")
+    capsys.readouterr()
+    run_batch(preset="smoke", classes=["NC"], out_root=out, notebooks_dir=notebooks)
+    assert [c["nb"] for c in calls(out)] == ["01", "02", "03", "04", "01", "03", "04"]
+    printed = capsys.readouterr().out
+    assert "[2/4] 02_train_progressive NC ... skipped" in printed
+    run_batch(preset="smoke", classes=["NC"], out_root=out, notebooks_dir=notebooks, retrain=True)
+    assert [c["nb"] for c in calls(out)][-4:] == ["01", "02", "03", "04"]
+
+
+def test_conditional_batch_trains_one_model_named_both(tmp_path):
+    notebooks = stand_in_notebooks(tmp_path / "nb")
+    run_batch(preset="smoke", conditional=True, name="c", out_root=tmp_path / "out", notebooks_dir=notebooks)
+    made = calls(tmp_path / "out")
+    assert [(c["class_name"], c["run"]) for c in made if c["nb"] == "02"] == [("both", "c-both")]
+    assert made[-1]["runs"] == ["c-both"]
+
+
+def test_failing_notebook_stops_the_batch_names_the_cell_and_keeps_the_notebook(tmp_path, capsys):
+    notebooks = stand_in_notebooks(tmp_path / "nb", fail_in="03")
+    out = tmp_path / "out"
+    with pytest.raises(PipelineError) as err:
+        run_batch(preset="smoke", classes=["AD"], out_root=out, notebooks_dir=notebooks)
+    message = str(err.value)
+    kept = out / "smoke" / "notebooks" / "03_samples.ipynb"
+    assert "03_samples" in message and "cell 3" in message and "ValueError: the sampler broke" in message
+    assert str(kept) in message
+    executed = nbformat.read(kept, as_version=4)
+    errors = [o for c in executed.cells if c.cell_type == "code" for o in c.get("outputs", []) if o.output_type == "error"]
+    assert errors and errors[0]["evalue"] == "the sampler broke"
+    assert "04" not in [c["nb"] for c in calls(out)]  # the batch stopped
+    assert not (out / "smoke" / "summary.html").exists()
+    assert "03_samples ... FAILED after" in capsys.readouterr().out
+    statuses = {t["label"]: t["status"] for t in json.loads((out / "smoke" / "timings.json").read_text())}
+    assert statuses == {"01_data": "done", "02_train_progressive AD": "done", "03_samples": "failed", "04_umap": "pending"}
+
+
+def test_cli_exits_non_zero_with_one_line_naming_the_failing_notebook(tmp_path):
+    notebooks = stand_in_notebooks(tmp_path / "nb", fail_in="03")
+    code = ("import sys, brainlib.pipeline as p, brainlib.cli as c\n"
+            "real = p.run_batch\n"
+            f"p.run_batch = lambda **kw: real(notebooks_dir={str(notebooks)!r}, **kw)\n"
+            "sys.exit(c.main(sys.argv[1:]))")
+    proc = subprocess.run([sys.executable, "-c", code, "run", "--preset", "smoke", "--classes", "AD",
+                           "--out-root", str(tmp_path / "out")], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("brainlib run: error: 03_samples failed in cell 3") and "Traceback" not in proc.stderr
+
+
+def test_bad_arguments_fail_before_any_notebook_runs(tmp_path):
+    notebooks = stand_in_notebooks(tmp_path / "nb")
+    with pytest.raises(ValueError, match="classes"):
+        run_batch(preset="smoke", classes=["AD", "MCI"], out_root=tmp_path, notebooks_dir=notebooks)
+    with pytest.raises(ValueError, match="unknown preset"):
+        run_batch(preset="huge", out_root=tmp_path, notebooks_dir=notebooks)
+    with pytest.raises(FileNotFoundError, match="nowhere"):
+        run_batch(preset="smoke", data_root=tmp_path / "nowhere", out_root=tmp_path, notebooks_dir=notebooks)
+    (notebooks / "04_umap.ipynb").unlink()
+    with pytest.raises(PipelineError, match="04_umap.ipynb is missing"):
+        run_batch(preset="smoke", out_root=tmp_path, notebooks_dir=notebooks)
+    write_notebook(notebooks / "02_train_progressive.ipynb", 'preset = "demo"\n', "pass")
+    with pytest.raises(PipelineError, match="must declare class_name and run_name"):
+        run_batch(preset="smoke", out_root=tmp_path, notebooks_dir=notebooks)
+    assert not (tmp_path / "calls.jsonl").exists()
+
+
+def test_training_finished_reads_the_checkpoint_the_pointer_names(tmp_path):
+    ckpt = tmp_path / "run" / "checkpoints"
+    assert not training_finished(tmp_path / "run")
+    ckpt.mkdir(parents=True)
+    (ckpt / "latest.json").write_text(json.dumps({"checkpoint": "01-8px.safetensors"}))
+    (ckpt / "01-8px.json").write_text(json.dumps({"finished": False, "res": 8}))
+    assert not training_finished(tmp_path / "run")
+    (ckpt / "01-8px.json").write_text(json.dumps({"finished": True, "res": 8}))
+    assert training_finished(tmp_path / "run")
+    (ckpt / "latest.json").write_text("{not json")
+    assert not training_finished(tmp_path / "run")
+
+
+def test_format_seconds():
+    assert [format_seconds(s) for s in (3.44, 478, 3720, None)] == ["3.4s", "7m58s", "1h02m", "-"]
