@@ -1,0 +1,149 @@
+"""`brainlib generate`: the original workbook's predict command, on saved random-weight runs."""
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from brainlib.checkpoints import module_tensors, save_checkpoint
+from brainlib.cli import main
+from brainlib.config import preset
+from brainlib.layers import NoiseInjection
+from brainlib.models import Generator
+from brainlib.sampling import generate_to_folder
+
+
+def save_run(out_root: Path, class_name: str) -> Path:
+    """A finished-looking run folder holding a random smoke generator (noise switched on)."""
+    cfg = preset("smoke", class_name=class_name, run=f"smoke-{class_name}", out_root=str(out_root))
+    torch.manual_seed(1)
+    G = Generator(cfg)
+    with torch.no_grad():
+        for m in G.modules():
+            if isinstance(m, NoiseInjection):
+                m.weight.fill_(0.5)
+    run_dir = out_root / cfg.run
+    cfg.save(run_dir / "config.json")
+    return save_checkpoint(run_dir, "02-16px", module_tensors(G, "G_ema"),
+                           {"config": cfg.to_dict(), "res": 16, "alpha": 1.0, "images_seen": 64, "finished": True})
+
+
+@pytest.fixture(scope="module")
+def out_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("outputs")
+    for c in ("AD", "NC", "both"):
+        save_run(root, c)
+    return root
+
+
+def snapshot(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def generate(out_root, *args) -> int:
+    return main(["generate", *map(str, args), "--out-root", str(out_root)])
+
+
+def test_writes_exactly_n_greyscale_pngs_at_the_trained_size(out_root, capsys):
+    assert generate(out_root, "--model", "smoke-AD", "--output", "five", "--n", 5, "--seed", 3) == 0
+    folder = out_root / "smoke-AD" / "generated_images" / "five"
+    assert f"wrote 5 images to {folder}" in capsys.readouterr().out
+    assert sorted(p.name for p in folder.iterdir()) == sorted(f"img_{i}.png" for i in range(5))
+    arrays = []
+    for i in range(5):
+        with Image.open(folder / f"img_{i}.png") as im:
+            assert im.format == "PNG" and im.mode == "L" and im.size == (16, 16)
+            arrays.append(np.asarray(im))
+    assert len({a.tobytes() for a in arrays}) == 5
+    assert not list(folder.parent.glob(".*"))  # no temporary folder left behind
+
+
+def test_same_seed_is_byte_identical_across_processes_and_seeds_differ(out_root):
+    generate_to_folder("smoke-AD", "in-process", 4, seed=9, out_root=out_root)
+    cmd = [sys.executable, "-m", "brainlib", "generate", "--model", "smoke-AD", "--output", "subprocess",
+           "--n", "4", "--seed", "9", "--out-root", str(out_root)]
+    result = subprocess.run(cmd, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    gen = out_root / "smoke-AD" / "generated_images"
+    for i in range(4):
+        assert (gen / "in-process" / f"img_{i}.png").read_bytes() == (gen / "subprocess" / f"img_{i}.png").read_bytes()
+    generate_to_folder("smoke-AD", "other-seed", 4, seed=10, out_root=out_root)
+    for i in range(4):
+        assert (gen / "other-seed" / f"img_{i}.png").read_bytes() != (gen / "in-process" / f"img_{i}.png").read_bytes()
+
+
+def test_checkpoint_path_writes_into_its_run_and_size_resizes(out_root):
+    ckpt = out_root / "smoke-NC" / "checkpoints" / "02-16px.safetensors"
+    assert generate(out_root, "--model", ckpt, "--output", "big", "--n", 2, "--size", 64, "--class", "NC") == 0
+    folder = out_root / "smoke-NC" / "generated_images" / "big"
+    with Image.open(folder / "img_1.png") as im:
+        assert im.size == (64, 64) and im.mode == "L"
+        big = np.asarray(im, dtype=float)
+    small = generate_to_folder(ckpt, "small", 2, out_root=out_root, class_name="NC")
+    with Image.open(small / "img_1.png") as im:
+        reference = np.asarray(im.resize((64, 64), Image.Resampling.LANCZOS), dtype=float)
+    assert np.abs(big - reference).max() <= 1  # the same image, resized with antialiasing
+
+
+def test_conditional_model_makes_the_class_asked_for(out_root):
+    ad = generate_to_folder("smoke-both", "ad", 2, class_name="AD", out_root=out_root)
+    nc = generate_to_folder("smoke-both", "nc", 2, class_name="NC", out_root=out_root)
+    assert (ad / "img_0.png").read_bytes() != (nc / "img_0.png").read_bytes()
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--model", "no-such-run", "--output", "x", "--n", "3"], "no run or checkpoint named 'no-such-run'"),
+    (["--model", "smoke-AD", "--output", "x", "--n", "0"], "--n must be a positive number"),
+    (["--model", "smoke-AD", "--output", "x", "--n", "-2"], "--n must be a positive number"),
+    (["--model", "smoke-AD", "--output", "x", "--n", "3", "--class", "NC"], "trained on AD only and cannot make NC"),
+    (["--model", "smoke-both", "--output", "x", "--n", "3"], "conditional: choose a class"),
+    (["--model", "smoke-AD", "--output", "../x", "--n", "3"], "plain folder name"),
+    (["--model", "smoke-AD", "--output", "x", "--n", "3", "--size", "0"], "--size must be a positive"),
+])
+def test_bad_input_exits_2_with_one_clear_line_and_writes_nothing(out_root, capsys, args, words):
+    before = snapshot(out_root)
+    assert generate(out_root, *args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("brainlib generate: error:") and words in err
+    assert snapshot(out_root) == before
+
+
+def test_existing_output_is_never_overwritten(out_root, capsys):
+    assert generate(out_root, "--model", "smoke-AD", "--output", "mine", "--n", 2) == 0
+    mine = out_root / "smoke-AD" / "generated_images" / "mine"
+    (mine / "notes.txt").write_text("my annotations")
+    before = snapshot(out_root)
+    assert generate(out_root, "--model", "smoke-AD", "--output", "mine", "--n", 3, "--seed", 5) == 2
+    err = capsys.readouterr().err
+    assert "already exists; choose another --output" in err and str(mine) in err
+    assert snapshot(out_root) == before
+
+
+def test_an_error_midway_leaves_nothing_behind(out_root, monkeypatch):
+    import brainlib.sampling as sampling
+
+    calls = []
+
+    def failing_write(images, folder, **kw):
+        calls.append(folder)
+        if len(calls) == 2:
+            raise OSError(28, "No space left on device")
+        return original(images, folder, **kw)
+
+    original = sampling.write_pngs
+    monkeypatch.setattr(sampling, "write_pngs", failing_write)
+    before = snapshot(out_root)
+    with pytest.raises(OSError, match="No space left"):
+        generate_to_folder("smoke-AD", "interrupted", 5, out_root=out_root, batch_size=2)
+    assert snapshot(out_root) == before and not (out_root / "smoke-AD" / "generated_images" / "interrupted").exists()
+
+
+def test_checkpoint_path_relative_to_out_root_and_run_folder(out_root):
+    rel = generate_to_folder("smoke-AD/checkpoints/02-16px.safetensors", "rel", 1, out_root=out_root)
+    by_folder = generate_to_folder(out_root / "smoke-AD", "by-folder", 1, out_root=out_root)
+    assert rel == out_root / "smoke-AD" / "generated_images" / "rel"
+    assert by_folder == out_root / "smoke-AD" / "generated_images" / "by-folder"
+    assert (rel / "img_0.png").read_bytes() == (by_folder / "img_0.png").read_bytes()
