@@ -1,0 +1,215 @@
+"""Checkpoints: every tensor of a run in one safetensors file, everything else in JSON.
+
+A checkpoint `<run>/checkpoints/<name>` is two files written in this order, each
+atomically (brainlib/atomic.py): `<name>.safetensors` (weights of G, D and the EMA
+generator, both optimisers' state tensors, the torch RNG states, the fixed sample
+latents) and `<name>.json` (config, schedule position, non-tensor optimiser state,
+the architecture signature and the sha256 of the safetensors file). Only then does
+`latest.json` move to the new checkpoint, so a crash or a full disk at any moment
+leaves the previous checkpoint usable. Loading reads safetensors and JSON and never
+unpickles.
+"""
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load as safetensors_load
+from safetensors.torch import save as safetensors_save
+from torch import nn
+
+from brainlib.atomic import atomic_write_bytes, atomic_write_json
+from brainlib.config import RunConfig
+
+FORMAT_VERSION = 1
+LATEST = "latest.json"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be written or used; the message names the file."""
+
+
+# ----------------------------------------------------------------------
+# Writing and reading one checkpoint
+
+
+def save_checkpoint(run_dir: str | Path, name: str, tensors: dict[str, torch.Tensor], meta: dict) -> Path:
+    """Write `<run_dir>/checkpoints/<name>.safetensors` and `.json`, then point latest.json at them.
+
+    `meta` must be JSON-able. Returns the safetensors path. On failure (for example a full
+    disk) raises CheckpointError and leaves latest.json and the previous checkpoint intact."""
+    folder = Path(run_dir) / "checkpoints"
+    path = folder / f"{name}.safetensors"
+    meta_path = path.with_suffix(".json")
+    # safetensors refuses views that share storage, and wants contiguous CPU tensors
+    flat = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
+    blob = safetensors_save(flat)
+    meta = {**meta, "format_version": FORMAT_VERSION, "sha256": hashlib.sha256(blob).hexdigest(),
+            "file": path.name}
+    previous = latest_checkpoint(run_dir)
+    try:
+        atomic_write_bytes(path, blob)
+        atomic_write_json(meta_path, meta)
+        atomic_write_json(folder / LATEST, {"checkpoint": path.name})
+    except OSError as e:
+        reason = "the disk is full" if e.errno == errno.ENOSPC else (e.strerror or str(e))
+        kept = f"the previous checkpoint {previous} is intact" if previous else "no earlier checkpoint exists"
+        raise CheckpointError(f"could not write checkpoint {path}: {reason}; {kept}") from e
+    return path
+
+
+def load_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
+    """(tensors, meta) of a checkpoint; verifies the file against the sha256 in its JSON.
+
+    A `.pt` file is read with torch.load(weights_only=True) and must hold a dict of tensors;
+    its metadata comes from a `.json` beside it when present."""
+    path = Path(path)
+    if path.suffix == ".json" and path.name != LATEST:
+        path = path.with_suffix(".safetensors")
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} does not exist")
+    meta_path = path.with_suffix(".json")
+    if path.suffix == ".pt":
+        return _load_pt(path), _read_json(meta_path) if meta_path.is_file() else {}
+    if not meta_path.is_file():
+        raise CheckpointError(f"checkpoint {path} has no metadata file {meta_path.name} beside it")
+    meta = _read_json(meta_path)
+    blob = path.read_bytes()
+    if meta.get("sha256") and hashlib.sha256(blob).hexdigest() != meta["sha256"]:
+        raise CheckpointError(f"checkpoint {path} is corrupt or was modified: its sha256 does not match "
+                              f"the one recorded in {meta_path.name}")
+    try:
+        tensors = safetensors_load(blob)
+    except (SafetensorError, ValueError, RuntimeError) as e:
+        raise CheckpointError(f"checkpoint {path} is not a readable safetensors file ({e})") from e
+    return tensors, meta
+
+
+def latest_checkpoint(run_dir: str | Path) -> Path | None:
+    """The checkpoint latest.json points to, or None when the run has none yet."""
+    pointer = Path(run_dir) / "checkpoints" / LATEST
+    if not pointer.is_file():
+        return None
+    name = _read_json(pointer).get("checkpoint")
+    if not name:
+        raise CheckpointError(f"{pointer} does not name a checkpoint")
+    return pointer.parent / name
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{path} is not valid JSON ({e})") from e
+
+
+def _load_pt(path: Path) -> dict[str, torch.Tensor]:
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises several types for refused or broken pickles
+        raise CheckpointError(f"checkpoint {path} could not be read as a weights-only torch file ({e})") from e
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise CheckpointError(f"checkpoint {path} must hold a dict of tensors (a state dict)")
+    return obj
+
+
+# ----------------------------------------------------------------------
+# Modules and optimisers <-> flat tensor dicts
+
+
+def architecture_signature(tensors: dict[str, torch.Tensor], prefixes=("G/", "D/", "G_ema/")) -> dict[str, list[int]]:
+    """Tensor name -> shape for the networks' weights: what must match to load them."""
+    return {k: list(v.shape) for k, v in tensors.items() if k.startswith(prefixes)}
+
+
+def module_tensors(module: nn.Module, prefix: str) -> dict[str, torch.Tensor]:
+    return {f"{prefix}/{k}": v for k, v in module.state_dict().items()}
+
+
+def load_module(module: nn.Module, tensors: dict[str, torch.Tensor], prefix: str, source: str | Path) -> None:
+    """Copy `<prefix>/...` tensors into `module`; refuse with the list of differences if they do not fit."""
+    wanted = {k: tuple(v.shape) for k, v in module.state_dict().items()}
+    have = {k[len(prefix) + 1:]: tuple(v.shape) for k, v in tensors.items() if k.startswith(prefix + "/")}
+    problems = [f"  missing in checkpoint: {k} {list(s)}" for k, s in wanted.items() if k not in have]
+    problems += [f"  not in the model: {k} {list(s)}" for k, s in have.items() if k not in wanted]
+    problems += [f"  shape of {k}: checkpoint {list(have[k])}, model {list(s)}"
+                 for k, s in wanted.items() if k in have and have[k] != s]
+    if problems:
+        shown = problems[:25] + ([f"  ... and {len(problems) - 25} more"] if len(problems) > 25 else [])
+        raise CheckpointError(f"checkpoint {source} does not fit this {prefix} architecture "
+                              f"({len(problems)} differences):\n" + "\n".join(shown))
+    state = {k: tensors[f"{prefix}/{k}"] for k in wanted}
+    module.load_state_dict(state, strict=True)
+
+
+def optimizer_tensors(opt: torch.optim.Optimizer, prefix: str) -> tuple[dict[str, torch.Tensor], dict]:
+    """Split an optimiser's state dict into tensors (flattened names) and a JSON-able rest."""
+    sd = opt.state_dict()
+    tensors, scalars = {}, {}
+    for idx, state in sd["state"].items():
+        for key, value in state.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"{prefix}/state/{idx}/{key}"] = value
+            else:
+                scalars.setdefault(str(idx), {})[key] = value
+    return tensors, {"param_groups": sd["param_groups"], "scalars": scalars}
+
+
+def load_optimizer(opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], extra: dict, prefix: str) -> None:
+    """Inverse of optimizer_tensors; tensors land on the device of the optimiser's parameters."""
+    state: dict[int, dict[str, Any]] = {}
+    for name, value in tensors.items():
+        if name.startswith(prefix + "/state/"):
+            idx, key = name[len(prefix) + 7:].split("/", 1)
+            state.setdefault(int(idx), {})[key] = value
+    for idx, values in extra.get("scalars", {}).items():
+        state.setdefault(int(idx), {}).update(values)
+    groups = [dict(g, betas=tuple(g["betas"])) if "betas" in g else dict(g) for g in extra["param_groups"]]
+    opt.load_state_dict({"state": state, "param_groups": groups})
+
+
+# ----------------------------------------------------------------------
+# The generator for sampling
+
+
+def resolve_checkpoint(model: str | Path, out_root: str | Path = "outputs") -> Path:
+    """A run name under out_root, a run folder, or a checkpoint file -> the checkpoint file."""
+    candidates = [Path(model), Path(out_root) / str(model)]
+    for cand in candidates:
+        if cand.is_file():
+            return cand
+        if cand.is_dir():
+            latest = latest_checkpoint(cand)
+            if latest is None:
+                raise FileNotFoundError(f"run folder {cand} has no checkpoint yet (no checkpoints/{LATEST})")
+            return latest
+    raise FileNotFoundError(f"no run or checkpoint named {model!r}: looked for {candidates[0]} and {candidates[1]}")
+
+
+def load_generator(model: str | Path, *, out_root: str | Path = "outputs", device: str | torch.device = "cpu"):
+    """(EMA generator in eval mode, RunConfig, meta) from a run name, run folder or checkpoint.
+
+    meta holds "res", "alpha", "images_seen" and "finished" (plus the rest of the checkpoint's JSON)."""
+    from brainlib.models import Generator
+
+    path = resolve_checkpoint(model, out_root)
+    tensors, meta = load_checkpoint(path)
+    if "config" in meta:
+        cfg = RunConfig.from_dict(meta["config"])
+    else:
+        config_json = path.parent.parent / "config.json"
+        if not config_json.is_file():
+            raise CheckpointError(f"checkpoint {path} has no config in its metadata and no {config_json}")
+        cfg = RunConfig.load(config_json)
+    G = Generator(cfg)
+    prefix = "G_ema" if any(k.startswith("G_ema/") for k in tensors) else None
+    if prefix is None:  # a bare state dict (.pt) of the generator
+        tensors, prefix = {f"G/{k}": v for k, v in tensors.items()}, "G"
+    load_module(G, tensors, prefix, path)
+    meta = {"res": cfg.image_size, "alpha": 1.0, "images_seen": 0, "finished": False, **meta}
+    return G.to(device).eval().requires_grad_(False), cfg, meta

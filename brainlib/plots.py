@@ -1,0 +1,122 @@
+"""Pictures of a run: sample grids and loss curves (matplotlib Agg, files written atomically)."""
+from __future__ import annotations
+
+import io
+from collections import defaultdict
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import torch
+
+from brainlib.atomic import atomic_write, atomic_write_bytes
+
+LOSS_KEYS = ("d_loss", "g_loss")
+LOSS_LABELS = {"d_loss": "critic (D)", "g_loss": "generator (G)"}
+
+
+def save_grid(images: torch.Tensor, path: str | Path, nrow: int) -> Path:
+    """Save images in [-1, 1] ([N,1,H,W] or [N,H,W]) as one PNG grid, `nrow` images per row."""
+    from torchvision.utils import save_image
+
+    images = images.detach().float().cpu()
+    if images.dim() == 3:
+        images = images[:, None]
+    images = (images.clamp(-1, 1) + 1) / 2
+    path = Path(path)
+    atomic_write(path, lambda tmp: save_image(images, tmp, nrow=nrow, padding=2, pad_value=1.0, format="png"))
+    return path
+
+
+def _figure():
+    import matplotlib
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def _save_figure(fig, path: str | Path) -> Path:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    _figure().close(fig)
+    atomic_write_bytes(Path(path), buf.getvalue())
+    return Path(path)
+
+
+def _batch_rows(rows: Iterable[dict]) -> list[dict]:
+    return [r for r in rows if r.get("kind", "batch") == "batch" and any(k in r for k in LOSS_KEYS)]
+
+
+def _panels(rows: list[dict], steps: Sequence[int] | None) -> dict[int, list[dict]]:
+    by_step: dict[int, list[dict]] = defaultdict(list)
+    for r in rows:
+        if steps is None or r["step"] in steps:
+            by_step[r["step"]].append(r)
+    return dict(sorted(by_step.items()))
+
+
+def _title(kind: str, steps: list[int]) -> str:
+    if not steps:
+        return f"Loss per {kind}: no data"
+    return f"Loss per {kind}: step {steps[0]}" if len(steps) == 1 else f"Loss per {kind}: steps {steps[0]} to {steps[-1]}"
+
+
+def plot_losses_per_batch(rows: Iterable[dict], path: str | Path, *, steps: Sequence[int] | None = None,
+                          keys: Sequence[str] = LOSS_KEYS) -> Path:
+    """One panel per resolution step: critic and generator loss for every logged batch.
+
+    `rows` are metrics.jsonl records (`kind == "batch"`, with `step`, `res`, `images_seen`)."""
+    panels = _panels(_batch_rows(rows), steps)
+    plt = _figure()
+    n = max(1, len(panels))
+    fig, axes = plt.subplots(1, n, figsize=(4.2 * n, 3.2), squeeze=False)
+    for ax, (step, rs) in zip(axes[0], panels.items()):
+        for key in keys:
+            pts = [(i, r[key]) for i, r in enumerate(rs) if r.get(key) is not None]
+            if pts:
+                ax.plot(*zip(*pts), lw=0.8, label=LOSS_LABELS.get(key, key))
+        ax.set_title(f"step {step}: {rs[0]['res']} px")
+        ax.set_xlabel("batch")
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("loss")
+    if panels:
+        axes[0][0].legend(fontsize=8)
+    fig.suptitle(_title("batch", list(panels)))
+    return _save_figure(fig, path)
+
+
+def epoch_means(rows: Iterable[dict], keys: Sequence[str] = LOSS_KEYS) -> list[dict]:
+    """Mean of each loss per (step, epoch), in order: the numbers behind plot_losses_per_epoch."""
+    groups: dict[tuple[int, int], list[dict]] = defaultdict(list)
+    for r in _batch_rows(rows):
+        groups[(r["step"], r.get("epoch", 0))].append(r)
+    out = []
+    for (step, epoch), rs in sorted(groups.items()):
+        row = {"step": step, "epoch": epoch, "res": rs[0]["res"], "batches": len(rs)}
+        for key in keys:
+            vals = [r[key] for r in rs if r.get(key) is not None]
+            row[key] = sum(vals) / len(vals) if vals else None
+        out.append(row)
+    return out
+
+
+def plot_losses_per_epoch(rows: Iterable[dict], path: str | Path, *, steps: Sequence[int] | None = None,
+                          keys: Sequence[str] = LOSS_KEYS) -> Path:
+    """One panel per resolution step: the mean critic and generator loss of each epoch."""
+    means = epoch_means(rows, keys)
+    panels = _panels(means, steps)
+    plt = _figure()
+    n = max(1, len(panels))
+    fig, axes = plt.subplots(1, n, figsize=(4.2 * n, 3.2), squeeze=False)
+    for ax, (step, rs) in zip(axes[0], panels.items()):
+        for key in keys:
+            pts = [(r["epoch"] + 1, r[key]) for r in rs if r.get(key) is not None]
+            if pts:
+                ax.plot(*zip(*pts), marker="o", ms=3, lw=1, label=LOSS_LABELS.get(key, key))
+        ax.set_title(f"step {step}: {rs[0]['res']} px")
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("mean loss")
+    if panels:
+        axes[0][0].legend(fontsize=8)
+    fig.suptitle(_title("epoch", list(panels)))
+    return _save_figure(fig, path)
