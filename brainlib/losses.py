@@ -1,0 +1,127 @@
+"""GAN objectives as objects the trainer calls with the networks and a batch (it never
+looks inside): WGAN-GP with ProGAN's drift term (the original recipe), and the
+non-saturating logistic loss with R1 (StyleGAN's). Both apply DiffAugment to real and
+fake images before D when the config asks for it.
+
+Penalties are lazy (StyleGAN2): the trainer passes `regularise=True` every `reg_every`
+critic steps with `reg_scale=reg_every`. Penalty gradients are taken in float32 with
+autocast switched off, because a second-order graph in bf16/fp16 is too coarse.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from brainlib.augment import DEFAULT_POLICY, augment
+from brainlib.config import ConfigError, RunConfig
+
+
+def input_gradient(D: nn.Module, x: Tensor, label: Tensor | None, alpha: float | Tensor) -> Tensor:
+    """d sum(D(x)) / dx with a graph for the penalty's own backward. Autocast is off for the
+    forward and the gradient alike (autograd would otherwise run the backward in bf16 too)."""
+    x = x.detach().float().requires_grad_(True)
+    with torch.autocast(device_type=x.device.type, enabled=False):
+        (grad,) = torch.autograd.grad(D(x, label, alpha=alpha).float().sum(), x, create_graph=True)
+    return grad
+
+
+def gradient_penalty(D: nn.Module, real: Tensor, fake: Tensor, label: Tensor | None, *,
+                     alpha: float | Tensor = 1.0) -> Tensor:
+    """WGAN-GP (Gulrajani et al. 2017): mean over the batch of (||grad D(x_hat)|| - 1)^2 at
+    x_hat uniformly between each real and fake image."""
+    t = torch.rand(real.shape[0], 1, 1, 1, device=real.device)
+    x_hat = torch.lerp(real.detach().float(), fake.detach().float(), t)
+    grad = input_gradient(D, x_hat, label, alpha)
+    return (torch.linalg.vector_norm(grad.flatten(1), dim=1) - 1).square().mean()
+
+
+def r1_penalty(D: nn.Module, real: Tensor, label: Tensor | None, *, alpha: float | Tensor = 1.0) -> Tensor:
+    """R1 (Mescheder et al. 2018): mean over the batch of ||grad D(real)||^2."""
+    return input_gradient(D, real, label, alpha).square().sum(dim=(1, 2, 3)).mean()
+
+
+class Loss:
+    """The interface: critic_loss for the D step, generator_loss for the G step; each returns
+    (loss to backpropagate, dict of detached float tensors to log)."""
+
+    def __init__(self, augment_policy: str | None = None):
+        self.augment_policy = augment_policy
+
+    def augment(self, x: Tensor) -> Tensor:
+        return augment(x, self.augment_policy) if self.augment_policy else x
+
+    def critic_loss(self, D, real, fake, label, *, alpha=1.0, regularise=True, reg_scale=1.0):
+        raise NotImplementedError
+
+    def generator_loss(self, D, fake, label, *, alpha=1.0):
+        raise NotImplementedError
+
+
+class WGANGP(Loss):
+    """ProGAN's loss: critic D(fake) - D(real) + drift * D(real)^2 + gp_weight * GP;
+    generator -D(fake). `wdist` = mean D(real) - mean D(fake) estimates the Wasserstein distance."""
+
+    def __init__(self, gp_weight: float = 10.0, drift: float = 0.001, *, augment_policy: str | None = None):
+        super().__init__(augment_policy)
+        self.gp_weight, self.drift = gp_weight, drift
+
+    def critic_loss(self, D: nn.Module, real: Tensor, fake: Tensor, label: Tensor | None, *,
+                    alpha: float | Tensor = 1.0, regularise: bool = True,
+                    reg_scale: float = 1.0) -> tuple[Tensor, dict[str, Tensor]]:
+        real, fake = self.augment(real), self.augment(fake.detach())
+        d_real = D(real, label, alpha=alpha).float()
+        d_fake = D(fake, label, alpha=alpha).float()
+        loss = d_fake.mean() - d_real.mean() + self.drift * d_real.square().mean()
+        stats = {"d_real": d_real.mean().detach(), "d_fake": d_fake.mean().detach(),
+                 "wdist": (d_real.mean() - d_fake.mean()).detach()}
+        if regularise and self.gp_weight > 0:
+            gp = gradient_penalty(D, real, fake, label, alpha=alpha)
+            loss = loss + self.gp_weight * reg_scale * gp
+            stats["gp"] = gp.detach()
+        stats["d_loss"] = loss.detach()
+        return loss, stats
+
+    def generator_loss(self, D: nn.Module, fake: Tensor, label: Tensor | None, *,
+                       alpha: float | Tensor = 1.0) -> tuple[Tensor, dict[str, Tensor]]:
+        loss = -D(self.augment(fake), label, alpha=alpha).float().mean()
+        return loss, {"g_loss": loss.detach()}
+
+
+class LogisticR1(Loss):
+    """StyleGAN's loss: critic softplus(D(fake)) + softplus(-D(real)) + gamma/2 * R1;
+    non-saturating generator softplus(-D(fake))."""
+
+    def __init__(self, gamma: float = 1.0, *, augment_policy: str | None = None):
+        super().__init__(augment_policy)
+        self.gamma = gamma
+
+    def critic_loss(self, D: nn.Module, real: Tensor, fake: Tensor, label: Tensor | None, *,
+                    alpha: float | Tensor = 1.0, regularise: bool = True,
+                    reg_scale: float = 1.0) -> tuple[Tensor, dict[str, Tensor]]:
+        real, fake = self.augment(real), self.augment(fake.detach())
+        d_real = D(real, label, alpha=alpha).float()
+        d_fake = D(fake, label, alpha=alpha).float()
+        loss = F.softplus(d_fake).mean() + F.softplus(-d_real).mean()
+        stats = {"d_real": d_real.mean().detach(), "d_fake": d_fake.mean().detach()}
+        if regularise and self.gamma > 0:
+            r1 = r1_penalty(D, real, label, alpha=alpha)
+            loss = loss + self.gamma / 2 * reg_scale * r1
+            stats["r1"] = r1.detach()
+        stats["d_loss"] = loss.detach()
+        return loss, stats
+
+    def generator_loss(self, D: nn.Module, fake: Tensor, label: Tensor | None, *,
+                       alpha: float | Tensor = 1.0) -> tuple[Tensor, dict[str, Tensor]]:
+        loss = F.softplus(-D(self.augment(fake), label, alpha=alpha).float()).mean()
+        return loss, {"g_loss": loss.detach()}
+
+
+def make_loss(cfg: RunConfig) -> Loss:
+    """The loss `cfg.loss` names, with DiffAugment on D's inputs when cfg.augment is "diffaugment"."""
+    policy = DEFAULT_POLICY if cfg.augment == "diffaugment" else None
+    if cfg.loss == "wgan-gp":
+        return WGANGP(cfg.gp_weight, cfg.drift, augment_policy=policy)
+    if cfg.loss == "logistic-r1":
+        return LogisticR1(cfg.r1_gamma, augment_policy=policy)
+    raise ConfigError(f"loss {cfg.loss!r} is not one of wgan-gp, logistic-r1")
