@@ -254,7 +254,7 @@ class Trainer:
         self.scaler_D.scale(loss).backward()
         self.scaler_D.step(self.opt_D)
         self.scaler_D.update()
-        return {"d_loss": loss.detach(), **{k: v.detach() for k, v in stats.items()}}
+        return {**{k: v.detach() for k, v in stats.items()}, "d_loss": loss.detach()}
 
     def generator_step(self, n: int, label, res, alpha) -> dict:
         z = torch.randn(n, self.cfg.z_dim, device=self.device)
@@ -267,7 +267,7 @@ class Trainer:
         self.scaler_G.step(self.opt_G)
         self.scaler_G.update()
         self.D.requires_grad_(True)
-        return {"g_loss": loss.detach(), **{k: v.detach() for k, v in stats.items()}}
+        return {**{k: v.detach() for k, v in stats.items()}, "g_loss": loss.detach()}
 
     @torch.no_grad()
     def update_ema(self, images: int) -> None:
