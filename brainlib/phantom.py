@@ -171,7 +171,7 @@ def render_slice(rng: np.random.Generator, atrophy: float, orientation: str = "a
     atlas = atlases[rng.integers(len(atlases))]
     image = _atrophied_intensity(atlas, atrophy, rng)
     coords = _sampling_grid(rng, centre_r, centre_c, px_per_mm)
-    coords = _expand_ventricles(coords, atlas.ventricle_pull, amplitude_mm=3.2 * atrophy)
+    coords = _expand_ventricles(coords, atlas.ventricle_pull, amplitude_mm=4.0 * atrophy)
     warped = ndimage.map_coordinates(image, coords, order=1, mode="constant", cval=0.0)
     return _scanner(warped, rng)
 
@@ -179,7 +179,7 @@ def render_slice(rng: np.random.Generator, atrophy: float, orientation: str = "a
 def _atrophied_intensity(atlas: SliceAtlas, atrophy: float, rng: np.random.Generator) -> np.ndarray:
     """T1-like intensity from the tissue maps, after grey matter loss next to CSF."""
     m = atlas.maps
-    thinning_mm = 1.6 * atrophy
+    thinning_mm = 2.0 * atrophy
     near_csf = np.clip(1.0 - atlas.dist_to_csf / max(thinning_mm, 1e-3), 0, 1) if thinning_mm > 0 else 0.0
     gm_loss = m["gm"] * np.clip(0.85 * near_csf + 0.75 * atrophy * m["mtl"], 0, 1)
     gm, csf = m["gm"] - gm_loss, m["csf"] + gm_loss
@@ -255,8 +255,12 @@ def _write_images(job: tuple) -> np.ndarray:
     return np.stack(thumbs)
 
 
-def linear_separability(thumbs: np.ndarray, labels: np.ndarray, is_train: np.ndarray) -> float:
-    """Test accuracy of a logistic regression on 32x32 pixels: how visible the class difference is."""
+def linear_separability(thumbs: np.ndarray, labels: np.ndarray, is_train: np.ndarray) -> float | None:
+    """Test accuracy of a logistic regression on 32x32 pixels: how visible the class difference is.
+    None when a split has too few images of a class to measure it."""
+    for part in (labels[is_train], labels[~is_train]):
+        if min((part == 0).sum(), (part == 1).sum()) < 2:
+            return None
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
@@ -320,7 +324,7 @@ def build_phantom(out: str | Path | None = None, n_per_class: int = 2000, severi
             nc_severity_range=list(NC_SEVERITY_RANGE),
             ad_severity_range=[severity * AD_SEVERITY_SPREAD[0], severity * AD_SEVERITY_SPREAD[1]],
             slice_band=[slice_band(orientation)[0], slice_band(orientation)[-1]],
-            logistic_regression_32px_test_accuracy=round(accuracy, 4),
+            logistic_regression_32px_test_accuracy=None if accuracy is None else round(accuracy, 4),
             logistic_regression_test_images=int((~is_train).sum()),
             build_seconds=round(build_seconds, 1), workers=workers,
         )
