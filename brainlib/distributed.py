@@ -45,6 +45,18 @@ def any_rank(flags: list[bool], device: torch.device) -> list[bool]:
     return [bool(v) for v in t.tolist()]
 
 
+def ranks_agree(tensors: list[torch.Tensor]) -> bool:
+    """Whether every rank holds the same values (compared by per-tensor sums): DDP's
+    gradient averaging should keep the replicas identical."""
+    if world_size() == 1:
+        return True
+    sums = torch.stack([t.detach().double().sum() for t in tensors])
+    high, low = sums.clone(), sums.clone()
+    tdist.all_reduce(high, op=tdist.ReduceOp.MAX)
+    tdist.all_reduce(low, op=tdist.ReduceOp.MIN)
+    return bool(torch.equal(high, low))
+
+
 def barrier() -> None:
     if world_size() > 1:
         tdist.barrier()

@@ -433,6 +433,9 @@ class Trainer:
 
     def end_of_step(self, res: int, alpha: float, *, finished: bool) -> None:
         name = f"{self.position.step_index + 1:02d}-{res}px"
+        weights = [t for m in (self.G, self.D) for t in m.parameters()]
+        if not dist.ranks_agree(weights):
+            raise RuntimeError(f"the {self.world} processes hold different weights after step {name}")
         if self.main:
             save_grid(self.sample_grid(res, alpha), self.run_dir / "samples" / f"{name}.png", nrow=self.cfg.sample_grid)
             rows = read_metrics(self.run_dir)
