@@ -312,17 +312,18 @@ def write_pngs(images_u8: np.ndarray, folder: Path, *, size: int | None = None, 
         (Path(folder) / f"img_{start + i}.png").write_bytes(png_bytes(im, size))
 
 
-def generated_images_dir(model: str | Path, output: str, *, out_root: str | Path = "outputs") -> Path:
-    """Where `brainlib generate` writes: <run dir>/generated_images/<output>/.
-
-    model is resolved as checkpoints.load_generator does (a run name under out_root, a run
-    folder, or a checkpoint file); the run folder is the one holding the checkpoint's
-    checkpoints/ folder."""
+def run_dir_of(model: str | Path, *, out_root: str | Path = "outputs") -> Path:
+    """The run folder of a model given as checkpoints.load_generator takes it (a run name under
+    out_root, a run folder, or a checkpoint file): the folder holding its checkpoints/."""
     from brainlib.checkpoints import resolve_checkpoint
 
     ckpt = resolve_checkpoint(model, out_root)
-    run_dir = ckpt.parent.parent if ckpt.parent.name == "checkpoints" else ckpt.parent
-    return run_dir / "generated_images" / output
+    return ckpt.parent.parent if ckpt.parent.name == "checkpoints" else ckpt.parent
+
+
+def generated_images_dir(model: str | Path, output: str, *, out_root: str | Path = "outputs") -> Path:
+    """Where `brainlib generate` writes: <run dir>/generated_images/<output>/."""
+    return run_dir_of(model, out_root=out_root) / "generated_images" / output
 
 
 class OutputExistsError(FileExistsError, ValueError):
