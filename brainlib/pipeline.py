@@ -66,9 +66,7 @@ def run_batch(preset: str = "demo", classes: tuple[str, ...] | list[str] = ("AD"
     notebooks_dir = Path(notebooks_dir) if notebooks_dir else project_root() / "notebooks"
     batch_dir = out_root / name
     runs = [f"{name}-{cls}" for cls in run_classes]
-    offered = dict(preset=preset, data_root=data_root, out_root=str(out_root), name=name,
-                   batch_name=name, classes=list(classes), conditional=conditional, runs=runs,
-                   run_names=runs, **(parameters or {}))
+    offered = batch_parameters(preset, run_classes, data_root, name, out_root, parameters)
 
     steps = plan_steps(notebooks_dir, batch_dir / "notebooks", offered, run_classes, runs)
     print(f"batch {name!r}: {len(steps)} notebooks, outputs in {batch_dir}", flush=True)
@@ -93,6 +91,15 @@ def run_batch(preset: str = "demo", classes: tuple[str, ...] | list[str] = ("AD"
     print(f"batch {name!r} finished in {format_seconds(time.monotonic() - started)}; "
           f"summary: {summary} (and summary.md)", flush=True)
     return summary
+
+
+def batch_parameters(preset: str, run_classes: list[str], data_root: str | None, name: str,
+                     out_root: Path, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Every value the batch offers its notebooks; each notebook takes those it declares."""
+    runs = [f"{name}-{cls}" for cls in run_classes]
+    classes = ["AD", "NC"] if run_classes == ["both"] else list(run_classes)
+    return dict(preset=preset, data_root=data_root, out_root=str(out_root), name=name, batch_name=name,
+                classes=classes, conditional=run_classes == ["both"], runs=runs, run_names=runs, **(extra or {}))
 
 
 def plan_steps(notebooks_dir: Path, executed_dir: Path, offered: dict[str, Any],
