@@ -11,7 +11,12 @@ then agree to within one grey level.)
 
 Noise modes, as in `Generator.synthesize`: "random" (the trained behaviour,
 seeded per image here), "const" (one fixed noise map shared by every image),
-"none" (no noise). `noise_strength` scales the noise.
+"none" (no noise). `noise_strength` scales the noise. Generation defaults to
+"random": it is what the model was trained with, and per-image seeding makes it
+as reproducible as "const". Figures that vary one factor (truncation sweeps,
+mixing matrices, interpolation strips) default to "const" so only that factor
+changes. Per-image synthesis costs nothing on the CPU (measured at 128 px,
+paper widths: 0.30 s/image one by one against 0.43 s/image in a batch of 32).
 
 Class names follow `config.CLASS_LABELS` (NC = 0, AD = 1). A conditional model
 needs a class; a single-class model accepts None or its own class only.
@@ -28,6 +33,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from brainlib.atomic import atomic_write_json
 from brainlib.config import CLASS_LABELS
 
 NOISE_MODES = ("random", "const", "none")
@@ -163,7 +169,9 @@ def synthesize(G, ws: torch.Tensor, *, res: int | None = None, noise_mode: str =
     res = res or trained_res(G)
     alpha = trained_alpha(G) if res == trained_res(G) else 1.0
     ws = ws.to(_device(G))
-    if noise_mode != "random" or noise_strength == 0:
+    if noise_strength == 0:
+        noise_mode = "none"  # the same image, without drawing (and discarding) noise
+    if noise_mode != "random":
         return G.synthesize(ws, res=res, alpha=alpha, noise_mode=noise_mode, noise_strength=noise_strength)
     if noise_seeds is None or len(noise_seeds) != len(ws):
         raise ValueError("noise_mode 'random' needs one noise seed per image")
@@ -340,7 +348,8 @@ def generate_to_folder(model: str | Path, output: str, n: int, seed: int = 0, cl
                        batch_size: int = 64, noise_mode: str = "random", progress: bool = True) -> Path:
     """Write img_0.png .. img_{n-1}.png (greyscale, the trained size unless `size`) and return the folder.
 
-    The folder is <run dir>/generated_images/<output>/. Everything is checked before anything
+    The folder is <run dir>/generated_images/<output>/, and <output>.json beside it records the
+    checkpoint (with its sha256) and the options, to reproduce the images. Everything is checked before anything
     is written; the images are written to a hidden temporary folder that is renamed into place
     at the end, so an error or interruption leaves nothing behind, and an existing folder
     is never overwritten."""
@@ -349,6 +358,8 @@ def generate_to_folder(model: str | Path, output: str, n: int, seed: int = 0, cl
     _check_output_name(output)
     if size is not None and size <= 0:
         raise ValueError(f"--size must be a positive number of pixels (got {size})")
+    from brainlib.checkpoints import resolve_checkpoint
+
     G, cfg, meta = load(model, out_root=out_root)
     class_labels(G, class_name, 1)  # a class the model cannot make fails here, before any writing
     folder = generated_images_dir(model, output, out_root=out_root)
@@ -368,4 +379,8 @@ def generate_to_folder(model: str | Path, output: str, n: int, seed: int = 0, cl
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    atomic_write_json(folder.with_name(f"{output}.json"), {
+        "checkpoint": str(resolve_checkpoint(model, out_root)), "checkpoint_sha256": meta.get("sha256"),
+        "n": n, "seed": seed, "class_name": class_name, "psi": psi, "size": size or trained_res(G),
+        "noise_mode": noise_mode, "files": f"img_0.png .. img_{n - 1}.png"})
     return folder

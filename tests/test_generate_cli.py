@@ -1,4 +1,5 @@
 """`brainlib generate`: the original workbook's predict command, on saved random-weight runs."""
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -59,6 +60,9 @@ def test_writes_exactly_n_greyscale_pngs_at_the_trained_size(out_root, capsys):
             arrays.append(np.asarray(im))
     assert len({a.tobytes() for a in arrays}) == 5
     assert not list(folder.parent.glob(".*"))  # no temporary folder left behind
+    record = json.loads((folder.parent / "five.json").read_text())
+    assert record["n"] == 5 and record["seed"] == 3 and record["psi"] == 1.0 and record["size"] == 16
+    assert record["checkpoint"].endswith("02-16px.safetensors") and len(record["checkpoint_sha256"]) == 64
 
 
 def test_same_seed_is_byte_identical_across_processes_and_seeds_differ(out_root):

@@ -52,6 +52,8 @@ def test_sampling_leaves_the_callers_random_state_alone(G):
     expected = torch.rand(3)
     torch.manual_seed(123)
     sample_images(G, 2, seed=0)
+    sample_images(G, 2, seed=0, noise_strength=0.0)
+    noise_variations(G, seed=0, n=2)
     assert torch.equal(torch.rand(3), expected)
 
 
