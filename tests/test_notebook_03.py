@@ -29,7 +29,11 @@ def test_committed_notebook_is_parameterised_and_has_no_outputs():
     exec(first.source, {}, params)
     assert params == {"runs": ["demo-AD", "demo-NC"], "out_root": "outputs", "seed": 69, "psi": 0.7}
     assert "os.chdir(brainlib.config.project_root())" in nb.cells[1].source
-    assert all(not c.get("outputs") and c.get("execution_count") is None for c in nb.cells if c.cell_type == "code")
+    for c in nb.cells:  # no images or counts; only the small printed facts nbval checks may be kept
+        if c.cell_type == "code":
+            assert c.get("execution_count") is None
+            assert not c.get("outputs") or c.source.startswith("# NBVAL_CHECK_OUTPUT"), c.source[:60]
+            assert not any("image/png" in o.get("data", {}) for o in c.get("outputs", []))
 
 
 @pytest.mark.slow
@@ -43,7 +47,7 @@ def test_notebook_runs_headless_on_smoke_runs(smoke_runs, tmp_path):
     text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
     assert "smoke-AD: 16 px, 6 style inputs, classes ['AD'], z_dim 16, w_dim 16, finished True" in text
     assert "smoke-both: 16 px, 6 style inputs, classes ['AD', 'NC']" in text
-    assert "styles 0..2 (4..8 px) from the row, 3.. from the column" in text
+    assert text.count("style mixing: styles 0..2 (4..8 px) from the row, 3.. from the column") == 2
 
     expected = {"truncation", "style_mixing", "interpolation", "noise"}
     for run, classes in (("smoke-AD", ["AD"]), ("smoke-both", ["AD", "NC"])):
