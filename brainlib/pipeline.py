@@ -98,8 +98,11 @@ def batch_parameters(preset: str, run_classes: list[str], data_root: str | None,
     """Every value the batch offers its notebooks; each notebook takes those it declares."""
     runs = [f"{name}-{cls}" for cls in run_classes]
     classes = ["AD", "NC"] if run_classes == ["both"] else list(run_classes)
+    from brainlib.config import preset as make_preset
+    image_size = make_preset(preset).image_size
     return dict(preset=preset, data_root=data_root, out_root=str(out_root), name=name, batch_name=name,
-                classes=classes, conditional=run_classes == ["both"], runs=runs, run_names=runs, **(extra or {}))
+                classes=classes, conditional=run_classes == ["both"], runs=runs, run_names=runs,
+                image_size=image_size, **(extra or {}))
 
 
 def plan_steps(notebooks_dir: Path, executed_dir: Path, offered: dict[str, Any],
@@ -112,6 +115,10 @@ def plan_steps(notebooks_dir: Path, executed_dir: Path, offered: dict[str, Any],
         if not source.is_file():
             raise PipelineError(f"notebook {source} is missing; the batch needs {', '.join(NOTEBOOKS)}")
         declared = declared_parameters(source)
+        if stem == "01_data":  # its figures go to the batch folder: outputs/<name>/plots/
+            values = _pick({**offered, "run_name": offered["name"]}, declared)
+            steps.append(Step(stem, stem, executed_dir / f"{stem}.ipynb", values))
+            continue
         if stem != "02_train_progressive":
             steps.append(Step(stem, stem, executed_dir / f"{stem}.ipynb", _pick(offered, declared)))
             continue

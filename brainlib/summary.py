@@ -36,6 +36,7 @@ def collect(batch_dir: Path, run_dirs: list[Path]) -> dict[str, Any]:
     embeddings = [p for folder in [batch_dir, *run_dirs] for p in _pngs(folder, recursive=True)
                   if any(w in p.name.lower() for w in EMBEDDING_WORDS)]
     return dict(
+        data=[p for p in _pngs(batch_dir / "plots") if not any(w in p.name.lower() for w in EMBEDDING_WORDS)],
         runs=[dict(name=r.name, samples=_pngs(r / "samples"), plots=_pngs(r / "plots"),
                    exists=r.is_dir()) for r in run_dirs],
         embeddings=sorted(set(embeddings)),
@@ -61,7 +62,7 @@ def to_markdown(title: str, sections: dict[str, Any], timings: list[dict[str, An
     def img(p: Path) -> str:
         return f"![{p.stem}]({Path(os.path.relpath(p, base)).as_posix()})"
 
-    out = [f"# {title}", ""]
+    out = [f"# {title}", "", "## Data", ""] + ([img(p) for p in sections["data"]] or ["(none found)"]) + [""]
     for run in sections["runs"]:
         out += [f"## Run {run['name']}", ""]
         if not run["exists"]:
@@ -96,7 +97,7 @@ def to_html(title: str, sections: dict[str, Any], timings: list[dict[str, Any]],
         cells = "".join("<tr>" + "".join(f"<td>{esc(str(c))}</td>" for c in r) + "</tr>" for r in rows)
         return f"<table><tr>{''.join(f'<th>{esc(h)}</th>' for h in head)}</tr>{cells}</table>"
 
-    body = [f"<h1>{esc(title)}</h1>"]
+    body = [f"<h1>{esc(title)}</h1>", "<h2>Data</h2>", figures(sections["data"])]
     for run in sections["runs"]:
         body += [f"<h2>Run {esc(run['name'])}</h2>", "<h3>Samples per resolution</h3>", figures(run["samples"]),
                  "<h3>Losses</h3>", figures(run["plots"])]

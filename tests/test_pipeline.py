@@ -37,9 +37,12 @@ def stand_in_notebooks(folder: Path, fail_in: str | None = None) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     common = 'data_root = None\nout_root = "outputs"\npreset = "demo"\n'
     log = "import json, os, pathlib\nlog = pathlib.Path(out_root) / 'calls.jsonl'\n"
-    write_notebook(folder / "01_data.ipynb", common,
+    write_notebook(folder / "01_data.ipynb", common + 'run_name = "data"\nimage_size = 128\n',
                    log + "log.parent.mkdir(parents=True, exist_ok=True)\n"
-                   "log.open('a').write(json.dumps(dict(nb='01', data_root=data_root, preset=preset, cwd=os.getcwd())) + '\\n')")
+                   "log.open('a').write(json.dumps(dict(nb='01', data_root=data_root, preset=preset, cwd=os.getcwd(),"
+                   " run=run_name, image_size=image_size)) + '\\n')",
+                   "plots = pathlib.Path(out_root) / run_name / 'plots'\nplots.mkdir(parents=True, exist_ok=True)\n"
+                   + PNG_CODE.format(v=50, path="plots / 'samples_per_class.png'"))
     write_notebook(folder / "02_train_progressive.ipynb", common + 'class_name = "AD"\nrun_name = "demo-AD"\n',
                    log + "log.open('a').write(json.dumps(dict(nb='02', class_name=class_name, run=run_name)) + '\\n')",
                    "run = pathlib.Path(out_root) / run_name\n"
@@ -76,6 +79,7 @@ def test_batch_runs_each_notebook_with_its_parameters_and_writes_the_summary(tmp
     assert [c["nb"] for c in made] == ["01", "02", "02", "03", "04"]
     assert made[0]["data_root"] == str(data) and made[0]["preset"] == "smoke"
     assert made[0]["cwd"] == str(ROOT)  # papermill runs in the workbook folder
+    assert made[0]["run"] == "b1" and made[0]["image_size"] == 16  # data figures in the batch folder, smoke size
     assert [(c["class_name"], c["run"]) for c in made[1:3]] == [("AD", "b1-AD"), ("NC", "b1-NC")]
     assert made[3]["runs"] == made[4]["runs"] == ["b1-AD", "b1-NC"]
     executed = sorted(p.name for p in (out / "b1" / "notebooks").glob("*.ipynb"))
@@ -89,7 +93,8 @@ def test_batch_runs_each_notebook_with_its_parameters_and_writes_the_summary(tmp
     assert all(re.search(r"done in (\d+\.\d+s|\d+m\d\ds)$", l) for l in lines)
 
     page = summary.read_text()
-    assert page.count("<img src='data:image/png;base64,") == 2 * 3 + 1  # 2 runs x (2 grids + 1 loss) + UMAP
+    assert page.count("<img src='data:image/png;base64,") == 1 + 2 * 3 + 1  # data, 2 runs x (2 grids + loss), UMAP
+    assert "samples_per_class.png" in page
     assert page.index("8px.png") < page.index("16px.png")  # resolutions in order
     assert "fid.value" in page and "12.5" in page and "fid.floor" in page
     md = (out / "b1" / "summary.md").read_text()

@@ -5,7 +5,8 @@
 The notebooks run as one smoke batch (brainlib.pipeline.run_batch) on a tiny phantom
 in a temporary folder. Each committed notebook then gets back its own cells, with:
 outputs only in cells starting with `# NBVAL_CHECK_OUTPUT` (streams, and the
-text/plain part of results; never images), no execution counts, no papermill or
+text/plain part of results; never images), execution counts only on those cells (the
+code cell's position, as a fresh Run All numbers it), no papermill or
 execution metadata, and its ORIGINAL parameters cell (users keep the demo defaults).
 tests/test_nbval.py re-runs the notebooks with the same smoke parameters and checks
 those outputs with `pytest --nbval-lax`. A marked output that shows the temporary
@@ -103,12 +104,18 @@ def with_checked_outputs(committed, executed, *, forbidden: list[str] = ()) -> n
     if [c.source for c in ran] != [c.source for c in committed.cells]:
         raise ValueError("the executed notebook's cells differ from the committed ones; re-run the refresh")
     result = copy.deepcopy(committed)
+    ordinal = 0
     for i, (cell, done) in enumerate(zip(result.cells, ran)):
         cell.metadata = {k: v for k, v in cell.metadata.items() if k == "tags"}
         if cell.cell_type != "code":
             continue
-        cell.execution_count = None
+        ordinal += 1
         cell.outputs = small_outputs(done.outputs) if is_checked(cell) else []
+        # nbval checks only cells that were run; the count a fresh Run All gives, never noise
+        cell.execution_count = ordinal if cell.outputs else None
+        for out in cell.outputs:
+            if out.output_type == "execute_result":
+                out.execution_count = cell.execution_count
         text = "".join(o.get("text", "") + o.get("data", {}).get("text/plain", "") for o in cell.outputs)
         for bad in forbidden:
             if bad and bad in text:
