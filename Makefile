@@ -8,7 +8,8 @@ STAMP := $(VENV)/.installed
 workbook: $(STAMP)   ## the main job: the whole workbook on the embedded dataset (demo preset, AD and NC)
 	$(BIN)/brainlib run --preset demo --classes AD NC --name demo
 
-test: $(STAMP)       ## the test suite
+test: $(STAMP)       ## the test suite (installs Debian's chromium for the browser tests when it can)
+	@bash tests/browser_setup.sh
 	$(BIN)/python -m pytest -q
 
 venv: $(STAMP)
