@@ -27,6 +27,7 @@ import shutil
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -272,11 +273,12 @@ def linear_separability(thumbs: np.ndarray, labels: np.ndarray, is_train: np.nda
 
 def build_phantom(out: str | Path | None = None, n_per_class: int = 2000, severity: float = 1.0,
                   seed: int = 0, orientation: str = "axial", *, workers: int | None = None,
-                  progress: bool = True) -> Path:
+                  progress: bool = True, replace: bool = True) -> Path:
     """Write `<out>/AD_NC/{train,test}/{AD,NC}/*.png` (80/20 split) and `<out>/AD_NC/phantom.json`.
 
     The folder is built under a temporary name and renamed when complete, so an
-    interrupted build never leaves a half dataset. Returns the AD_NC root."""
+    interrupted build never leaves a half dataset. An existing `<out>/AD_NC` is
+    replaced, unless `replace=False` (then a complete one is kept). Returns the AD_NC root."""
     from tqdm.auto import tqdm
     if orientation not in ORIENTATIONS:
         raise ValueError(f"orientation {orientation!r} is not one of {', '.join(ORIENTATIONS)}")
@@ -330,7 +332,8 @@ def build_phantom(out: str | Path | None = None, n_per_class: int = 2000, severi
         )
         from brainlib.atomic import atomic_write_json
         atomic_write_json(root / "phantom.json", meta)
-        _replace_folder(root, final)
+        if replace or not (final / "phantom.json").exists():
+            _replace_folder(root, final)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return final
@@ -361,7 +364,26 @@ def ensure_default_dataset() -> Path:
     root = out / "AD_NC"
     if (root / "phantom.json").exists():
         return root
-    return build_phantom(out=out)
+    out.mkdir(parents=True, exist_ok=True)
+    with _build_lock(out / ".build.lock"):  # a second process waits for the first build
+        if (root / "phantom.json").exists():
+            return root
+        return build_phantom(out=out, replace=False)
+
+
+@contextmanager
+def _build_lock(path: Path):
+    try:
+        import fcntl
+    except ImportError:  # Windows: no lock; the atomic rename still keeps the dataset whole
+        yield
+        return
+    with open(path, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def read_metadata(root: str | Path) -> dict:

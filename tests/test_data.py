@@ -202,3 +202,19 @@ def test_loading_warns_nothing_on_a_clean_dataset(tiny_phantom, tiny_dataset_cac
         warnings.simplefilter("error", DataWarning)
         ds = load_dataset(tiny_phantom, image_size=64, cache_dir=tiny_dataset_cache, progress=False)
     assert len(ds) == 48 and ds.skipped == []
+
+
+def test_dataset_figures(tiny_phantom, tiny_dataset_cache):
+    from brainlib import dataviz
+    ds = load_dataset(tiny_phantom, image_size=64, cache_dir=tiny_dataset_cache, progress=False)
+    means = dataviz.class_means(ds)
+    assert set(means) == {"AD", "NC"} and means["AD"].shape == (64, 64)
+    np.testing.assert_allclose(means["NC"], ds.images[ds.labels == 0].astype(np.float32).mean(0), rtol=1e-5)
+    grid = dataviz.sample_grid(ds, per_class=4)
+    assert len(grid.axes) == 8 and sum(len(ax.images) for ax in grid.axes) == 8
+    hist = dataviz.intensity_histograms(ds)
+    assert len(hist.axes[0].patches) == 2
+    diff = dataviz.mean_and_difference(ds)
+    assert [ax.get_title() for ax in diff.axes[:3]] == ["mean AD", "mean NC", "AD - NC"]
+    import matplotlib.pyplot as plt
+    plt.close("all")

@@ -137,3 +137,11 @@ def test_ensure_default_dataset_builds_once_under_the_project(tmp_path, monkeypa
     root = phantom.ensure_default_dataset()
     assert root == tmp_path / "data" / "phantom" / "AD_NC" and (root / "phantom.json").exists()
     assert phantom.ensure_default_dataset() == root and calls == [tmp_path / "data" / "phantom"]
+
+
+def test_build_without_replace_keeps_a_finished_dataset(tmp_path):
+    first = phantom.build_phantom(tmp_path, n_per_class=3, seed=0, workers=1, progress=False)
+    before = _digest(first)
+    phantom.build_phantom(tmp_path, n_per_class=2, seed=5, workers=1, progress=False, replace=False)
+    assert _digest(first) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["AD_NC"]
