@@ -591,3 +591,14 @@ def train(cfg: RunConfig, *, resume: bool = False, dataset=None, max_steps: int 
         return run_dir
     finally:
         dist.shutdown()
+
+
+def describe_run_folder(run_dir: str | Path) -> str:
+    """The files of a run folder with their sizes, one per line (the end of 02_train)."""
+    run_dir = Path(run_dir)
+    lines = [f"{run_dir}/"]
+    for path in sorted(p for p in run_dir.rglob("*") if p.is_file()):
+        size = path.stat().st_size
+        human = f"{size / 2**20:.1f} MB" if size >= 2**20 else f"{size / 2**10:.1f} kB"
+        lines.append(f"  {path.relative_to(run_dir)}  ({human})")
+    return "\n".join(lines)
