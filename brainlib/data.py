@@ -87,7 +87,7 @@ class SliceDataset:
 
 @dataclass
 class _Entry:
-    path: Path
+    path: str
     label: int
     split: str
     size: int
@@ -122,10 +122,10 @@ def _child_dirs(folder: Path) -> dict[str, Path]:
     return {p.name.lower(): p for p in sorted(children)}
 
 
-def _walk_files(folder: Path, skipped: list[tuple[str, str]]) -> list[Path]:
+def _walk_files(folder: Path, skipped: list[tuple[str, str]]) -> list[os.DirEntry]:
     """Every file under `folder` (following folder symlinks, but not in circles), sorted;
-    junk and non-image files go to `skipped`."""
-    found: list[Path] = []
+    junk and non-image files go to `skipped`. DirEntry keeps its stat: one call per file."""
+    found: list[os.DirEntry] = []
     seen_dirs: set[str] = set()
 
     def visit(d: Path) -> None:
@@ -140,21 +140,20 @@ def _walk_files(folder: Path, skipped: list[tuple[str, str]]) -> list[Path]:
             skipped.append((str(d), f"folder cannot be read: {e.strerror or e}"))
             return
         for e in entries:
-            p = Path(e.path)
             if e.name == "__MACOSX":
-                skipped.append((str(p), "macOS archive metadata folder (__MACOSX)"))
+                skipped.append((e.path, "macOS archive metadata folder (__MACOSX)"))
                 continue
             try:
                 if e.is_dir():  # follows symlinks
-                    visit(p)
+                    visit(Path(e.path))
                     continue
             except OSError:
                 pass
             reason = _junk_reason(e.name)
             if reason:
-                skipped.append((str(p), reason))
+                skipped.append((e.path, reason))
             else:
-                found.append(p)
+                found.append(e)
 
     visit(folder)
     return found
@@ -231,17 +230,17 @@ def discover(root: str | Path, *, classes: Iterable[str] = ("AD", "NC"), class_d
 
     entries: list[_Entry] = []
     for folder, label, split in groups:
-        for path in _walk_files(folder, skipped):
+        for found in _walk_files(folder, skipped):
             try:
-                st = path.stat()
+                st = found.stat()  # follows symlinks
             except OSError as e:
                 reason = "symlink loop" if e.errno == errno.ELOOP else f"cannot be read: {e.strerror or e}"
-                skipped.append((str(path), reason))
+                skipped.append((found.path, reason))
                 continue
             if st.st_size == 0:
-                skipped.append((str(path), "empty file (0 bytes)"))
+                skipped.append((found.path, "empty file (0 bytes)"))
                 continue
-            entries.append(_Entry(path, label, split, st.st_size, st.st_mtime_ns))
+            entries.append(_Entry(found.path, label, split, st.st_size, st.st_mtime_ns))
     for c in classes:
         if not any(e.label == CLASS_LABELS[c] for e in entries):
             where = [str(f) for f, label, _ in groups if label == CLASS_LABELS[c]]
@@ -397,7 +396,9 @@ def _decode_or_reason(args) -> list[tuple[str, np.ndarray]] | str:
 # Loading with the cache.
 
 def _cache_key(entries: list[_Entry], root: Path, options: dict) -> str:
-    listing = sorted((os.path.relpath(e.path, root), e.label, e.split, e.size, e.mtime_ns) for e in entries)
+    prefix = os.path.join(str(root), "")
+    listing = sorted((e.path[len(prefix):] if e.path.startswith(prefix) else os.path.relpath(e.path, root),
+                      e.label, e.split, e.size, e.mtime_ns) for e in entries)
     blob = json.dumps({"v": CACHE_VERSION, "files": listing, **options}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:24]
 
@@ -412,11 +413,11 @@ def _limit_per_class(entries: list[_Entry], max_per_class: int | None) -> list[_
     if max_per_class is None:
         return entries
     kept, count = [], {}
-    for e in sorted(entries, key=lambda e: (e.split != "train", str(e.path))):
+    for e in sorted(entries, key=lambda e: (e.split != "train", e.path)):
         if count.get(e.label, 0) < max_per_class:
             count[e.label] = count.get(e.label, 0) + 1
             kept.append(e)
-    return sorted(kept, key=lambda e: (-e.label, e.split, str(e.path)))
+    return sorted(kept, key=lambda e: (-e.label, e.split, e.path))
 
 
 def _report_skipped(skipped: list[tuple[str, str]], root: Path) -> None:
@@ -436,7 +437,7 @@ def load_dataset(root, *, classes=("AD", "NC"), class_dirs=None, splits=None, im
     Skipped files are listed in `.skipped` and summarised in a DataWarning."""
     root = Path(root).expanduser()
     entries, skipped, _ = discover(root, classes=classes, class_dirs=class_dirs, splits=splits)
-    entries = _limit_per_class(sorted(entries, key=lambda e: (-e.label, e.split, str(e.path))), max_per_class)
+    entries = _limit_per_class(sorted(entries, key=lambda e: (-e.label, e.split, e.path)), max_per_class)
     options = dict(image_size=int(image_size), pad=bool(pad_to_square), nifti_axis=int(nifti_axis),
                    nifti_band=[float(b) for b in nifti_band])
     cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
@@ -472,14 +473,14 @@ def _decode_to_cache(entries: list[_Entry], options: dict, array_path: Path, met
 
     from brainlib.atomic import atomic_write, atomic_write_json
     size = options["image_size"]
-    jobs = [(e.path, size, options["pad"], options["nifti_axis"], tuple(options["nifti_band"])) for e in entries]
+    jobs = [(Path(e.path), size, options["pad"], options["nifti_axis"], tuple(options["nifti_band"])) for e in entries]
     images, labels, splits, sources, skipped = [], [], [], [], []
     with ThreadPoolExecutor(max_workers=min(4, (os.cpu_count() or 1) + 1)) as pool, _quiet_pil_bomb_warning():
         results = pool.map(_decode_or_reason, jobs, chunksize=16)
         for entry, result in tqdm(zip(entries, results), total=len(entries), desc="decoding images",
                                   unit="file", disable=not progress, mininterval=0.5):
             if isinstance(result, str):
-                skipped.append((str(entry.path), result))
+                skipped.append((entry.path, result))
                 continue
             for source, image in result:
                 images.append(image)
@@ -587,10 +588,10 @@ def census(root, *, class_dirs=None) -> dict:
     counts: dict[str, dict[str, int]] = {}
     sizes, modes, types = Counter(), Counter(), Counter()
     with ThreadPoolExecutor(max_workers=min(4, (os.cpu_count() or 1) + 1)) as pool, _quiet_pil_bomb_warning():
-        infos = list(pool.map(_inspect, [e.path for e, _ in entries]))
+        infos = list(pool.map(_inspect, [Path(e.path) for e, _ in entries]))
     for (entry, cls), info in zip(entries, infos):
         if "reason" in info:
-            skipped.append((str(entry.path), info["reason"]))
+            skipped.append((entry.path, info["reason"]))
             continue
         split = entry.split or "(no split)"
         counts.setdefault(split, {}).setdefault(cls, 0)
