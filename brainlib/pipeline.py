@@ -16,6 +16,7 @@ papermill is imported lazily: training must not need the notebook stack.
 from __future__ import annotations
 
 import json
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -78,12 +79,17 @@ def run_batch(preset: str = "demo", classes: tuple[str, ...] | list[str] = ("AD"
             _record(batch_dir, steps)
             print(f"{prefix} skipped: {out_root / step.run} already finished (retrain=True to redo)", flush=True)
             continue
-        print(prefix, end="", flush=True)
+        live = sys.stdout.isatty()  # in a log, only the finished line (kernels write to stderr meanwhile)
+        if live:
+            print(prefix, end="", flush=True)
         try:
             execute(notebooks_dir / f"{step.notebook}.ipynb", step, kernel_name=kernel_name)
+        except PipelineError:
+            print(f"{'' if live else prefix} FAILED after {format_seconds(step.seconds)}", flush=True)
+            raise
         finally:
             _record(batch_dir, steps)
-        print(f" done in {format_seconds(step.seconds)}", flush=True)
+        print(f"{chr(13) + prefix if live else prefix} done in {format_seconds(step.seconds)}", flush=True)
 
     from brainlib.summary import write_summary
     summary = write_summary(batch_dir, [out_root / run for run in runs], _timings(steps),
@@ -146,14 +152,12 @@ def execute(source: Path, step: Step, *, kernel_name: str = KERNEL_NAME) -> None
                                    progress_bar=False, log_output=False)
     except PapermillExecutionError as e:
         step.status, step.seconds = "failed", time.monotonic() - start
-        print(f" FAILED after {format_seconds(step.seconds)}", flush=True)
         first_line = next((l for l in e.source.splitlines() if l.strip()), "")
         raise PipelineError(
             f"{step.label} failed in cell {e.cell_index} (In [{e.exec_count}]: {first_line.strip()!r}) "
             f"with {e.ename}: {e.evalue}; the executed notebook with the traceback is {step.output}") from e
     except Exception as e:  # kernel died, kernel missing, unreadable notebook ...
         step.status, step.seconds = "failed", time.monotonic() - start
-        print(f" FAILED after {format_seconds(step.seconds)}", flush=True)
         raise PipelineError(f"{step.label} could not run ({type(e).__name__}: {e}); "
                             f"partial executed notebook: {step.output}") from e
     step.status, step.seconds = "done", time.monotonic() - start

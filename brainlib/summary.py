@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 EMBEDDING_WORDS = ("umap", "tsne", "t-sne", "embedding")
+RESOLUTION_GRID = re.compile(r"\d+px$")  # the trainer's grid after each step, e.g. 02-16px.png
 
 
 def write_summary(batch_dir: Path, run_dirs: list[Path], timings: list[dict[str, Any]],
@@ -32,13 +33,14 @@ def write_summary(batch_dir: Path, run_dirs: list[Path], timings: list[dict[str,
 
 def collect(batch_dir: Path, run_dirs: list[Path]) -> dict[str, Any]:
     """Figures and metric tables found on disk, grouped for the page."""
-    evals = [p for p in [batch_dir / "eval.json", *(r / "eval.json" for r in run_dirs)] if p.is_file()]
+    evals = sorted({p for folder in [batch_dir, *run_dirs] if folder.is_dir() for p in folder.rglob("eval.json")})
     embeddings = [p for folder in [batch_dir, *run_dirs] for p in _pngs(folder, recursive=True)
                   if any(w in p.name.lower() for w in EMBEDDING_WORDS)]
     return dict(
         data=[p for p in _pngs(batch_dir / "plots") if not any(w in p.name.lower() for w in EMBEDDING_WORDS)],
-        runs=[dict(name=r.name, samples=_pngs(r / "samples"), plots=_pngs(r / "plots"),
-                   exists=r.is_dir()) for r in run_dirs],
+        runs=[dict(name=r.name, samples=[p for p in _pngs(r / "samples") if RESOLUTION_GRID.search(p.stem)],
+                   figures=[p for p in _pngs(r / "samples") if not RESOLUTION_GRID.search(p.stem)],
+                   plots=_pngs(r / "plots"), exists=r.is_dir()) for r in run_dirs],
         embeddings=sorted(set(embeddings)),
         metrics=[(p, metric_rows(_read_json(p))) for p in evals],
     )
@@ -69,6 +71,7 @@ def to_markdown(title: str, sections: dict[str, Any], timings: list[dict[str, An
             out += ["(no run folder)", ""]
         out += ["### Samples per resolution", ""] + [img(p) for p in run["samples"]] + [""]
         out += ["### Losses", ""] + [img(p) for p in run["plots"]] + [""]
+        out += ["### Samples, truncation, mixing, interpolation, noise (03)", ""] + [img(p) for p in run["figures"]] + [""]
     out += ["## Embeddings", ""] + ([img(p) for p in sections["embeddings"]] or ["(none found)"]) + [""]
     out += ["## Metrics", ""]
     if not sections["metrics"]:
@@ -100,7 +103,8 @@ def to_html(title: str, sections: dict[str, Any], timings: list[dict[str, Any]],
     body = [f"<h1>{esc(title)}</h1>", "<h2>Data</h2>", figures(sections["data"])]
     for run in sections["runs"]:
         body += [f"<h2>Run {esc(run['name'])}</h2>", "<h3>Samples per resolution</h3>", figures(run["samples"]),
-                 "<h3>Losses</h3>", figures(run["plots"])]
+                 "<h3>Losses</h3>", figures(run["plots"]),
+                 "<h3>Samples, truncation, mixing, interpolation, noise (03)</h3>", figures(run["figures"])]
     body += ["<h2>Embeddings</h2>", figures(sections["embeddings"]), "<h2>Metrics</h2>"]
     if not sections["metrics"]:
         body.append("<p class=none>(no eval.json found)</p>")

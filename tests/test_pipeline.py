@@ -190,3 +190,29 @@ def test_training_finished_reads_the_checkpoint_the_pointer_names(tmp_path):
 
 def test_format_seconds():
     assert [format_seconds(s) for s in (3.44, 478, 3720, None)] == ["3.4s", "7m58s", "1h02m", "-"]
+
+
+def test_smoke_batch_of_the_workbook_notebooks_then_a_rerun_that_skips_training(capsys):
+    """The real notebooks, end to end on the smoke preset and the tiny phantom."""
+    from smoke_batch import refresh, smoke_batch, tiny_data
+    out_root = smoke_batch()
+    batch = out_root / refresh.SMOKE_NAME
+    executed = sorted(p.name for p in (batch / "notebooks").glob("*.ipynb"))
+    assert executed == ["01_data.ipynb", "02_train_progressive-AD.ipynb", "02_train_progressive-NC.ipynb",
+                        "03_samples.ipynb", "04_umap.ipynb"]
+    for cls in ("AD", "NC"):
+        assert training_finished(out_root / f"smoke-{cls}")
+        assert list((out_root / f"smoke-{cls}" / "samples").glob("*.png"))
+    page = (batch / "summary.html").read_text()
+    assert page.count("data:image/png;base64,") >= 2 * 2 + 1  # grids of two runs, an embedding at least
+    assert "(no eval.json found)" not in page and "(none found)" not in page.split("<h2>Embeddings</h2>")[1][:200]
+    assert (batch / "summary.md").is_file()
+
+    latest = {c: (out_root / f"smoke-{c}" / "checkpoints" / "latest.json").stat().st_mtime_ns for c in ("AD", "NC")}
+    capsys.readouterr()
+    refresh.run_smoke_batch(out_root, tiny_data())
+    printed = capsys.readouterr().out
+    assert "02_train_progressive AD ... skipped" in printed and "02_train_progressive NC ... skipped" in printed
+    assert re.search(r"\[5/5\] 04_umap \.\.\. done in", printed)
+    assert latest == {c: (out_root / f"smoke-{c}" / "checkpoints" / "latest.json").stat().st_mtime_ns
+                      for c in ("AD", "NC")}
