@@ -79,6 +79,10 @@ def run_batch(preset: str = "demo", classes: tuple[str, ...] | list[str] = ("AD"
             _record(batch_dir, steps)
             print(f"{prefix} skipped: {out_root / step.run} already finished (retrain=True to redo)", flush=True)
             continue
+        if step.run and "resume" in declared_parameters(notebooks_dir / f"{step.notebook}.ipynb"):
+            # an interrupted run continues from its checkpoint; retrain starts it afresh
+            started_before = (out_root / step.run / "checkpoints" / "latest.json").is_file()
+            step.parameters["resume"] = started_before and not retrain
         live = sys.stdout.isatty()  # in a log, only the finished line (kernels write to stderr meanwhile)
         if live:
             print(prefix, end="", flush=True)

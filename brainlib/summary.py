@@ -42,7 +42,7 @@ def collect(batch_dir: Path, run_dirs: list[Path]) -> dict[str, Any]:
                    figures=[p for p in _pngs(r / "samples") if not RESOLUTION_GRID.search(p.stem)],
                    plots=_pngs(r / "plots"), exists=r.is_dir()) for r in run_dirs],
         embeddings=sorted(set(embeddings)),
-        metrics=[(p, metric_rows(_read_json(p))) for p in evals],
+        metrics=_distinct_reports(evals),
     )
 
 
@@ -119,6 +119,18 @@ def to_html(title: str, sections: dict[str, Any], timings: list[dict[str, Any]],
              "td,th{border:1px solid #ccc;padding:2px 8px;text-align:left}.none{color:#888}")
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>{esc(title)}</title>"
             f"<style>{style}</style></head><body>{''.join(body)}</body></html>\n")
+
+
+def _distinct_reports(paths: list[Path]) -> list[tuple[Path, list[tuple[str, str]]]]:
+    """(path, rows) per eval.json, once per distinct content (evaluate writes one copy per run)."""
+    seen, result = set(), []
+    for p in paths:
+        rows = metric_rows(_read_json(p))
+        key = tuple(r for r in rows if r[0] != "written_to")
+        if key not in seen:
+            seen.add(key)
+            result.append((p, rows))
+    return result
 
 
 def _pngs(folder: Path, recursive: bool = False) -> list[Path]:

@@ -43,8 +43,8 @@ def stand_in_notebooks(folder: Path, fail_in: str | None = None) -> Path:
                    " run=run_name, image_size=image_size)) + '\\n')",
                    "plots = pathlib.Path(out_root) / run_name / 'plots'\nplots.mkdir(parents=True, exist_ok=True)\n"
                    + PNG_CODE.format(v=50, path="plots / 'samples_per_class.png'"))
-    write_notebook(folder / "02_train_progressive.ipynb", common + 'class_name = "AD"\nrun_name = "demo-AD"\n',
-                   log + "log.open('a').write(json.dumps(dict(nb='02', class_name=class_name, run=run_name)) + '\\n')",
+    write_notebook(folder / "02_train_progressive.ipynb", common + 'class_name = "AD"\nrun_name = "demo-AD"\nresume = False\n',
+                   log + "log.open('a').write(json.dumps(dict(nb='02', class_name=class_name, run=run_name, resume=resume)) + '\\n')",
                    "run = pathlib.Path(out_root) / run_name\n"
                    "for sub in ('checkpoints', 'samples', 'plots'): (run / sub).mkdir(parents=True, exist_ok=True)\n"
                    "(run / 'checkpoints' / '02-16px.json').write_text(json.dumps(dict(finished=True)))\n"
@@ -58,7 +58,8 @@ def stand_in_notebooks(folder: Path, fail_in: str | None = None) -> Path:
     write_notebook(folder / "04_umap.ipynb", common + 'runs = ["demo-AD", "demo-NC"]\n',
                    log + "log.open('a').write(json.dumps(dict(nb='04', runs=runs)) + '\\n')",
                    "run = pathlib.Path(out_root) / runs[0]\n"
-                   "(run / 'eval.json').write_text(json.dumps({'fid': {'value': 12.5, 'floor': 3.25}, 'n': 64}))\n"
+                   "for r in runs: (pathlib.Path(out_root) / r / 'eval.json').write_text("
+                   "json.dumps({'fid': {'value': 12.5, 'floor': 3.25}, 'n': 64}))\n"
                    + PNG_CODE.format(v=40, path="run / 'umap_real_vs_generated.png'"))
     return folder
 
@@ -97,6 +98,7 @@ def test_batch_runs_each_notebook_with_its_parameters_and_writes_the_summary(tmp
     assert "samples_per_class.png" in page
     assert page.index("8px.png") < page.index("16px.png")  # resolutions in order
     assert "fid.value" in page and "12.5" in page and "fid.floor" in page
+    assert page.count("<td>fid.value</td>") == 1  # evaluate's identical copies in each run: one table
     md = (out / "b1" / "summary.md").read_text()
     assert "![umap_real_vs_generated](../b1-AD/umap_real_vs_generated.png)" in md
     assert "| 02_train_progressive NC | done |" in md
@@ -116,6 +118,11 @@ def test_rerun_skips_finished_training_but_still_samples_and_evaluates(tmp_path,
     assert "[2/4] 02_train_progressive NC ... skipped" in printed
     run_batch(preset="smoke", classes=["NC"], out_root=out, notebooks_dir=notebooks, retrain=True)
     assert [c["nb"] for c in calls(out)][-4:] == ["01", "02", "03", "04"]
+    assert [c["resume"] for c in calls(out) if c["nb"] == "02"] == [False, False]  # fresh, then retrained
+    latest = out / "smoke-NC" / "checkpoints" / "02-16px.json"
+    latest.write_text(json.dumps(dict(finished=False)))  # an interrupted run continues
+    run_batch(preset="smoke", classes=["NC"], out_root=out, notebooks_dir=notebooks)
+    assert [c["resume"] for c in calls(out) if c["nb"] == "02"][-1] is True
 
 
 def test_conditional_batch_trains_one_model_named_both(tmp_path):
