@@ -1,0 +1,142 @@
+"""SWD, MS-SSIM, FID/KID, precision/recall, memorisation and usefulness on image sets with known answers."""
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from brainlib import memorisation as mem
+from brainlib.metrics import (fid, kid, laplacian_pyramid, ms_ssim, ms_ssim_pairs, ms_ssim_scales,
+                              precision_recall, sliced_wasserstein, swd_levels, swd_to_reference, usefulness)
+
+
+def blobs(n, res=32, seed=0, radius_shift=0.0):
+    """Bright discs of random centre and size on a dark background, float [-1,1] [n,1,res,res]."""
+    g = torch.Generator().manual_seed(seed)
+    yy, xx = torch.meshgrid(torch.arange(res).float(), torch.arange(res).float(), indexing="ij")
+    cy, cx = (torch.rand(2, n, 1, 1, generator=g) * 0.5 + 0.25) * res
+    r = (torch.rand(n, 1, 1, generator=g) * 0.15 + 0.15 + radius_shift) * res
+    img = torch.sigmoid((r - ((yy - cy) ** 2 + (xx - cx) ** 2).sqrt()) * 1.5)
+    return (img * 1.6 - 0.8).unsqueeze(1)
+
+
+def blur(x, sigma):
+    k = torch.arange(-4, 5).float()
+    k = torch.exp(-k**2 / (2 * sigma**2))
+    k = (k / k.sum())
+    k2 = (k[:, None] * k[None, :]).view(1, 1, 9, 9)
+    return F.conv2d(F.pad(x, [4] * 4, mode="reflect"), k2)
+
+
+def test_laplacian_pyramid_sums_back_and_has_levels():
+    x = blobs(4, 64)
+    pyr = laplacian_pyramid(x, swd_levels(64))
+    assert [p.shape[-1] for p in pyr] == [64, 32, 16]
+    assert swd_levels(128) == 4 and swd_levels(16) == 1
+
+
+def test_swd_is_near_zero_for_same_set_and_grows_with_blur_and_noise():
+    x = blobs(200, 32, seed=1)
+    g = torch.Generator().manual_seed(3)
+    candidates = {"same": x, **{f"blur{s}": blur(x, s) for s in (0.6, 1.2, 2.4)},
+                  **{f"noise{a}": x + a * torch.randn(x.shape, generator=g) for a in (0.05, 0.15, 0.45)}}
+    swd = {k: v["mean"] for k, v in swd_to_reference(x, candidates, patches_per_image=64).items()}
+    blurred, noisy = [swd[f"blur{s}"] for s in (0.6, 1.2, 2.4)], [swd[f"noise{a}"] for a in (0.05, 0.15, 0.45)]
+    assert blurred == sorted(blurred) and noisy == sorted(noisy)
+    # the same images with other random patches: sampling noise only
+    assert swd["same"] < blurred[0] and swd["same"] < 0.3 * blurred[1] and swd["same"] < 0.2 * noisy[0]
+
+
+def test_swd_levels_and_seeding():
+    x, y = blobs(40, 32, seed=1), blobs(40, 32, seed=2)
+    r = sliced_wasserstein(x, y, patches_per_image=16)
+    assert set(r["levels"]) == {"32", "16"} and r["n_images"] == 40
+    assert r["mean"] == pytest.approx(np.mean(list(r["levels"].values())))
+    assert sliced_wasserstein(x, y, patches_per_image=16)["mean"] == r["mean"]  # seeded
+    assert sliced_wasserstein(x, y, patches_per_image=16, seed=5)["mean"] != r["mean"]
+    with pytest.raises(ValueError, match="one size"):
+        sliced_wasserstein(x, blobs(40, 16))
+
+
+def test_ms_ssim_identical_is_one_and_noise_is_low():
+    x = blobs(6, 64, seed=4)
+    assert torch.allclose(ms_ssim(x, x), torch.ones(6), atol=1e-5)
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.rand(6, 1, 64, 64, generator=g) * 2 - 1, torch.rand(6, 1, 64, 64, generator=g) * 2 - 1
+    assert (ms_ssim(a, b) < 0.1).all()
+    assert ms_ssim_scales(64) == 3 and ms_ssim_scales(128) == 4 and ms_ssim_scales(16) == 1
+    # a collapsed set (one image repeated with faint noise) is far less diverse than varied blobs
+    collapsed = x[:1].repeat(40, 1, 1, 1) + 0.01 * torch.randn(40, 1, 64, 64, generator=g)
+    assert ms_ssim_pairs(collapsed, pairs=100) > 0.9 > ms_ssim_pairs(blobs(40, 64, seed=5), pairs=100)
+
+
+def test_ms_ssim_accepts_uint8():
+    u8 = ((blobs(4, 32) + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)[:, 0]
+    assert torch.allclose(ms_ssim(u8, u8), torch.ones(4), atol=1e-5)
+
+
+def test_fid_and_kid_near_zero_for_one_set_split_in_two_and_higher_when_shifted():
+    rng = np.random.default_rng(0)
+    f = rng.normal(size=(2000, 16))
+    a, b = f[:1000], f[1000:]
+    shifted = rng.normal(size=(1000, 16)) + 0.5
+    assert fid(a, b) < 0.3 and fid(a, shifted) > 3.0  # finite-sample bias ~0.14; shift 16 x 0.5^2 = 4
+    k_same, k_std = kid(a, b)
+    k_shift, _ = kid(a, shifted)
+    assert abs(k_same) < 3 * k_std + 1e-3 and k_shift > 20 * max(abs(k_same), k_std)
+    assert fid(a, a) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_fid_handles_rank_deficient_covariance():
+    rng = np.random.default_rng(1)
+    a = np.zeros((50, 8)); a[:, :2] = rng.normal(size=(50, 2))
+    b = np.zeros((50, 8)); b[:, :2] = rng.normal(size=(50, 2))
+    value = fid(a, b)
+    assert np.isfinite(value) and value >= 0
+
+
+def test_precision_recall_known_answers():
+    rng = np.random.default_rng(0)
+    real = rng.normal(size=(500, 8))
+    same = precision_recall(real, rng.normal(size=(500, 8)))
+    assert same["precision"] > 0.8 and same["recall"] > 0.8
+    collapsed = precision_recall(real, 0.1 * rng.normal(size=(500, 8)))  # all mass at the mode
+    assert collapsed["precision"] > 0.95 and collapsed["recall"] < 0.2
+    disjoint = precision_recall(real, rng.normal(size=(500, 8)) + 20)
+    assert disjoint["precision"] == 0 and disjoint["recall"] == 0
+    with pytest.raises(ValueError, match="k=3"):
+        precision_recall(real[:3], real)
+
+
+def test_planted_copies_are_flagged_and_fresh_samples_are_not(tmp_path):
+    train, heldout = blobs(300, 32, seed=10), blobs(200, 32, seed=11)
+    fresh = blobs(100, 32, seed=12)
+    g = torch.Generator().manual_seed(0)
+    copies = train[:20] + 0.002 * torch.randn(20, 1, 32, 32, generator=g)
+    generated = torch.cat([copies, fresh])
+    result = mem.memorisation(generated, train, heldout)
+    flags = mem.flagged(result["pixels"])
+    assert flags[:20].all() and flags[20:].mean() < 0.1
+    _, idx = result["pixels"]["_gen_nearest"]
+    assert (idx[:20] == np.arange(20)).all()
+    pub = mem.public(result)
+    assert pub["pixels"]["share"] == pytest.approx(flags.mean()) and 0 < pub["pixels"]["floor"] <= 0.02
+    png = mem.save_closest_pairs(generated, train, result, tmp_path / "pairs.png", k=4)
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_usefulness_runs_on_tiny_data_and_returns_scores_in_range():
+    def two_class(n, seed):
+        small, large = blobs(n, 16, seed), blobs(n, 16, seed + 100, radius_shift=0.12)
+        return torch.cat([small, large]), np.array([0] * n + [1] * n)
+    xr, yr = two_class(40, 0)
+    xs, ys = two_class(40, 1)
+    xt, yt = two_class(30, 2)
+    res = usefulness(xr, yr, xs, ys, xt, yt, epochs=3, max_per_class=30)
+    assert set(res) == {"real", "synthetic", "real+synthetic"}
+    for r in res.values():
+        for key in ("accuracy", "balanced_accuracy", "auc"):
+            assert 0.0 <= r[key] <= 1.0
+    assert res["real"]["n_train"] == 60 and res["real+synthetic"]["n_train"] == 120
+    assert res["real"]["auc"] > 0.8  # disc size separates the classes easily
+    with pytest.raises(ValueError, match="synthetic training set has only one class"):
+        usefulness(xr, yr, xs[:40], ys[:40], xt, yt, epochs=1)
