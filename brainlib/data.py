@@ -169,7 +169,10 @@ def _layout(root: Path, class_dirs: dict[str, str]) -> tuple[str, Path]:
             return "adni", root
         if wanted & set(children):
             return "classes", root
-        has_files = any(f.is_file() and _is_image_name(f.name) for f in root.iterdir())
+        try:
+            has_files = any(f.is_file() and _is_image_name(f.name) for f in root.iterdir())
+        except OSError as e:
+            raise DataError(f"dataset folder {root} cannot be read ({e.strerror or e}); " + ACCEPTED_LAYOUTS) from None
         if has_files:
             return "plain", root
         if len(children) == 1:

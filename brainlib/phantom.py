@@ -192,8 +192,9 @@ def _atrophied_intensity(atlas: SliceAtlas, atrophy: float, rng: np.random.Gener
 
 def _smooth_noise(rng: np.random.Generator, grid: int, shape: tuple[int, int]) -> np.ndarray:
     """A smooth random field: normal values on a coarse grid, cubic-spline upsampled."""
-    coarse = rng.standard_normal((grid, grid))
-    return ndimage.zoom(coarse, (shape[0] / grid, shape[1] / grid), order=3, mode="nearest")[:shape[0], :shape[1]]
+    from PIL import Image
+    coarse = rng.standard_normal((grid, grid)).astype(np.float32)
+    return np.asarray(Image.fromarray(coarse).resize((shape[1], shape[0]), Image.Resampling.BICUBIC))
 
 
 def _sampling_grid(rng: np.random.Generator, centre_r: float, centre_c: float, px_per_mm: float) -> np.ndarray:
