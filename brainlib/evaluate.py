@@ -275,6 +275,7 @@ def evaluate(runs: list[str], n: int = 1000, out_root: str | Path = "outputs", *
     from brainlib.metrics import usefulness as usefulness_study
 
     sizes = sizes or (EvalSizes.quick() if quick else EvalSizes())
+    runs = [runs] if isinstance(runs, (str, Path)) else list(runs)
     if n < 2:
         raise ValueError(f"evaluate needs at least 2 generated images per class, got n={n}")
     t0 = time.perf_counter()

@@ -1,0 +1,109 @@
+"""evaluate() end to end on two smoke runs, and notebook 04 headless with papermill."""
+import json
+import shutil
+from pathlib import Path
+
+import nbformat
+import numpy as np
+import pytest
+
+from smoke_batch import ROOT, refresh, trained_runs
+
+from brainlib.evaluate import EvalSizes, evaluate, format_table, load_features, load_report, metric_rows
+
+RUNS = [f"{refresh.SMOKE_NAME}-AD", f"{refresh.SMOKE_NAME}-NC"]
+
+
+@pytest.fixture(scope="module")
+def runs_root(tmp_path_factory) -> Path:
+    """A private copy of the shared smoke runs (so our eval files do not leak into other tests)."""
+    out = tmp_path_factory.mktemp("eval_runs")
+    for run in RUNS:
+        shutil.copytree(trained_runs() / run, out / run)
+    return out
+
+
+@pytest.fixture(scope="module")
+def report_path(runs_root, tmp_path_factory) -> Path:
+    return evaluate(RUNS, n=40, out_root=runs_root, quick=True, progress=False,
+                    encoder_cache=tmp_path_factory.mktemp("encoders"))
+
+
+def test_evaluate_writes_eval_json_into_each_run_with_floors(report_path, runs_root, capsys):
+    assert report_path == runs_root / RUNS[0] / "eval.json"
+    report = load_report(report_path)
+    assert load_report(runs_root / RUNS[1]) == report  # identical copy in the NC run
+    assert report["runs"] == RUNS and report["n_per_class"] == 40 and report["res"] == 16
+    assert report["inception_fid"] is None or isinstance(report["inception_fid"], dict)
+    assert report["inception_note"]
+    assert report["encoder"]["name"] == "brainlib-slice-encoder" and 0 <= report["encoder"]["heldout_accuracy"] <= 1
+    assert report["floor"]["optimistic"] is False and report["floor"]["trained_splits"] == ["train"]
+    for c in ("AD", "NC"):
+        m = report["per_class"][c]
+        assert m["sizes"]["generated"] == 40 and m["sizes"]["compared"] == min(40, m["sizes"]["heldout"])
+        for key in ("fid_encoder", "ms_ssim", "memorised_share_pixels"):
+            assert set(m[key]) == {"generated", "floor", "ratio"} and m[key]["floor"] is not None
+        assert m["fid_encoder"]["generated"] >= 0 and 0 <= m["ms_ssim"]["generated"] <= 1
+        assert list(m["swd_x1e3"]["levels"]) == ["16"]
+    for source in ("real", "synthetic", "real+synthetic"):
+        assert 0 <= report["usefulness"][source]["balanced_accuracy"] <= 1
+    for key in ("memorisation_AD", "memorisation_NC", "umap", "features"):
+        assert Path(report["figures"][key]).is_file() and Path(report["figures"][key]).parent == report_path.parent / "eval"
+    arrays = load_features(report)
+    assert arrays["features"].shape == (len(arrays["labels"]), 128) and arrays["generated"].sum() == 80
+    assert arrays["umap_points"].shape == (len(arrays["labels"]), 2)
+    assert not list(report_path.parent.glob(".*.tmp"))  # atomic writes leave no temp files
+
+
+def test_metric_table_rows_and_reuse(report_path, runs_root, capsys):
+    report = load_report(report_path)
+    rows = metric_rows(report)
+    names = {r["metric"] for r in rows}
+    assert {"SWD x1e3 (avg)", "MS-SSIM (pairs)", "FID (encoder)", "KID (encoder)", "precision (encoder, k=3)",
+            "recall (encoder, k=3)", "memorised share (pixels)"} <= names
+    assert rows == report["table"]
+    for r in rows:
+        if r["ratio"] is not None:
+            assert r["ratio"] == pytest.approx(r["generated"] / r["floor"])
+    table = format_table(rows)
+    assert table.splitlines()[0].split()[:5] == ["metric", "class", "generated", "floor", "ratio"]
+    before = report_path.stat().st_mtime_ns
+    again = evaluate(RUNS, n=40, out_root=runs_root, quick=True, progress=False, reuse=True)
+    assert again == report_path and report_path.stat().st_mtime_ns == before  # same checkpoints: reused
+    assert "FID (encoder)" in capsys.readouterr().out
+
+
+def test_evaluate_refuses_runs_that_are_not_one_ad_and_one_nc(runs_root):
+    with pytest.raises(ValueError, match="AD and NC exactly once"):
+        evaluate([RUNS[0]], n=8, out_root=runs_root, quick=True, progress=False)
+    with pytest.raises(ValueError, match="AD and NC exactly once"):
+        evaluate([RUNS[0], RUNS[0]], n=8, out_root=runs_root, quick=True, progress=False)
+    with pytest.raises(FileNotFoundError, match="no-such-run"):
+        evaluate(["no-such-run", RUNS[1]], n=8, out_root=runs_root, quick=True, progress=False)
+
+
+def test_quick_sizes_are_smaller():
+    q, full = EvalSizes.quick(), EvalSizes()
+    assert q.ms_ssim_pairs < full.ms_ssim_pairs and q.swd_patches < full.swd_patches
+    assert (full.swd_patches, full.swd_directions, full.swd_repeats) == (128, 128, 4)  # ProGAN's settings
+
+
+def test_notebook_04_runs_headless_on_smoke_runs(runs_root, tmp_path):
+    import papermill
+    out = tmp_path / "04_umap.ipynb"
+    papermill.execute_notebook(str(ROOT / "notebooks" / "04_umap.ipynb"), str(out), kernel_name="python3",
+                               parameters=dict(runs=RUNS, n_per_class=40, out_root=str(runs_root)),
+                               progress_bar=False)
+    nb = nbformat.read(out, as_version=4)
+    checked = [c for c in nb.cells if c.cell_type == "code" and c.source.startswith("# NBVAL_CHECK_OUTPUT")]
+    printed = "".join(o.get("text", "") for c in checked for o in c.outputs)
+    assert "FID (encoder)" in printed and "SWD x1e3 (avg)" in printed
+    assert len(list((runs_root / RUNS[0] / "eval").glob("*.png"))) >= 3
+
+
+def test_committed_notebook_is_clean_and_parameterised():
+    nb = nbformat.read(ROOT / "notebooks" / "04_umap.ipynb", as_version=4)
+    assert "parameters" in nb.cells[0].metadata.get("tags", [])
+    assert "n_per_class = 1000" in nb.cells[0].source and 'method = "umap"' in nb.cells[0].source
+    assert "os.chdir(brainlib.config.project_root())" in nb.cells[1].source
+    assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code")
