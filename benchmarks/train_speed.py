@@ -10,7 +10,6 @@ the same code a run executes.
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import time
 from pathlib import Path

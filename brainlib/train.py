@@ -179,7 +179,8 @@ class Trainer:
         if cfg.compile:  # the critic stays eager: its gradient penalty needs double backward
             self.G_train = torch.compile(self.G_train)
 
-        self.images_u8 = torch.from_numpy(np.ascontiguousarray(dataset.images)).to(self.device)
+        # one copy of the (often read-only, memory-mapped) uint8 array, moved to the device once
+        self.images_u8 = torch.from_numpy(np.array(dataset.images, dtype=np.uint8, copy=True)).to(self.device)
         self.labels = torch.as_tensor(np.asarray(dataset.labels), dtype=torch.long).to(self.device)
         if len(self.images_u8) == 0:
             raise ValueError(f"the dataset at {getattr(dataset, 'root', '?')} holds no images for classes {cfg.classes}")
@@ -260,7 +261,9 @@ class Trainer:
         z = torch.randn(n, self.cfg.z_dim, device=self.device)
         self.D.requires_grad_(False)
         with self._autocast():
-            fake = self.G_train(z, label, res=res, alpha=alpha, update_w_avg=True, **self._mixing(n, res))
+            # a compiled G takes alpha as a tensor, or every new value would trigger a recompile
+            alpha_in = torch.tensor(alpha, device=self.device) if self.cfg.compile else alpha
+            fake = self.G_train(z, label, res=res, alpha=alpha_in, update_w_avg=True, **self._mixing(n, res))
             loss, stats = self.loss.generator_loss(self.D, fake, label, alpha=alpha)
         self.opt_G.zero_grad(set_to_none=True)
         self.scaler_G.scale(loss).backward()

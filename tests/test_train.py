@@ -141,3 +141,11 @@ def test_conditional_run_with_augmentation_and_mixing(tmp_path):
     assert len(rows) == 8 and sum("g_loss" in r for r in rows) == 4  # a G step every second batch
     tensors, meta = load_checkpoint(latest_checkpoint(run))
     assert tensors["sample/labels"].tolist() == [1, 1, 0, 0]  # grid rows: AD then NC
+
+
+def test_periodic_checkpoints_are_pruned_but_end_of_step_ones_kept(tmp_path):
+    cfg = preset("smoke", run="periodic", out_root=str(tmp_path), checkpoint_minutes=0.0)
+    train(cfg, dataset=_random(), max_steps=7)
+    names = sorted(p.name for p in (cfg.run_dir / "checkpoints").glob("*.safetensors"))
+    assert names == ["01-8px.safetensors", "02-16px-000000056img.safetensors"]
+    assert latest_checkpoint(cfg.run_dir).name == "02-16px-000000056img.safetensors"
