@@ -41,7 +41,8 @@ class EvalSizes:
     ms_ssim_pairs: int = 1000
     kid_subsets: int = 50
     usefulness_epochs: int = 4
-    encoder_epochs: int = 6
+    usefulness_max_per_class: int = 500
+    encoder_epochs: int = 4
     c2st_epochs: int = 6
     embed_max_real_per_class: int = 1000
     memorisation_pairs_shown: int = 8
@@ -97,7 +98,10 @@ def real_images(cfg, res: int, progress: bool, seed: int) -> tuple[dict, dict, d
     from brainlib.data import DataError, dataset_for_config, to_model_input
 
     both = cfg.replace(class_name="both")
-    train = dataset_for_config(both, splits=["train"], progress=progress)
+    try:
+        train = dataset_for_config(both, splits=["train"], progress=progress)
+    except DataError:  # no train/ folder: every image is a training image
+        train = dataset_for_config(both, splits=None, progress=progress)
     trained_on = cfg.splits
     notes = {"trained_splits": trained_on, "heldout": "the test split", "optimistic": False, "note": ""}
     try:
@@ -152,14 +156,23 @@ def class_metrics(c: str, gen, train, held, enc, inception, sizes: EvalSizes, se
     m = min(len(gen), len(held))
     gen_m, held_m = _subset(gen, m, seed), _subset(held, m, seed + 1)
     out: dict = {"sizes": {"generated": len(gen), "compared": m, "train": len(train), "heldout": len(held)}}
+    seconds, tick = {}, time.perf_counter()
+
+    def lap(name: str) -> None:
+        nonlocal tick
+        seconds[name] = round(time.perf_counter() - tick, 2)
+        tick = time.perf_counter()
+
     swd = swd_to_reference(train, {"generated": gen_m, "floor": held_m}, patches_per_image=sizes.swd_patches,
                            directions=sizes.swd_directions, repeats=sizes.swd_repeats, seed=seed)
     out["swd_x1e3"] = {"mean": _pair(swd["generated"]["mean"], swd["floor"]["mean"]),
                        "levels": {lvl: _pair(swd["generated"]["levels"][lvl], swd["floor"]["levels"][lvl])
                                   for lvl in swd["generated"]["levels"]},
                        "n_images": swd["generated"]["n_images"]}
+    lap("swd")
     out["ms_ssim"] = _pair(ms_ssim_pairs(gen_m, pairs=sizes.ms_ssim_pairs, seed=seed),
                            ms_ssim_pairs(held_m, pairs=sizes.ms_ssim_pairs, seed=seed))
+    lap("ms_ssim")
     f_train, f_gen, f_held = enc.features(train), enc.features(gen), enc.features(held)
     f_gen_m, f_held_m = enc.features(gen_m), enc.features(held_m)
     out["fid_encoder"] = _pair(fid(f_gen_m, f_train), fid(f_held_m, f_train))
@@ -175,9 +188,11 @@ def class_metrics(c: str, gen, train, held, enc, inception, sizes: EvalSizes, se
         out["inception_fid"] = _pair(fid(inception(gen_m), i_train), fid(inception(held_m), i_train))
     else:
         out["inception_fid"] = None
+    lap("features_fid_kid_pr")
     if m >= 8:
         res = c2st(gen_m, train, held_m, seeds=(seed,), epochs=sizes.c2st_epochs)
         out["c2st_accuracy"] = _pair(res["c2st"], res["c2st_floor"])
+    lap("c2st")
     memo = mem.memorisation(gen, train, held, gen_features=f_gen, train_features=f_train, heldout_features=f_held)
     out["memorisation"] = mem.public(memo)
     for space in ("pixels", "encoder"):
@@ -186,6 +201,8 @@ def class_metrics(c: str, gen, train, held, enc, inception, sizes: EvalSizes, se
                                   k=min(sizes.memorisation_pairs_shown, len(gen)),
                                   title=f"{c}: closest generated | training pairs (pixel L2)")
     figures[f"memorisation_{c}"] = str(path)
+    lap("memorisation")
+    out["seconds"] = seconds
     return out
 
 
@@ -334,9 +351,11 @@ def evaluate(runs: list[str], n: int = 1000, out_root: str | Path = "outputs", *
         syn_cap = {c: min(len(generated[c]), len(train[c])) for c in labels_of}  # as many synthetic as real
         syn = {c: generated[c][:syn_cap[c]] for c in labels_of}
         report["usefulness"] = {**usefulness_study(cat(train), lab(train), cat(syn), lab(syn), cat(held), lab(held),
-                                                   epochs=sizes.usefulness_epochs, seed=seed, max_per_class=1000),
+                                                   epochs=sizes.usefulness_epochs, seed=seed,
+                                                   max_per_class=sizes.usefulness_max_per_class),
                                 "note": "fixed SliceEncoder classifier, class head only; trained on each source, "
-                                        "scored on real held-out images; synthetic cut to the real count per class"}
+                                        "scored on real held-out images; each source cut to at most "
+                                        f"{sizes.usefulness_max_per_class} images per class"}
         seconds["usefulness"] = time.perf_counter() - tick
 
     tick = time.perf_counter()
