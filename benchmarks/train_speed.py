@@ -1,10 +1,11 @@
 """Training throughput: images per second for one full critic + generator step (gradient
 penalty included) at each resolution, for the demo and paper model sizes, on this device.
 
-    .venv/bin/python benchmarks/train_speed.py [--presets demo paper] [--steps 3] [--warmup 1]
+    .venv/bin/python benchmarks/train_speed.py [--presets demo paper] [--steps 1] [--warmup 1] [--threads N]
 
 Prints a table and writes outputs/bench/train_speed.json. A benchmark, not a test; the default
-run takes a minute or two on a small CPU. The timed step is brainlib.train.Trainer.train_step,
+run takes about two minutes on a 2-core CPU (most of it the paper sizes). The timed step is
+brainlib.train.Trainer.train_step,
 the same code a run executes.
 """
 from __future__ import annotations
@@ -55,7 +56,7 @@ def measure(preset_name: str, steps: int, warmup: int, device: str) -> list[dict
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--presets", nargs="+", default=["demo", "paper"])
-    p.add_argument("--steps", type=int, default=3, help="timed steps per resolution")
+    p.add_argument("--steps", type=int, default=1, help="timed steps per resolution")
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--device", default="auto")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
