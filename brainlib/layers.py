@@ -178,14 +178,27 @@ class Upsample(nn.Module):
 
 
 class Downsample(nn.Module):
-    """2x average pooling, optionally after the binomial blur."""
+    """2x average pooling, optionally after the binomial blur.
 
-    def __init__(self, blur: bool = True):
+    Blur then 2x2 average is one linear filter: [1, 2, 1]/4 convolved with [1, 1]/2 is
+    [1, 3, 3, 1]/8 per axis, applied with stride 2 to the same replicate-padded input. The
+    fused path runs that single strided depthwise convolution (13% faster training steps at
+    the demo preset's 64 px on the CPU, benchmarks/README.md); `fused=False` is its plain twin.
+    """
+
+    def __init__(self, blur: bool = True, *, fused: bool = True):
         super().__init__()
         self.blur = Blur() if blur else nn.Identity()
+        self.fused = fused and blur
+        k = torch.tensor([1.0, 3.0, 3.0, 1.0])
+        self.register_buffer("kernel", (k[:, None] * k[None, :] / 64).reshape(1, 1, 4, 4), persistent=False)
 
     def forward(self, x: Tensor) -> Tensor:
-        return F.avg_pool2d(self.blur(x), 2)
+        if not self.fused:
+            return F.avg_pool2d(self.blur(x), 2)
+        c = x.shape[1]
+        kernel = self.kernel.to(x.dtype).expand(c, 1, 4, 4)
+        return F.conv2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), kernel, stride=2, groups=c)
 
 
 def lrelu(x: Tensor) -> Tensor:
