@@ -1,0 +1,131 @@
+"""The benchmark scripts run end to end in --quick mode and write well-formed JSON; the
+fast paths they measure equal their plain twins. No timing is asserted (speed varies with
+the machine's load): only that every figure is there, finite and positive."""
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from brainlib.layers import Downsample
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def positive(x) -> bool:
+    return isinstance(x, (int, float)) and math.isfinite(x) and x > 0
+
+
+@pytest.fixture(scope="module")
+def run_all(tiny_phantom, tmp_path_factory):
+    """benchmarks/run_all.py --quick on the tiny phantom, every JSON into a temporary folder."""
+    out = tmp_path_factory.mktemp("bench")
+    env = {**os.environ, "BRAINLIB_BENCH_DIR": str(out)}
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "run_all.py"), "--quick", "--data",
+                           str(tiny_phantom)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return out, done.stdout
+
+
+def test_run_all_writes_every_benchmarks_json(run_all):
+    out, _ = run_all
+    names = {p.stem for p in out.glob("*.json")}
+    assert {"run_all", "data_speed", "generation_speed", "scaling"} <= names
+    for name in ("run_all", "data_speed", "generation_speed", "scaling"):
+        report = json.loads((out / f"{name}.json").read_text())
+        assert report["benchmark"] == name
+        assert report["machine"]["torch"] == torch.__version__
+        assert report["machine"]["threads"] >= 1
+        assert positive(report["peak_rss_mb"])
+
+
+def test_training_rows_compare_brainlib_with_the_baseline(run_all):
+    report = json.loads((run_all[0] / "run_all.json").read_text())
+    rows = report["training"]
+    assert [(r["preset"], r["res"]) for r in rows] == [("smoke", 8), ("smoke", 16)]
+    for r in rows:
+        assert r["reg_every"] == 4
+        assert set(r["seconds_median"]) == {"baseline", "ours_reg", "ours_noreg", "bf16_reg", "bf16_noreg"}
+        for key in ("baseline_img_s", "ours_img_s", "ours_bf16_img_s", "ratio", "bf16_ratio"):
+            assert positive(r[key]), key
+        # img/s of the lazy schedule: one step in four pays the penalty
+        s = r["seconds_median"]
+        expected = r["batch"] / ((s["ours_reg"] + 3 * s["ours_noreg"]) / 4)
+        assert r["ours_img_s"] == pytest.approx(expected, rel=0.02)
+        assert r["ratio"] == pytest.approx(r["ours_img_s"] / r["baseline_img_s"], rel=0.02)
+
+
+def test_combined_table_has_every_benchmark(run_all):
+    out, stdout = run_all
+    report = json.loads((out / "run_all.json").read_text())
+    kinds = [r["benchmark"] for r in report["rows"]]
+    for kind in ("train step", "data epoch", "generate", "explorer render", "DDP 2 proc", "H100 ESTIMATE"):
+        assert kind in kinds
+        assert kind in stdout  # the printed table
+    for r in report["rows"]:
+        assert positive(r["brainlib"]), r
+        if r.get("ratio") is not None:
+            assert positive(r["ratio"]) and positive(r["baseline"]), r
+
+
+def test_data_scaling_ddp_and_estimate_sections(run_all):
+    out, _ = run_all
+    data = json.loads((out / "data_speed.json").read_text())
+    assert data["images"] == 38  # the tiny phantom's train split (80% of 48), under the 64 limit
+    assert all(positive(r["cached_epoch_s"]) and positive(r["decode_w0_epoch_s"]) for r in data["rows"])
+    scaling = json.loads((out / "scaling.json").read_text())
+    assert [r["factor"] for r in scaling["epoch_scaling"]] == [1, 2, 4]
+    n = scaling["epoch_scaling"][0]["images"]
+    assert [r["images"] for r in scaling["epoch_scaling"]] == [n, 2 * n, 4 * n]
+    assert [r["processes"] for r in scaling["ddp"]] == [1, 2]
+    assert all(r["world"] == r["processes"] for r in scaling["ddp"])
+    est = scaling["h100_estimate"]
+    assert est["ESTIMATE"] is True and est["assumptions"]["sustained_fraction"] > 0
+    assert [r["res"] for r in est["rows"]] == [8, 16]
+    # FLOPs per image grow with resolution (4x the pixels at the top block)
+    assert est["rows"][1]["gflop_per_image"] > est["rows"][0]["gflop_per_image"] > 0
+    gen = json.loads((out / "generation_speed.json").read_text())
+    assert gen["generation"][0]["n"] == 8 and positive(gen["generation"][0]["ratio"])
+    assert [r["res"] for r in gen["explorer"]] == [16] and positive(gen["explorer"][0]["median_ms"])
+
+
+def test_fused_downsample_equals_blur_then_average_pooling_with_gradients():
+    torch.manual_seed(0)
+    x = torch.randn(3, 5, 16, 16, dtype=torch.float64, requires_grad=True)
+    fused, plain = Downsample(), Downsample(fused=False)
+    assert fused.fused and not plain.fused
+    y_fused, y_plain = fused.double()(x), plain.double()(x)
+    torch.testing.assert_close(y_fused, y_plain)
+    # the gradient penalty differentiates twice: the double backward must agree too
+    g_fused = torch.autograd.grad(y_fused.square().sum(), x, create_graph=True)[0]
+    g_plain = torch.autograd.grad(y_plain.square().sum(), x, create_graph=True)[0]
+    torch.testing.assert_close(g_fused, g_plain)
+    torch.testing.assert_close(torch.autograd.grad(g_fused.sum(), x)[0], torch.autograd.grad(g_plain.sum(), x)[0])
+    # without blur, plain 2x2 average pooling
+    torch.testing.assert_close(Downsample(blur=False)(x), F.avg_pool2d(x, 2))
+
+
+def test_baseline_loader_and_step(tiny_phantom):
+    sys.path.insert(0, str(ROOT))
+    from benchmarks.baseline import BaselineTrainer, folder_loader
+    from brainlib.config import preset
+    loader = folder_loader(tiny_phantom / "train", 16, 8, limit=16)
+    batches = list(loader)
+    assert len(batches) == 2  # 16 images, batch 8, a re-decoded epoch each time it is iterated
+    images, _ = batches[0]
+    assert images.shape == (8, 1, 16, 16) and images.dtype == torch.float32
+    assert -1.0 <= images.min() and images.max() <= 1.0 and images.std() > 0.1
+    trainer = BaselineTrainer(preset("smoke"))
+    assert not any(m.fused for m in trainer.D.modules() if isinstance(m, Downsample))
+    before = trainer.D.epilogue.out.weight.detach().clone()
+    stats = trainer.train_step(images, 16, 0.5)
+    assert set(stats) == {"d_loss", "g_loss", "gp"} and all(math.isfinite(v) for v in stats.values())
+    assert stats["gp"] > 0
+    assert not torch.equal(before, trainer.D.epilogue.out.weight)
