@@ -83,7 +83,7 @@ class RunConfig:
     seed: int = 0
     device: str = "auto"  # auto, cpu, cuda, cuda:1 ...
     amp: bool = True  # mixed precision on CUDA only; the CPU trains in float32
-    channels_last: bool = True  # CUDA and CPU (measured faster on both: benchmarks/README.md)
+    channels_last: bool = True  # CUDA and CPU (1.06-1.15x on the CPU: benchmarks/README.md)
     compile: bool = False
     checkpoint_minutes: float = 10.0
     sample_grid: int = 4  # the grid after each resolution step is N x N
