@@ -1,6 +1,6 @@
 """Every speed benchmark in one go, and one combined table of brainlib against the baseline.
 
-    .venv/bin/python benchmarks/run_all.py            # about 10 minutes on 2 busy cores
+    .venv/bin/python benchmarks/run_all.py            # 13 minutes on 2 busy cores, 1 thread
     .venv/bin/python benchmarks/run_all.py --quick    # smoke sizes, well under a minute (tests)
 
 Runs, in this order: training throughput beside benchmarks/baseline.py (train_speed.py
@@ -25,7 +25,7 @@ from benchmarks.common import format_table, machine, peak_rss_mb, set_threads, w
 from benchmarks.train_speed import compare_with_baseline  # noqa: E402
 
 
-def training(quick: bool, data, threads_note: int, reg_every: int) -> list[dict]:
+def training(quick: bool, data, reg_every: int) -> list[dict]:
     overrides = {"reg_every": reg_every}
     if quick:
         return compare_with_baseline(["smoke"], data=data, limit=32, rounds=1, overrides=overrides, bf16=True)
@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> dict:
     common = quick + (["--data", args.data] if args.data else []) + ["--threads", str(args.threads)]
     results: dict = {"machine": machine(), "quick": args.quick, "reg_every": args.reg_every}
     print("== training throughput, brainlib vs baseline (interleaved)", flush=True)
-    results["training"] = training(args.quick, args.data, args.threads, args.reg_every)
+    results["training"] = training(args.quick, args.data, args.reg_every)
     print("== data", flush=True)
     results["data"] = data_speed.main(common + ([] if args.quick else ["--limit", "1024", "--repeats", "1"]))
     print("== generation", flush=True)
