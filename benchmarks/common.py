@@ -125,8 +125,9 @@ def format_table(rows: list[dict], columns: list[str], headers: list[str] | None
 
 
 def write_result(name: str, result: dict, out: str | Path | None = None) -> Path:
-    """outputs/bench/<name>.json (or `out`), written atomically, with the machine description."""
-    path = Path(out) if out else bench_dir() / f"{name}.json"
+    """outputs/bench/<name>.json (or `out`), written atomically, with the machine description.
+    --quick results go to outputs/bench/quick/, so a test run never overwrites a full run's."""
+    path = Path(out) if out else bench_dir() / ("quick" if result.get("quick") else "") / f"{name}.json"
     atomic_write_json(path, {"benchmark": name, "machine": machine(), **result})
     return path
 

@@ -31,7 +31,8 @@ def run_all(tiny_phantom, tmp_path_factory):
     done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "run_all.py"), "--quick", "--data",
                            str(tiny_phantom)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
-    return out, done.stdout
+    assert not list(out.glob("*.json"))  # quick results never replace a full run's
+    return out / "quick", done.stdout
 
 
 def test_run_all_writes_every_benchmarks_json(run_all):
