@@ -133,23 +133,36 @@ def _fmt(v, digits: int = 3) -> str:
     return f"{v:.{digits}g}" if isinstance(v, float) else str(v)
 
 
+def common_overrides(rows: list[dict]) -> dict[str, str]:
+    """Overrides every row sets to the same value (listed once above the table)."""
+    if not rows:
+        return {}
+    first = rows[0]["overrides"]
+    return {k: v for k, v in first.items() if all(r["overrides"].get(k) == v for r in rows[1:])}
+
+
 def format_markdown(rows: list[dict]) -> str:
     """The table: one line per row; figures are class means, `value (ratio to floor)`."""
-    head = ("| # | configuration | data | budget s | images seen | load avg | SWD x1e3 (ratio) | FID enc (ratio) "
+    head = ("| # | configuration | data | budget s | images seen | load avg, threads | SWD x1e3 (ratio) | FID enc (ratio) "
             "| KID enc (ratio) | precision (ratio) | recall (ratio) | C2ST (floor) | memorised px / enc | grid |")
+    common = common_overrides(rows)
     lines = ["# Image quality per CPU minute", "",
              "Rows appended by `benchmarks/quality_per_minute.py`; figures are means over AD and NC of one "
              "class-conditional model, `value (generated / real-vs-real floor)`. C2ST shows its floor instead. "
-             "Full per-class numbers and the overrides are in quality_per_minute.json.", "",
-             head, "|" + "---|" * (head.count("|") - 1)]
+             "Full per-class numbers and the overrides are in quality_per_minute.json.", ""]
+    if common and len(rows) > 1:
+        lines += ["Overrides common to every row: `" + " ".join(f"{k}={v}" for k, v in common.items()) + "`", ""]
+    lines += [head, "|" + "---|" * (head.count("|") - 1)]
     for i, r in enumerate(rows, 1):
         m = r["figures"]["mean"]
 
         def vr(name: str, digits: int = 3) -> str:
             return f"{_fmt(m[name]['generated'], digits)} ({_fmt(m[name]['ratio'], 2)})"
-        overrides = " ".join(f"{k}={v}" for k, v in r["overrides"].items()) or "-"
+        shown = r["overrides"] if len(rows) == 1 else {k: v for k, v in r["overrides"].items() if k not in common}
+        overrides = " ".join(f"{k}={v}" for k, v in shown.items()) or "-"
         lines.append(f"| {i} | **{r['name']}** `{overrides}` | {r['data']} | {r['budget_seconds']:g} | "
-                     f"{r['images_seen']} | {r['loadavg_before'][0]:.1f}/{r['loadavg_after'][0]:.1f} | {vr('swd')} | "
+                     f"{r['images_seen']} | {r['loadavg_before'][0]:.1f}/{r['loadavg_after'][0]:.1f}, {r['torch_threads']} thr | "
+                     f"{vr('swd')} | "
                      f"{vr('fid')} | {vr('kid')} | {vr('precision')} | {vr('recall')} | "
                      f"{_fmt(m['c2st']['generated'])} ({_fmt(m['c2st']['floor'])}) | "
                      f"{_fmt(m['memorised_px']['generated'])} / {_fmt(m['memorised_enc']['generated'])} | "

@@ -181,6 +181,14 @@ class RunConfig:
 
 PRESETS: dict[str, dict[str, Any]] = {
     "paper": {},
+    # the paper's widths and batches (a GPU) with what beat the original recipe per CPU minute
+    # (benchmarks/quality_per_minute.py, docs/quality.md): non-saturating logistic loss with lazy
+    # R1, DiffAugment, lr 2e-3 (mapping 0.01 x), shorter fade. EMA stays at the paper's 10 kimg:
+    # a GPU run sees millions of images, where 1 kimg (the CPU winner) would be needlessly noisy.
+    "paper-plus": dict(
+        loss="logistic-r1", reg_every=4, r1_gamma=1.0, augment="diffaugment",
+        lr=2e-3, mapping_lr=2e-5, fade_fraction=0.3,
+    ),
     "demo": dict(
         image_size=64, z_dim=128, w_dim=128, mapping_layers=8,
         channels={4: 64, 8: 64, 16: 64, 32: 32, 64: 16},

@@ -108,3 +108,12 @@ def test_budget_split_over_resolutions(qpm, tmp_path):
     with pytest.raises(ConfigError, match="unknown setting 'lrr'"):
         qpm.row_config("demo", {"lrr": "1"}, budget=90, shares=(1, 1, 1, 1), run="r", out_root=tmp_path,
                        data_root=None)
+
+
+def test_paper_plus_is_the_paper_widths_with_the_measured_choices():
+    paper, plus = preset("paper"), preset("paper-plus")
+    assert plus.channels == paper.channels and plus.batch_sizes == paper.batch_sizes
+    assert plus.image_size == paper.image_size == 128
+    assert plus.loss == "logistic-r1" and plus.reg_every == 4 and plus.augment == "diffaugment"
+    assert plus.mapping_lr / plus.lr == pytest.approx(0.01)  # StyleGAN's mapping multiplier
+    assert paper.loss == "wgan-gp" and paper.augment == "none"  # the reference recipe is untouched
