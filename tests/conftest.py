@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 
 os.environ.setdefault("MPLBACKEND", "Agg")  # plots in tests never need a display
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as brainlib/__init__.py, before torch loads
 
 import pytest
 import torch

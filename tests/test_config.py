@@ -1,5 +1,6 @@
 """RunConfig, presets and validation: every bad setting is a one-line error."""
 import json
+import os
 import subprocess
 import sys
 
@@ -79,3 +80,11 @@ def test_importing_brainlib_needs_no_notebook_stack():
             "bad = [m for m in ('umap', 'nilearn', 'jupyterlab', 'ipywidgets', 'papermill', 'sklearn') if m in sys.modules]\n"
             "assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_importing_brainlib_makes_openmp_wait_passively_unless_told_otherwise():
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    code = "import os, brainlib; print(os.environ['OMP_WAIT_POLICY'])"
+    assert subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True).stdout.strip() == "PASSIVE"
+    env["OMP_WAIT_POLICY"] = "ACTIVE"
+    assert subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True).stdout.strip() == "ACTIVE"
