@@ -53,7 +53,8 @@ def test_unknown_preset_and_setting():
 
 def test_overrides_from_strings_are_typed():
     typed = coerce_overrides(parse_overrides(["lr=0.002", "loss=logistic-r1", "channels={\"4\": 8, \"8\": 8, \"16\": 8}",
-                                              "splits=[\"train\"]", "data_root=/tmp"]))
+                                              "splits=[\"train\"]", "data_root=/tmp", "betas=[0,0.99]"]))
+    assert typed["betas"] == (0.0, 0.99) and isinstance(typed["betas"][0], float)  # Adam refuses an int
     assert typed["lr"] == 0.002 and typed["loss"] == "logistic-r1" and typed["splits"] == ["train"]
     assert typed["channels"] == {4: 8, 8: 8, 16: 8} and typed["data_root"] == "/tmp"
     with pytest.raises(ConfigError, match="key=value"):
