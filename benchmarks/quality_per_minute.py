@@ -23,19 +23,17 @@ before and after training so readers can judge how noisy a row's timing was.
 from __future__ import annotations
 
 import argparse
-import fcntl
 import json
 import os
 import shutil
 import subprocess
 import time
-from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
 
-from brainlib.atomic import atomic_write_json, atomic_write_text
+from brainlib.atomic import atomic_write_json, atomic_write_text, file_lock
 from brainlib.config import ConfigError, RunConfig, parse_overrides, preset, project_root
 
 DEFAULT_SHARES = (0.10, 0.15, 0.25, 0.50)  # of the budget per resolution step, last = full size
@@ -102,17 +100,6 @@ def mean_figures(per_class: dict[str, dict]) -> dict[str, dict]:
 # The results file: JSON list (source of truth) + Markdown rendered from it
 
 
-@contextmanager
-def _locked(path: Path):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
-
-
 def load_rows(results: Path) -> list[dict]:
     """The rows so far; ValueError naming the file when it is not a JSON list."""
     path = results / f"{RESULTS_NAME}.json"
@@ -174,7 +161,7 @@ def append_row(row: dict, results: Path) -> tuple[Path, Path]:
     """Add the row to the JSON list and re-render the Markdown, both atomically, under a lock."""
     results.mkdir(parents=True, exist_ok=True)
     json_path, md_path = results / f"{RESULTS_NAME}.json", results / f"{RESULTS_NAME}.md"
-    with _locked(results / f".{RESULTS_NAME}.lock"):
+    with file_lock(results / f".{RESULTS_NAME}.lock"):
         try:
             rows = load_rows(results)
         except ValueError as e:  # keep the unreadable file aside, never overwrite it, never drop the new row

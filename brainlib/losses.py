@@ -51,6 +51,12 @@ class Loss:
     def augment(self, x: Tensor) -> Tensor:
         return augment(x, self.augment_policy) if self.augment_policy else x
 
+    def critic_scores(self, D: nn.Module, real: Tensor, fake: Tensor, label: Tensor | None,
+                      alpha: float | Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """The (augmented) real and fake batches and D's float32 scores of each."""
+        real, fake = self.augment(real), self.augment(fake.detach())
+        return real, fake, D(real, label, alpha=alpha).float(), D(fake, label, alpha=alpha).float()
+
     def critic_loss(self, D, real, fake, label, *, alpha=1.0, regularise=True, reg_scale=1.0):
         raise NotImplementedError
 
@@ -69,9 +75,7 @@ class WGANGP(Loss):
     def critic_loss(self, D: nn.Module, real: Tensor, fake: Tensor, label: Tensor | None, *,
                     alpha: float | Tensor = 1.0, regularise: bool = True,
                     reg_scale: float = 1.0) -> tuple[Tensor, dict[str, Tensor]]:
-        real, fake = self.augment(real), self.augment(fake.detach())
-        d_real = D(real, label, alpha=alpha).float()
-        d_fake = D(fake, label, alpha=alpha).float()
+        real, fake, d_real, d_fake = self.critic_scores(D, real, fake, label, alpha)
         loss = d_fake.mean() - d_real.mean() + self.drift * d_real.square().mean()
         stats = {"d_real": d_real.mean().detach(), "d_fake": d_fake.mean().detach(),
                  "wdist": (d_real.mean() - d_fake.mean()).detach()}
@@ -99,9 +103,7 @@ class LogisticR1(Loss):
     def critic_loss(self, D: nn.Module, real: Tensor, fake: Tensor, label: Tensor | None, *,
                     alpha: float | Tensor = 1.0, regularise: bool = True,
                     reg_scale: float = 1.0) -> tuple[Tensor, dict[str, Tensor]]:
-        real, fake = self.augment(real), self.augment(fake.detach())
-        d_real = D(real, label, alpha=alpha).float()
-        d_fake = D(fake, label, alpha=alpha).float()
+        real, fake, d_real, d_fake = self.critic_scores(D, real, fake, label, alpha)
         loss = F.softplus(d_fake).mean() + F.softplus(-d_real).mean()
         stats = {"d_real": d_real.mean().detach(), "d_fake": d_fake.mean().detach()}
         if regularise and self.gamma > 0:

@@ -27,7 +27,6 @@ import shutil
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -360,31 +359,17 @@ def _replace_folder(new: Path, final: Path) -> None:
 
 def ensure_default_dataset() -> Path:
     """`project_root()/data/phantom/AD_NC`, built with the default settings on first use."""
+    from brainlib.atomic import file_lock
     from brainlib.config import project_root
     out = project_root() / "data" / "phantom"
     root = out / "AD_NC"
     if (root / "phantom.json").exists():
         return root
     out.mkdir(parents=True, exist_ok=True)
-    with _build_lock(out / ".build.lock"):  # a second process waits for the first build
+    with file_lock(out / ".build.lock"):  # a second process waits for the first build
         if (root / "phantom.json").exists():
             return root
         return build_phantom(out=out, replace=False)
-
-
-@contextmanager
-def _build_lock(path: Path):
-    try:
-        import fcntl
-    except ImportError:  # Windows: no lock; the atomic rename still keeps the dataset whole
-        yield
-        return
-    with open(path, "a") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def read_metadata(root: str | Path) -> dict:
