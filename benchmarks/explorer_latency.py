@@ -1,7 +1,7 @@
 """How long one slider move takes in the latent explorer (render + PNG for display), CPU.
 
 Random weights at the paper preset's widths, at 64 and 128 px. Prints a table and writes
-benchmarks/explorer_latency.json. Usage: python benchmarks/explorer_latency.py [--threads N]
+outputs/bench/explorer_latency.json. Usage: python benchmarks/explorer_latency.py [--threads N]
 """
 import argparse
 import json
@@ -45,7 +45,8 @@ def main() -> None:
     for r in rows:
         print(f"{r['size']:>4} px  median {1000 * r['median_s']:.0f} ms  p90 {1000 * r['p90_s']:.0f} ms  "
               f"max {1000 * r['max_s']:.0f} ms  ({r['repeats']} updates, {args.threads} threads)")
-    out = Path(__file__).with_suffix(".json")
+    out = Path(__file__).resolve().parents[1] / "outputs" / "bench" / "explorer_latency.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"threads": args.threads, "torch": torch.__version__, "machine": platform.processor()
                                or platform.machine(), "preset": "paper widths, random weights", "results": rows},
                               indent=2))
