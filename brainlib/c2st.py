@@ -12,6 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from brainlib.features import as_model_images
+
 C2ST_SIZE = 64  # images are compared at most at this size: enough for texture, fast on a CPU
 
 
@@ -32,12 +34,8 @@ class TwoSampleCritic(nn.Module):
 
 
 def _prepare(images: torch.Tensor) -> torch.Tensor:
-    x = images.float() / 127.5 - 1 if images.dtype == torch.uint8 else images.float()
-    if x.dim() == 3:
-        x = x.unsqueeze(1)
-    if x.shape[-1] > C2ST_SIZE:
-        x = F.interpolate(x, size=(C2ST_SIZE, C2ST_SIZE), mode="area")
-    return x
+    """[-1, 1] float images at most C2ST_SIZE px (the shared conversion of brainlib.features)."""
+    return as_model_images(images, min(images.shape[-1], C2ST_SIZE))
 
 
 def c2st_accuracy(a: torch.Tensor, b: torch.Tensor, *, seed: int = 0, epochs: int = 8,
