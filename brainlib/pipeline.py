@@ -174,22 +174,12 @@ def declared_parameters(notebook: Path) -> set[str]:
 
 
 def training_finished(run_dir: Path) -> bool:
-    """True when the run's checkpoints/latest.json (or the checkpoint metadata it
-    points to) says the schedule finished."""
-    latest = Path(run_dir) / "checkpoints" / "latest.json"
+    """True when the checkpoint that the run's latest.json points to says the schedule finished."""
+    from brainlib.checkpoints import CheckpointError, latest_checkpoint
     try:
-        meta = json.loads(latest.read_text())
-    except (OSError, json.JSONDecodeError):
-        return False
-    if "finished" in meta:
-        return bool(meta["finished"])
-    pointed = next((meta[k] for k in ("checkpoint", "name", "path", "latest") if isinstance(meta.get(k), str)), None)
-    if pointed is None:
-        return False
-    target = latest.parent / Path(pointed).name
-    try:
-        return bool(json.loads(target.with_suffix(".json").read_text()).get("finished", False))
-    except (OSError, json.JSONDecodeError):
+        latest = latest_checkpoint(run_dir)
+        return latest is not None and bool(json.loads(latest.with_suffix(".json").read_text()).get("finished", False))
+    except (OSError, json.JSONDecodeError, CheckpointError):
         return False
 
 
