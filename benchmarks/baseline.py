@@ -19,8 +19,10 @@ decided by benchmarks/train_speed.py --baseline):
     `grad_outputs=ones`, `.view(B, -1).norm(2, dim=1)`;
   - the EMA as a Python loop over parameters (`p_ema.copy_(beta * p_ema + (1 - beta) * p)`)
     rather than one fused `_foreach_lerp_`; losses read back with `.item()` every step;
-  - the discriminator's blur + average pooling as two ops (`Downsample(fused=False)`), where
-    brainlib runs them as one strided convolution;
+  - each layer's plain twin (`fused=False`): the discriminator's blur + average pooling as two
+    ops, where brainlib runs one strided convolution; the generator's nearest upsampling + blur
+    as two ops, where brainlib runs one bilinear interpolation; AdaIN's statistics with torch's
+    `instance_norm` and the minibatch std with `var`, where brainlib takes two means;
   - float32 throughout, no autocast, no channels_last, no compile, torch's default threads.
 """
 from __future__ import annotations
@@ -33,7 +35,6 @@ import torch
 from torch import Tensor
 
 from brainlib.config import RunConfig
-from brainlib.layers import Downsample
 from brainlib.models import Discriminator, Generator
 
 
@@ -77,9 +78,9 @@ class BaselineTrainer:
         torch.manual_seed(cfg.seed)
         self.G = Generator(cfg).to(self.device)
         self.D = Discriminator(cfg).to(self.device)
-        for m in self.D.modules():
-            if isinstance(m, Downsample):
-                m.fused = False  # blur, then average pooling: the plain twin
+        for m in [*self.G.modules(), *self.D.modules()]:
+            if hasattr(m, "fused"):
+                m.fused = False  # each layer's plain twin (layers.py): unfused resampling, torch's norms
         self.G_ema = copy.deepcopy(self.G).eval()
         self.opt_G = torch.optim.Adam(self.G.parameters(), lr=cfg.lr, betas=cfg.betas, eps=1e-8)
         self.opt_D = torch.optim.Adam(self.D.parameters(), lr=cfg.lr, betas=cfg.betas, eps=1e-8)

@@ -81,17 +81,19 @@ class AdaIN(nn.Module):
     initialisation the expected style is the identity, as in StyleGAN's `x * (y_s + 1) + y_b`.
     """
 
-    def __init__(self, channels: int, w_dim: int, eps: float = 1e-8):
+    def __init__(self, channels: int, w_dim: int, eps: float = 1e-8, *, fused: bool = True):
         super().__init__()
         bias_init = torch.cat([torch.ones(channels), torch.zeros(channels)])
         self.affine = EqualLinear(w_dim, 2 * channels, bias_init=bias_init, gain=1.0)
         self.eps = eps
+        self.fused = fused  # False: torch's instance_norm, the plain twin
 
     def forward(self, x: Tensor, w: Tensor) -> Tensor:
-        x32 = x.float()  # instance statistics in float32, also under autocast
-        mean = x32.mean(dim=(2, 3), keepdim=True)
-        var = x32.var(dim=(2, 3), keepdim=True, unbiased=False)
-        x = ((x32 - mean) * torch.rsqrt(var + self.eps)).to(x.dtype)
+        if self.fused:
+            centred, var = centred_and_variance(x.float(), dim=(2, 3))  # float32, also under autocast
+            x = (centred * torch.rsqrt(var + self.eps)).to(x.dtype)
+        else:
+            x = F.instance_norm(x.float(), eps=self.eps).to(x.dtype)
         scale, bias = self.affine(w).unsqueeze(-1).unsqueeze(-1).chunk(2, dim=1)
         return x * scale + bias
 
@@ -134,10 +136,11 @@ class MinibatchStdDev(nn.Module):
     reduced to a divisor of B when B is not a multiple of it.
     """
 
-    def __init__(self, group_size: int = 4, eps: float = 1e-8):
+    def __init__(self, group_size: int = 4, eps: float = 1e-8, *, fused: bool = True):
         super().__init__()
         self.group_size = group_size
         self.eps = eps
+        self.fused = fused  # False: torch's var, the plain twin
 
     def forward(self, x: Tensor) -> Tensor:
         b, c, h, w = x.shape
@@ -145,7 +148,8 @@ class MinibatchStdDev(nn.Module):
         if b % g:
             g = math.gcd(b, g)
         y = x.float().reshape(g, b // g, c, h, w)
-        std = (y.var(dim=0, unbiased=False) + self.eps).sqrt()  # [B/G, C, H, W]
+        var = centred_and_variance(y, dim=0)[1].squeeze(0) if self.fused else y.var(dim=0, unbiased=False)
+        std = (var + self.eps).sqrt()  # [B/G, C, H, W]
         std = std.mean(dim=(1, 2, 3)).to(x.dtype)               # [B/G]
         feature = std.repeat(g).reshape(b, 1, 1, 1).expand(b, 1, h, w)
         return torch.cat([x, feature], dim=1)
@@ -167,13 +171,23 @@ class Blur(nn.Module):
 
 
 class Upsample(nn.Module):
-    """2x nearest-neighbour upsampling, optionally followed by the binomial blur."""
+    """2x nearest-neighbour upsampling, optionally followed by the binomial blur.
 
-    def __init__(self, blur: bool = True):
+    Nearest 2x then the replicate-padded [1, 2, 1]/4 blur gives every output pixel
+    (x[i-1] + 3 x[i]) / 4 or (3 x[i] + x[i+1]) / 4 per axis, edges clamped: exactly
+    bilinear 2x interpolation with align_corners=False. The fused path runs that single
+    interpolation instead of an upsampling and a depthwise convolution on the 4x larger
+    map (benchmarks/README.md); `fused=False` is its plain twin.
+    """
+
+    def __init__(self, blur: bool = True, *, fused: bool = True):
         super().__init__()
         self.blur = Blur() if blur else nn.Identity()
+        self.fused = fused and blur
 
     def forward(self, x: Tensor) -> Tensor:
+        if self.fused:
+            return F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
         return self.blur(F.interpolate(x, scale_factor=2, mode="nearest"))
 
 
@@ -199,6 +213,13 @@ class Downsample(nn.Module):
         c = x.shape[1]
         kernel = self.kernel.to(x.dtype).expand(c, 1, 4, 4)
         return F.conv2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), kernel, stride=2, groups=c)
+
+
+def centred_and_variance(x: Tensor, dim: int | tuple[int, ...]) -> tuple[Tensor, Tensor]:
+    """(x - mean, biased variance) over `dim`, kept. The two-pass formula, written out because
+    torch's `var` is ~25x slower than two means on the CPU at these sizes (benchmarks/README.md)."""
+    centred = x - x.mean(dim=dim, keepdim=True)
+    return centred, centred.square().mean(dim=dim, keepdim=True)
 
 
 def lrelu(x: Tensor) -> Tensor:

@@ -14,7 +14,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from brainlib.layers import Downsample
+from brainlib.layers import AdaIN, Downsample, MinibatchStdDev, Upsample, centred_and_variance
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -97,20 +97,51 @@ def test_data_scaling_ddp_and_estimate_sections(run_all):
     assert [r["res"] for r in gen["explorer"]] == [16] and positive(gen["explorer"][0]["median_ms"])
 
 
-def test_fused_downsample_equals_blur_then_average_pooling_with_gradients():
+def _double_backward(layer, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The layer's output, its input gradient (with a graph) and the gradient of that gradient:
+    the gradient penalty differentiates D twice, so fast paths must agree to second order."""
+    y = layer(x)
+    g = torch.autograd.grad(y.square().sum(), x, create_graph=True)[0]
+    return y, g, torch.autograd.grad(g.square().sum(), x)[0]
+
+
+@pytest.mark.parametrize("make", [
+    lambda fused: Downsample(fused=fused).double(),
+    lambda fused: Upsample(fused=fused).double(),
+    lambda fused: MinibatchStdDev(4, fused=fused),
+], ids=["downsample", "upsample", "minibatch_std"])
+def test_fused_layers_equal_their_plain_twins_to_second_order(make):
     torch.manual_seed(0)
-    x = torch.randn(3, 5, 16, 16, dtype=torch.float64, requires_grad=True)
-    fused, plain = Downsample(), Downsample(fused=False)
+    fused, plain = make(True), make(False)
     assert fused.fused and not plain.fused
-    y_fused, y_plain = fused.double()(x), plain.double()(x)
-    torch.testing.assert_close(y_fused, y_plain)
-    # the gradient penalty differentiates twice: the double backward must agree too
-    g_fused = torch.autograd.grad(y_fused.square().sum(), x, create_graph=True)[0]
-    g_plain = torch.autograd.grad(y_plain.square().sum(), x, create_graph=True)[0]
-    torch.testing.assert_close(g_fused, g_plain)
-    torch.testing.assert_close(torch.autograd.grad(g_fused.sum(), x)[0], torch.autograd.grad(g_plain.sum(), x)[0])
-    # without blur, plain 2x2 average pooling
+    # a non-square map in channels_last, as the trainer feeds them, and a float64 copy for exactness
+    x = (torch.randn(8, 5, 12, 10) * 3 + 1).contiguous(memory_format=torch.channels_last)
+    dtype = torch.float32 if isinstance(fused, MinibatchStdDev) else torch.float64  # mbstd works in float32
+    x = x.to(dtype).requires_grad_(True)
+    tol = dict(rtol=1e-4, atol=1e-5) if dtype == torch.float32 else {}
+    for a, b in zip(_double_backward(fused, x), _double_backward(plain, x)):
+        torch.testing.assert_close(a, b, **tol)
+
+
+def test_fused_adain_equals_instance_norm():
+    torch.manual_seed(0)
+    fused, plain = AdaIN(6, 16), AdaIN(6, 16, fused=False)
+    plain.load_state_dict(fused.state_dict())
+    x = (torch.randn(4, 6, 9, 9) * 5 + 3).contiguous(memory_format=torch.channels_last).requires_grad_(True)
+    w = torch.randn(4, 16)
+    y_fused, y_plain = fused(x, w), plain(x, w)
+    torch.testing.assert_close(y_fused, y_plain, rtol=1e-4, atol=1e-5)
+    g_fused, g_plain = (torch.autograd.grad(y.square().sum(), x)[0] for y in (y_fused, y_plain))
+    torch.testing.assert_close(g_fused, g_plain, rtol=1e-4, atol=1e-4)
+    # each instance and channel of the normalised map has mean 0 and variance 1 before the style
+    centred, var = centred_and_variance(x.detach(), dim=(2, 3))
+    torch.testing.assert_close(var, x.detach().var(dim=(2, 3), keepdim=True, unbiased=False))
+
+
+def test_layer_resampling_without_blur_is_plain():
+    x = torch.randn(2, 3, 8, 8)
     torch.testing.assert_close(Downsample(blur=False)(x), F.avg_pool2d(x, 2))
+    torch.testing.assert_close(Upsample(blur=False)(x), F.interpolate(x, scale_factor=2, mode="nearest"))
 
 
 def test_baseline_loader_and_step(tiny_phantom):
@@ -124,7 +155,9 @@ def test_baseline_loader_and_step(tiny_phantom):
     assert images.shape == (8, 1, 16, 16) and images.dtype == torch.float32
     assert -1.0 <= images.min() and images.max() <= 1.0 and images.std() > 0.1
     trainer = BaselineTrainer(preset("smoke"))
-    assert not any(m.fused for m in trainer.D.modules() if isinstance(m, Downsample))
+    twins = [m for m in [*trainer.G.modules(), *trainer.D.modules()] if hasattr(m, "fused")]
+    kinds = {type(m) for m in twins}
+    assert kinds == {AdaIN, Downsample, MinibatchStdDev, Upsample} and not any(m.fused for m in twins)
     before = trainer.D.epilogue.out.weight.detach().clone()
     stats = trainer.train_step(images, 16, 0.5)
     assert set(stats) == {"d_loss", "g_loss", "gp"} and all(math.isfinite(v) for v in stats.values())
