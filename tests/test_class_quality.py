@@ -1,0 +1,53 @@
+"""benchmarks/class_quality.py in --quick mode: a real (tiny) per-class run, measured against
+its floors, appends a complete row; rows accumulate and checkpoints are removed unless kept."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from brainlib.config import project_root
+
+SCRIPT = project_root() / "benchmarks" / "class_quality.py"
+
+
+@pytest.fixture(scope="module")
+def script():
+    spec = importlib.util.spec_from_file_location("class_quality", SCRIPT)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_quick_rows_accumulate_with_every_figure(tmp_path, script):
+    from brainlib.phantom import build_phantom
+    data = build_phantom(out=tmp_path / "data", n_per_class=40, seed=3, workers=1, progress=False)
+    common = ["--quick", "--data", str(data), "--runs", str(tmp_path / "runs"), "--results", str(tmp_path / "res"),
+              "--threads", "1"]
+    first = script.main(common + ["--name", "q1", "--class", "NC", "--set", "lr=0.002"])
+    second = script.main(common + ["--name", "q2", "--keep-run"])
+    rows = [json.loads(line) for line in (tmp_path / "res" / "class_quality.jsonl").read_text().splitlines()]
+    assert [r["name"] for r in rows] == ["q1", "q2"] and [r["class"] for r in rows] == ["NC", "AD"]
+    assert rows[0] == json.loads(json.dumps(first))
+    assert rows[0]["overrides"] == {"lr": "0.002"} and rows[0]["config"]["lr"] == 0.002
+    for r in rows:
+        assert r["config"]["class_name"] == r["class"] and r["preset"] == "smoke"
+        assert r["images_seen"] == 64  # the smoke schedule: 32 images at each of 8 and 16 px
+        assert r["compared"] == 8  # the held-out images of the class (20 % of 40)
+        assert r["swd_x1e3"] > 0 and r["swd_floor"] > 0
+        assert math.isclose(r["swd_ratio"], r["swd_x1e3"] / r["swd_floor"])
+        assert set(r["swd_levels"]) == set(r["swd_floor_levels"]) == {"16"}  # the pyramid stops at 16 px
+        assert 0.0 <= r["c2st"] <= 1.0 and 0.0 <= r["c2st_floor"] <= 1.0
+        assert r["train_minutes"] > 0 and len(r["loadavg_before"]) == 3
+        assert Path(r["grid"]).is_file()
+    assert not (Path(first["run_dir"]) / "checkpoints").exists()
+    assert any((Path(second["run_dir"]) / "checkpoints").iterdir())
+
+
+def test_bad_class_is_refused_before_any_work(script, capsys):
+    with pytest.raises(SystemExit):
+        script.parse_args(["--class", "MCI"])
+    assert "invalid choice" in capsys.readouterr().err
