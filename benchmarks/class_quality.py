@@ -51,11 +51,13 @@ def measure(run_dir: Path, class_name: str, *, n: int, seed: int, quick: bool) -
     gen_m, held_m = _subset(generated, m, seed), _subset(held, m, seed + 1)
     swd = swd_to_reference(train, {"generated": gen_m, "floor": held_m}, patches_per_image=sizes.swd_patches,
                            directions=sizes.swd_directions, repeats=sizes.swd_repeats, seed=seed)
-    two_sample = c2st(gen_m, train, held_m, seeds=(seed,), epochs=sizes.c2st_epochs)
+    two_sample = c2st(gen_m, train, held_m, seeds=tuple(range(seed, seed + sizes.c2st_seeds)),
+                      epochs=sizes.c2st_epochs)
     g, f = swd["generated"], swd["floor"]
     return {"compared": m, "swd_x1e3": g["mean"], "swd_floor": f["mean"], "swd_ratio": g["mean"] / f["mean"],
             "swd_levels": g["levels"], "swd_floor_levels": f["levels"],
-            "c2st": two_sample["c2st"], "c2st_floor": two_sample["c2st_floor"], "floor_note": notes["note"]}
+            "c2st": two_sample["c2st"], "c2st_floor": two_sample["c2st_floor"], "c2st_std": two_sample["c2st_std"],
+            "c2st_seeds": two_sample["c2st_seeds"], "floor_note": notes["note"]}
 
 
 def run_row(args: argparse.Namespace) -> dict:

@@ -45,6 +45,7 @@ def test_evaluate_writes_eval_json_into_each_run_with_floors(report_path, runs_r
             assert set(m[key]) == {"generated", "floor", "ratio"} and m[key]["floor"] is not None
         assert m["fid_encoder"]["generated"] >= 0 and 0 <= m["ms_ssim"]["generated"] <= 1
         assert list(m["swd_x1e3"]["levels"]) == ["16"]
+        assert m["sizes"]["compared"] < 8 and "c2st_accuracy" not in m  # C2ST needs 8 a side (test_quality_per_minute)
     for source in ("real", "synthetic", "real+synthetic"):
         assert 0 <= report["usefulness"][source]["balanced_accuracy"] <= 1
     for key in ("memorisation_AD", "memorisation_NC", "umap", "features"):
@@ -86,6 +87,7 @@ def test_quick_sizes_are_smaller():
     q, full = EvalSizes.quick(), EvalSizes()
     assert q.ms_ssim_pairs < full.ms_ssim_pairs and q.swd_patches < full.swd_patches
     assert (full.swd_patches, full.swd_directions, full.swd_repeats) == (128, 128, 4)  # ProGAN's settings
+    assert full.c2st_seeds == 3 and q.c2st_seeds == 1  # a full evaluation averages three classifiers
 
 
 def test_notebook_04_runs_headless_on_smoke_runs(runs_root, tmp_path):
