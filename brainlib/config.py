@@ -61,7 +61,7 @@ class RunConfig:
     # --- schedule ---
     batch_sizes: dict[int, int] = field(default_factory=lambda: {4: 256, 8: 128, 16: 64, 32: 32, 64: 16, 128: 8})
     epochs_per_res: float = 12.0  # used when images_per_res is None
-    images_per_res: int | None = None  # overrides epochs_per_res when set
+    images_per_res: int | dict[int, int] | None = None  # overrides epochs_per_res; {res: n} per step
     seconds_per_res: dict[int, float] | None = None  # wall-clock budget per resolution, overrides both
     fade_fraction: float = 0.5  # alpha reaches 1 this far into each step
 
@@ -83,7 +83,7 @@ class RunConfig:
     seed: int = 0
     device: str = "auto"  # auto, cpu, cuda, cuda:1 ...
     amp: bool = True  # mixed precision on CUDA only; the CPU trains in float32
-    channels_last: bool = True  # CUDA and CPU (1.06-1.15x on the CPU: benchmarks/README.md)
+    channels_last: bool | None = None  # None: CUDA and AVX-512 CPUs yes, AVX2 CPUs no (train.use_channels_last)
     compile: bool = False
     checkpoint_minutes: float = 10.0
     sample_grid: int = 4  # the grid after each resolution step is N x N
@@ -131,6 +131,8 @@ class RunConfig:
         need(0.0 <= self.fade_fraction <= 1.0, f"fade_fraction={self.fade_fraction} must be within [0, 1]")
         need(self.epochs_per_res > 0 or bool(self.images_per_res) or bool(self.seconds_per_res),
              "the schedule needs epochs_per_res > 0, images_per_res or seconds_per_res")
+        per_step = self.images_per_res.values() if isinstance(self.images_per_res, dict) else [self.images_per_res or 1]
+        need(all(n > 0 for n in per_step), f"images_per_res={self.images_per_res} must be positive")
         need(self.lr > 0 and self.mapping_lr > 0, "learning rates must be positive")
         need(self.reg_every >= 1 and self.n_critic >= 1, "reg_every and n_critic must be at least 1")
         need(self.mbstd_group >= 1, "mbstd_group must be at least 1")
@@ -141,8 +143,8 @@ class RunConfig:
     # --- serialisation ---
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
-        for key in ("channels", "batch_sizes", "seconds_per_res"):
-            if d[key] is not None:
+        for key in ("channels", "batch_sizes", "seconds_per_res", "images_per_res"):
+            if isinstance(d[key], dict):
                 d[key] = {str(k): v for k, v in d[key].items()}
         d["betas"] = list(self.betas)
         return d
@@ -159,6 +161,8 @@ class RunConfig:
                 d[key] = _per_res(d[key])
         if d.get("seconds_per_res") is not None:
             d["seconds_per_res"] = {int(k): float(v) for k, v in d["seconds_per_res"].items()}
+        if isinstance(d.get("images_per_res"), dict):
+            d["images_per_res"] = _per_res(d["images_per_res"])
         if "betas" in d:
             d["betas"] = tuple(float(b) for b in d["betas"])  # JSON may give 0 for 0.0
         return cls(**d)

@@ -37,6 +37,7 @@ def test_paper_preset_is_the_original_recipe():
     ({"data_root": "/no/such/folder"}, "/no/such/folder does not exist"),
     ({"loss": "hinge"}, "loss 'hinge'"),
     ({"fade_fraction": 1.5}, "fade_fraction"),
+    ({"images_per_res": {8: 64, 16: 0}}, "images_per_res"),
 ])
 def test_bad_settings_are_one_line_errors(overrides, words):
     with pytest.raises(ConfigError) as e:
@@ -61,6 +62,17 @@ def test_overrides_from_strings_are_typed():
         parse_overrides(["lr"])
     with pytest.raises(ConfigError, match="not valid JSON"):
         coerce_overrides({"lr": "fast"})
+
+
+def test_images_per_res_per_step_from_a_string_survives_a_round_trip(tmp_path):
+    from brainlib.train import schedule
+    typed = coerce_overrides(parse_overrides(['images_per_res={"8": 64, "16": 96}']))
+    cfg = preset("smoke", **typed)
+    assert cfg.images_per_res == {8: 64, 16: 96}
+    cfg.save(tmp_path / "c.json")
+    assert RunConfig.load(tmp_path / "c.json").images_per_res == {8: 64, 16: 96}
+    assert [(r["res"], r["images"], r["fade_images"]) for r in schedule(cfg, 100)] == [(8, 64, 0), (16, 96, 48.0)]
+    assert [r["images"] for r in schedule(cfg.replace(images_per_res=50), 100)] == [50, 50]
 
 
 def test_conditional_classes():

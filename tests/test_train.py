@@ -9,7 +9,8 @@ import torch
 from brainlib.checkpoints import latest_checkpoint, load_checkpoint, load_generator
 from brainlib.config import preset
 from brainlib.data import SliceDataset
-from brainlib.train import TrainingDiverged, ema_beta, epoch_permutation, read_metrics, train
+from brainlib.train import (Trainer, TrainingDiverged, ema_beta, epoch_permutation, read_metrics, train,
+                            use_channels_last)
 
 
 def _dataset(images: np.ndarray, labels=None) -> SliceDataset:
@@ -149,3 +150,18 @@ def test_periodic_checkpoints_are_pruned_but_end_of_step_ones_kept(tmp_path):
     names = sorted(p.name for p in (cfg.run_dir / "checkpoints").glob("*.safetensors"))
     assert names == ["01-8px.safetensors", "02-16px-000000056img.safetensors"]
     assert latest_checkpoint(cfg.run_dir).name == "02-16px-000000056img.safetensors"
+
+
+def test_channels_last_follows_the_setting_else_the_device(tmp_path, monkeypatch):
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert use_channels_last(True, cpu) and not use_channels_last(False, cuda) and use_channels_last(None, cuda)
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX512")
+    assert use_channels_last(None, cpu)
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX2")
+    assert not use_channels_last(None, cpu)
+    cfg = preset("smoke", run="layout", out_root=str(tmp_path))
+    for setting in (True, False, None):
+        trainer = Trainer(cfg.replace(channels_last=setting), _random())
+        weights = [p for p in trainer.D.parameters() if p.dim() == 4 and p.shape[-1] > 1]
+        nhwc = all(w.is_contiguous(memory_format=torch.channels_last) for w in weights)
+        assert trainer.channels_last is bool(setting) and nhwc is bool(setting)
