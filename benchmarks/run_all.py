@@ -1,6 +1,6 @@
 """Every speed benchmark in one go, and one combined table of brainlib against the baseline.
 
-    .venv/bin/python benchmarks/run_all.py            # 13 minutes on 2 busy cores, 1 thread
+    .venv/bin/python benchmarks/run_all.py            # 13-22 minutes on 2 cores (CPU-dependent), 1 thread
     .venv/bin/python benchmarks/run_all.py --quick    # smoke sizes, well under a minute (tests)
 
 Runs, in this order: training throughput beside benchmarks/baseline.py (train_speed.py
