@@ -35,7 +35,6 @@ def test_too_few_images_is_a_clear_error():
         c2st_accuracy(_blobs(4, 0, 0.5), _blobs(20, 0, 0.5))
 
 
-
 def test_small_samples_are_scored_with_the_statistics_they_were_trained_on():
     # 120 a side at 64 px is 16 optimisation steps: BatchNorm's running statistics were still
     # near their initial values when scoring, and sets that differ only in the grain of their
