@@ -31,8 +31,8 @@ class ConfigError(ValueError):
     """A setting that cannot work; the message is one line a user can act on."""
 
 
-def _per_res(values: dict[int, int]) -> dict[int, int]:
-    return {int(k): int(v) for k, v in values.items()}
+# settings keyed by resolution, and the type of their values (JSON keys are strings)
+PER_RES_FIELDS = {"channels": int, "batch_sizes": int, "seconds_per_res": float, "images_per_res": int}
 
 
 @dataclass
@@ -143,7 +143,7 @@ class RunConfig:
     # --- serialisation ---
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
-        for key in ("channels", "batch_sizes", "seconds_per_res", "images_per_res"):
+        for key in PER_RES_FIELDS:
             if isinstance(d[key], dict):
                 d[key] = {str(k): v for k, v in d[key].items()}
         d["betas"] = list(self.betas)
@@ -156,13 +156,9 @@ class RunConfig:
         if unknown:
             raise ConfigError(f"unknown config keys: {', '.join(unknown)}")
         d = dict(d)
-        for key in ("channels", "batch_sizes"):
-            if key in d:
-                d[key] = _per_res(d[key])
-        if d.get("seconds_per_res") is not None:
-            d["seconds_per_res"] = {int(k): float(v) for k, v in d["seconds_per_res"].items()}
-        if isinstance(d.get("images_per_res"), dict):
-            d["images_per_res"] = _per_res(d["images_per_res"])
+        for key, value_type in PER_RES_FIELDS.items():
+            if isinstance(d.get(key), dict):
+                d[key] = {int(k): value_type(v) for k, v in d[key].items()}
         if "betas" in d:
             d["betas"] = tuple(float(b) for b in d["betas"])  # JSON may give 0 for 0.0
         return cls(**d)

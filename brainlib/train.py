@@ -47,10 +47,13 @@ class TrainingDiverged(RuntimeError):
 
 def resolution_budget(cfg: RunConfig, res: int, n_images: int) -> tuple[str, float]:
     """("seconds", s) when cfg.seconds_per_res is set, else ("images", n): what ends a step."""
+    def at_res(table: dict[int, float]) -> float:  # a resolution the table lacks gets its largest budget
+        return table.get(res, max(table.values()))
+
     if cfg.seconds_per_res:
-        return "seconds", float(cfg.seconds_per_res.get(res, max(cfg.seconds_per_res.values())))
+        return "seconds", float(at_res(cfg.seconds_per_res))
     if isinstance(cfg.images_per_res, dict):
-        return "images", int(cfg.images_per_res.get(res, max(cfg.images_per_res.values())))
+        return "images", int(at_res(cfg.images_per_res))
     if cfg.images_per_res:
         return "images", int(cfg.images_per_res)
     return "images", int(math.ceil(cfg.epochs_per_res * n_images))
