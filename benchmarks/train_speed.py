@@ -163,6 +163,7 @@ def main() -> None:
     p.add_argument("--data", default=None, help="with --baseline: image folder (default: the phantom dataset)")
     p.add_argument("--limit", type=int, default=None, help="with --baseline: use this many images")
     p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--res", type=int, nargs="+", default=None, help="with --baseline: only these resolutions")
     p.add_argument("--set", action="append", default=None, metavar="KEY=VALUE",
                    help="with --baseline: brainlib overrides (default reg_every=4)")
     args = p.parse_args()
@@ -189,7 +190,7 @@ def _main_baseline(args) -> None:
     rounds = 1 if args.quick else args.rounds
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; brainlib with {overrides}")
     rows = compare_with_baseline(presets, data=args.data, limit=limit, rounds=rounds, warmup=args.warmup,
-                                 device=args.device, overrides=overrides, bf16=args.bf16)
+                                 device=args.device, overrides=overrides, bf16=args.bf16, resolutions=args.res)
     out = args.out if args.out != _DEFAULT_OUT else str(Path(_DEFAULT_OUT).with_name("train_vs_baseline.json"))
     path = write_result("train_vs_baseline", {"overrides": overrides, "rows": rows, "peak_rss_mb": peak_rss_mb(),
                                               "quick": args.quick}, out)

@@ -25,6 +25,7 @@ from torch import nn
 
 from brainlib.atomic import atomic_write_bytes, atomic_write_json
 from brainlib.config import RunConfig
+from brainlib.models import ARCHITECTURE
 
 FORMAT_VERSION = 1
 LATEST = "latest.json"
@@ -41,7 +42,7 @@ class CheckpointError(ValueError):
 def save_checkpoint(run_dir: str | Path, name: str, tensors: dict[str, torch.Tensor], meta: dict) -> Path:
     """Write `<run_dir>/checkpoints/<name>.safetensors` and `.json`, then point latest.json at them.
 
-    `meta` must be JSON-able. Returns the safetensors path. On failure (for example a full
+    `meta` must be JSON-able; the models' ARCHITECTURE is recorded unless it names one. Returns the safetensors path. On failure (for example a full
     disk) raises CheckpointError and leaves latest.json and the previous checkpoint intact."""
     folder = Path(run_dir) / "checkpoints"
     path = folder / f"{name}.safetensors"
@@ -49,7 +50,8 @@ def save_checkpoint(run_dir: str | Path, name: str, tensors: dict[str, torch.Ten
     # safetensors refuses views that share storage, and wants contiguous CPU tensors
     flat = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
     blob = safetensors_save(flat)
-    meta = {**meta, "format_version": FORMAT_VERSION, "sha256": hashlib.sha256(blob).hexdigest(),
+    meta = {"architecture": ARCHITECTURE, **meta, "format_version": FORMAT_VERSION,
+            "sha256": hashlib.sha256(blob).hexdigest(),
             "file": path.name}
     previous = latest_checkpoint(run_dir)
     try:
@@ -88,6 +90,18 @@ def load_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
     except (SafetensorError, ValueError, RuntimeError) as e:
         raise CheckpointError(f"checkpoint {path} is not a readable safetensors file ({e})") from e
     return tensors, meta
+
+
+def check_architecture(meta: dict, path: str | Path) -> None:
+    """Refuse a checkpoint written by save_checkpoint whose weights the current models would
+    compute differently (models.ARCHITECTURE; before it was recorded, 1). The files stay as
+    they are. A bare .pt state dict carries no record and is taken as it is."""
+    written = meta.get("architecture", 1)
+    if "format_version" in meta and written != ARCHITECTURE:
+        raise CheckpointError(
+            f"checkpoint {path} was written for architecture {written} and this brainlib builds "
+            f"architecture {ARCHITECTURE} (see brainlib/models.py): the same weights would give other "
+            f"images. Retrain, or use the brainlib version that wrote it; the checkpoint is unchanged")
 
 
 def latest_checkpoint(run_dir: str | Path) -> Path | None:
@@ -199,6 +213,7 @@ def load_generator(model: str | Path, *, out_root: str | Path = "outputs", devic
 
     path = resolve_checkpoint(model, out_root)
     tensors, meta = load_checkpoint(path)
+    check_architecture(meta, path)
     if "config" in meta:
         cfg = RunConfig.from_dict(meta["config"])
     else:

@@ -17,12 +17,16 @@ from torch import Tensor, nn
 
 from brainlib.config import CLASS_LABELS, RunConfig
 from brainlib.layers import (
-    RELU_GAIN, AdaIN, Downsample, EqualConv2d, EqualLinear, MinibatchStdDev, NoiseInjection,
-    PixelNorm, Upsample, lrelu,
+    RELU_GAIN, AdaIN, Blur, ConvDown2d, EqualConv2d, EqualLinear, MinibatchStdDev, NoiseInjection,
+    PixelNorm, UpConv2d, lrelu,
 )
 
 NUM_CLASSES = len(CLASS_LABELS)  # NC = 0, AD = 1
 W_AVG_BETA = 0.995  # StyleGAN v1's dlatent_avg_beta
+# Bumped when the same weights would compute a different function; checkpoints record it.
+# 2: StyleGAN v1's resampling order (upsample-conv then blur; blur then conv-downsample
+#    before the activation); 1 (unrecorded): blur before G's convs, D pooled after its activation.
+ARCHITECTURE = 2
 
 
 def check_resolution(res: int, image_size: int) -> None:
@@ -119,17 +123,17 @@ class StyleEpilogue(nn.Module):
 
 
 class StyledConv(nn.Module):
-    """(2x upsampling), 3x3 equalised conv, then the style epilogue."""
+    """3x3 equalised conv (after 2x upsampling, then blurred, when `upsample`), then the style epilogue."""
 
     def __init__(self, in_ch: int, out_ch: int, w_dim: int, res: int, *, upsample: bool, blur: bool,
                  noise_seed: int):
         super().__init__()
-        self.up = Upsample(blur) if upsample else nn.Identity()
-        self.conv = EqualConv2d(in_ch, out_ch, 3, bias=False)
+        self.conv = UpConv2d(in_ch, out_ch, bias=False) if upsample else EqualConv2d(in_ch, out_ch, 3, bias=False)
+        self.blur = Blur() if upsample and blur else nn.Identity()
         self.epilogue = StyleEpilogue(out_ch, w_dim, res, noise_seed=noise_seed)
 
     def forward(self, x: Tensor, w: Tensor, noise_mode: str = "random", noise_strength: float = 1.0) -> Tensor:
-        return self.epilogue(self.conv(self.up(x)), w, noise_mode, noise_strength)
+        return self.epilogue(self.blur(self.conv(x)), w, noise_mode, noise_strength)
 
 
 class InputBlock(nn.Module):
@@ -174,8 +178,9 @@ class ToImage(nn.Module):
 class Generator(nn.Module):
     """StyleGAN v1 generator with ProGAN fade-in, one image channel.
 
-    `blur=True` is StyleGAN's "bilinear" resampling (nearest upsampling then the [1,2,1]
-    binomial filter); `blur=False` gives ProGAN's plain nearest upsampling. The images a
+    Each block's first convolution runs on the 2x nearest-upsampled map (one fused transposed
+    convolution, layers.UpConv2d); `blur=True` then applies StyleGAN's [1,2,1] binomial filter,
+    `blur=False` leaves ProGAN's plain nearest upsampling. The images a
     fade-in blends are always upsampled by nearest neighbour, as in ProGAN.
     Outputs are linear (no tanh): the data lives in [-1, 1] and samplers clamp.
     """
@@ -290,16 +295,18 @@ class FromImage(nn.Module):
 
 
 class DiscriminatorBlock(nn.Module):
-    """ProGAN's D block: conv 3x3, lrelu, conv 3x3, lrelu, 2x downsampling."""
+    """StyleGAN v1's D block: conv 3x3, lrelu, blur, conv 3x3 with 2x average pooling (one
+    fused strided convolution, layers.ConvDown2d), lrelu. ProGAN pools after the second
+    activation instead; pooling before it lets the convolution run at the lower resolution."""
 
     def __init__(self, in_ch: int, out_ch: int, *, blur: bool = True):
         super().__init__()
         self.conv0 = EqualConv2d(in_ch, in_ch, 3)
-        self.conv1 = EqualConv2d(in_ch, out_ch, 3)
-        self.down = Downsample(blur)
+        self.blur = Blur() if blur else nn.Identity()
+        self.conv1 = ConvDown2d(in_ch, out_ch)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.down(lrelu(self.conv1(lrelu(self.conv0(x)))))
+        return lrelu(self.conv1(self.blur(lrelu(self.conv0(x)))))
 
 
 class DiscriminatorEpilogue(nn.Module):
@@ -328,7 +335,7 @@ class DiscriminatorEpilogue(nn.Module):
 
 class Discriminator(nn.Module):
     """ProGAN discriminator (critic) with fade-in on the input side; the resolution is the
-    input's. `blur=True` blurs before each average pooling (StyleGAN's "bilinear"); the
+    input's. `blur=True` blurs before each downsampling convolution (StyleGAN's); the
     image a fade-in sends to the lower block is plainly average-pooled, as in ProGAN."""
 
     def __init__(self, cfg: RunConfig, *, blur: bool = True):

@@ -89,6 +89,21 @@ def test_mismatched_architecture_is_refused_with_the_differences(saved):
         ckpt.load_module(bigger, tensors, "G", path)
 
 
+def test_a_checkpoint_of_an_older_architecture_is_refused_and_kept(saved, tmp_path):
+    from brainlib.models import ARCHITECTURE
+    from brainlib.train import Trainer
+    cfg, _, _, tensors, path = saved
+    assert load_checkpoint(path)[1]["architecture"] == ARCHITECTURE  # recorded on save
+    old = save_checkpoint(cfg.run_dir, "02-8px", tensors, {**_tensors(cfg)[3], "architecture": 1})
+    before = old.read_bytes()
+    with pytest.raises(CheckpointError, match=f"02-8px.safetensors was written for architecture 1 and this "
+                                              f"brainlib builds architecture {ARCHITECTURE}"):
+        load_generator(cfg.run, out_root=cfg.out_root)
+    with pytest.raises(CheckpointError, match="was written for architecture 1"):
+        Trainer(cfg, dataset=None, resume=True)  # refused before the data is touched
+    assert old.read_bytes() == before and ckpt.latest_checkpoint(cfg.run_dir) == old
+
+
 def test_corrupt_or_tampered_files_give_an_error_naming_the_file(saved):
     *_, path = saved
     data = bytearray(path.read_bytes())

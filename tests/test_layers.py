@@ -6,8 +6,8 @@ import torch
 import torch.nn.functional as F
 
 from brainlib.layers import (
-    RELU_GAIN, AdaIN, Blur, Downsample, EqualConv2d, EqualLinear, MinibatchStdDev, NoiseInjection,
-    PixelNorm, Upsample,
+    RELU_GAIN, AdaIN, Blur, ConvDown2d, EqualConv2d, EqualLinear, MinibatchStdDev, NoiseInjection,
+    PixelNorm, UpConv2d, sum_of_shifts,
 )
 
 
@@ -116,10 +116,27 @@ def test_blur_preserves_constants_and_resampling_sizes():
     x = torch.full((1, 2, 6, 6), 3.0)
     torch.testing.assert_close(Blur()(x), x)
     img = torch.randn(2, 3, 8, 8)
-    assert Upsample(blur=True)(img).shape == (2, 3, 16, 16)
-    torch.testing.assert_close(Upsample(blur=False)(img), F.interpolate(img, scale_factor=2))
-    torch.testing.assert_close(Downsample(blur=False)(img), F.avg_pool2d(img, 2))
-    assert Downsample(blur=True)(img).shape == (2, 3, 4, 4)
+    assert UpConv2d(3, 5)(img).shape == (2, 5, 16, 16)
+    assert ConvDown2d(3, 5)(img).shape == (2, 5, 4, 4)
+
+
+def test_resampling_convolutions_against_a_hand_computed_pixel():
+    """One output pixel of each, summed by hand from the definition (conv 3x3 with zero
+    padding, then 2x2 average; nearest 2x upsampling, then conv 3x3)."""
+    x = torch.randn(1, 2, 6, 6, dtype=torch.float64)
+    down, up = ConvDown2d(2, 1, bias=False).double(), UpConv2d(2, 1, bias=False).double()
+    w = down.weight[0].detach() * down.scale
+    padded = F.pad(x[0], (1, 1, 1, 1))
+    conv = lambda r, c: (padded[:, r:r + 3, c:c + 3] * w).sum()  # full-resolution output at (r, c)
+    expected = sum(conv(r, c) for r in (2, 3) for c in (0, 1)) / 4  # pooled pixel (1, 0)
+    torch.testing.assert_close(down(x)[0, 0, 1, 0], expected)
+    w = up.weight[0].detach() * up.scale
+    nearest = F.pad(x[0].repeat_interleave(2, 1).repeat_interleave(2, 2), (1, 1, 1, 1))
+    for r, c in [(0, 0), (5, 8), (11, 11)]:  # corners and an odd/even interior pixel
+        torch.testing.assert_close(up(x)[0, 0, r, c], (nearest[:, r:r + 3, c:c + 3] * w).sum())
+    # the fused kernel: every 3x3 tap lands on four 4x4 positions, so the sums match
+    k = torch.randn(3, 2, 3, 3)
+    torch.testing.assert_close(sum_of_shifts(k).sum(dim=(2, 3)), 4 * k.sum(dim=(2, 3)))
 
 
 def test_layers_run_under_bf16_autocast_on_channels_last():
@@ -130,5 +147,5 @@ def test_layers_run_under_bf16_autocast_on_channels_last():
         y = NoiseInjection(8, 8)(y, "random")
         y = AdaIN(8, 6)(y, w)
         y = MinibatchStdDev(2)(y)
-        y = Downsample()(Upsample()(y))
+        y = ConvDown2d(9, 9)(UpConv2d(9, 9)(y))
     assert y.shape == (4, 9, 8, 8) and torch.isfinite(y.float()).all()
