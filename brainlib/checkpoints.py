@@ -42,8 +42,9 @@ class CheckpointError(ValueError):
 def save_checkpoint(run_dir: str | Path, name: str, tensors: dict[str, torch.Tensor], meta: dict) -> Path:
     """Write `<run_dir>/checkpoints/<name>.safetensors` and `.json`, then point latest.json at them.
 
-    `meta` must be JSON-able; the models' ARCHITECTURE is recorded unless it names one. Returns the safetensors path. On failure (for example a full
-    disk) raises CheckpointError and leaves latest.json and the previous checkpoint intact."""
+    `meta` must be JSON-able; the models' ARCHITECTURE is recorded unless it names one.
+    Returns the safetensors path. On failure (for example a full disk) raises CheckpointError
+    and leaves latest.json and the previous checkpoint intact."""
     folder = Path(run_dir) / "checkpoints"
     path = folder / f"{name}.safetensors"
     meta_path = path.with_suffix(".json")
