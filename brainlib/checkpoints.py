@@ -67,7 +67,8 @@ def save_checkpoint(run_dir: str | Path, name: str, tensors: dict[str, torch.Ten
 
 
 def load_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
-    """(tensors, meta) of a checkpoint; verifies the file against the sha256 in its JSON.
+    """(tensors, meta) of a checkpoint; verifies the file against the sha256 in its JSON and
+    refuses one written for another model architecture (`_check_architecture`).
 
     A `.pt` file is read with torch.load(weights_only=True) and must hold a dict of tensors;
     its metadata comes from a `.json` beside it when present."""
@@ -90,10 +91,11 @@ def load_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
         tensors = safetensors_load(blob)
     except (SafetensorError, ValueError, RuntimeError) as e:
         raise CheckpointError(f"checkpoint {path} is not a readable safetensors file ({e})") from e
+    _check_architecture(meta, path)
     return tensors, meta
 
 
-def check_architecture(meta: dict, path: str | Path) -> None:
+def _check_architecture(meta: dict, path: str | Path) -> None:
     """Refuse a checkpoint written by save_checkpoint whose weights the current models would
     compute differently (models.ARCHITECTURE; before it was recorded, 1). The files stay as
     they are. A bare .pt state dict carries no record and is taken as it is."""
@@ -214,7 +216,6 @@ def load_generator(model: str | Path, *, out_root: str | Path = "outputs", devic
 
     path = resolve_checkpoint(model, out_root)
     tensors, meta = load_checkpoint(path)
-    check_architecture(meta, path)
     if "config" in meta:
         cfg = RunConfig.from_dict(meta["config"])
     else:

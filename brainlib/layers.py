@@ -180,17 +180,22 @@ def sum_of_shifts(weight: Tensor) -> Tensor:
     return w[:, :, 1:, 1:] + w[:, :, :-1, 1:] + w[:, :, 1:, :-1] + w[:, :, :-1, :-1]
 
 
-class ConvDown2d(EqualConv2d):
-    """3x3 equalised convolution, then 2x2 average pooling (StyleGAN v1's conv2d_downscale2d).
-
-    The fused path runs both as one 4x4 convolution with stride 2 (`sum_of_shifts`): a
-    quarter of the output positions and 16/36 of the multiply-adds, 1.5-2.7x faster on the
-    CPU (benchmarks/README.md). `fused=False` is its plain twin. Same weights either way."""
+class ResamplingConv2d(EqualConv2d):
+    """A 3x3 equalised convolution fused with 2x resampling; `fused=False` runs the two
+    steps apart (the plain twin). Same weights either way."""
 
     def __init__(self, in_ch: int, out_ch: int, *, bias: bool = True, gain: float = RELU_GAIN,
                  fused: bool = True):
         super().__init__(in_ch, out_ch, 3, bias=bias, gain=gain)
         self.fused = fused
+
+
+class ConvDown2d(ResamplingConv2d):
+    """3x3 equalised convolution, then 2x2 average pooling (StyleGAN v1's conv2d_downscale2d).
+
+    The fused path runs both as one 4x4 convolution with stride 2 (`sum_of_shifts`): a
+    quarter of the output positions and 16/36 of the multiply-adds, 1.5-2.7x faster on the
+    CPU (benchmarks/README.md)."""
 
     def forward(self, x: Tensor) -> Tensor:
         weight = self.weight * self.scale
@@ -199,18 +204,12 @@ class ConvDown2d(EqualConv2d):
         return F.avg_pool2d(F.conv2d(x, weight, self.bias, padding=1), 2)
 
 
-class UpConv2d(EqualConv2d):
+class UpConv2d(ResamplingConv2d):
     """2x nearest-neighbour upsampling, then a 3x3 equalised convolution (StyleGAN v1's
     upscale2d_conv2d).
 
     The fused path runs both as one 4x4 transposed convolution with stride 2 on the small
-    map (`sum_of_shifts`, flipped): no 4x larger intermediate and 16/36 of the multiply-adds.
-    `fused=False` is its plain twin. Same weights either way."""
-
-    def __init__(self, in_ch: int, out_ch: int, *, bias: bool = True, gain: float = RELU_GAIN,
-                 fused: bool = True):
-        super().__init__(in_ch, out_ch, 3, bias=bias, gain=gain)
-        self.fused = fused
+    map (`sum_of_shifts`, flipped): no 4x larger intermediate and 16/36 of the multiply-adds."""
 
     def forward(self, x: Tensor) -> Tensor:
         weight = self.weight * self.scale

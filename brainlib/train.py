@@ -169,8 +169,6 @@ class Trainer:
 
         checkpoint = ckpt.latest_checkpoint(self.run_dir) if resume else None
         tensors, meta = ckpt.load_checkpoint(checkpoint) if checkpoint else ({}, {})
-        if checkpoint:
-            ckpt.check_architecture(meta, checkpoint)
         self.model_lrs = meta.get("model_lrs", {"lr": cfg.lr, "mapping_lr": cfg.mapping_lr})
         arch = model_config(cfg, self.model_lrs)
         self.G, self.D, self.G_ema = Generator(arch), Discriminator(arch), Generator(arch)
