@@ -19,10 +19,11 @@ decided by benchmarks/train_speed.py --baseline):
     `grad_outputs=ones`, `.view(B, -1).norm(2, dim=1)`;
   - the EMA as a Python loop over parameters (`p_ema.copy_(beta * p_ema + (1 - beta) * p)`)
     rather than one fused `_foreach_lerp_`; losses read back with `.item()` every step;
-  - each layer's plain twin (`fused=False`): the discriminator's blur + average pooling as two
-    ops, where brainlib runs one strided convolution; the generator's nearest upsampling + blur
-    as two ops, where brainlib runs one bilinear interpolation; AdaIN's statistics with torch's
-    `instance_norm` and the minibatch std with `var`, where brainlib takes two means;
+  - each layer's plain twin (`fused=False`): the discriminator's 3x3 conv at full resolution
+    then average pooling, where brainlib runs one 4x4 strided convolution; the generator's
+    nearest upsampling then 3x3 conv, where brainlib runs one 4x4 transposed convolution on the
+    small map; AdaIN's statistics with torch's `instance_norm` and the minibatch std with
+    `var`, where brainlib takes two means;
   - float32 throughout, no autocast, no channels_last, no compile, torch's default threads.
 """
 from __future__ import annotations
