@@ -157,7 +157,7 @@ class MinibatchStdDev(nn.Module):
 
 class Blur(nn.Module):
     """Low-pass filter with the separable binomial kernel [1, 2, 1], edges replicated
-    (StyleGAN v1: after each upsampling convolution and before each downsampling one)."""
+    (StyleGAN's: after each 2x upsampling and before each downsampling convolution)."""
 
     def __init__(self):
         super().__init__()
@@ -174,8 +174,7 @@ def sum_of_shifts(weight: Tensor) -> Tensor:
     """[O, I, 3, 3] -> [O, I, 4, 4]: the kernel summed over the four offsets of a 2x2 block.
 
     A 3x3 convolution then 2x2 average pooling is one 4x4 convolution with stride 2 whose
-    kernel is this sum / 4; 2x nearest upsampling then a 3x3 convolution is one 4x4
-    transposed convolution with stride 2 whose kernel is this sum, flipped."""
+    kernel is this sum / 4."""
     w = F.pad(weight, (1, 1, 1, 1))
     return w[:, :, 1:, 1:] + w[:, :, :-1, 1:] + w[:, :, 1:, :-1] + w[:, :, :-1, :-1]
 
@@ -205,18 +204,24 @@ class ConvDown2d(ResamplingConv2d):
 
 
 class UpConv2d(ResamplingConv2d):
-    """2x nearest-neighbour upsampling, then a 3x3 equalised convolution (StyleGAN v1's
-    upscale2d_conv2d).
+    """2x upsampling, StyleGAN's [1, 2, 1] blur (edges replicated), then a 3x3 equalised
+    convolution: the blur before the convolution, so its zero padding meets a smooth map.
 
-    The fused path runs both as one 4x4 transposed convolution with stride 2 on the small
-    map (`sum_of_shifts`, flipped): no 4x larger intermediate and 16/36 of the multiply-adds."""
+    Nearest-neighbour upsampling followed by that blur is exactly bilinear interpolation
+    (align_corners=False, edges clamped), which the fused path runs in one pass; the plain twin
+    runs the three steps apart."""
+
+    def __init__(self, in_ch: int, out_ch: int, *, bias: bool = True, gain: float = RELU_GAIN,
+                 fused: bool = True):
+        super().__init__(in_ch, out_ch, bias=bias, gain=gain, fused=fused)
+        self.blur = Blur()
 
     def forward(self, x: Tensor) -> Tensor:
-        weight = self.weight * self.scale
-        if self.fused:  # conv_transpose2d takes [in, out, kh, kw]
-            kernel = sum_of_shifts(weight).flip(2, 3).transpose(0, 1)
-            return F.conv_transpose2d(x, kernel, self.bias, stride=2, padding=1)
-        return F.conv2d(F.interpolate(x, scale_factor=2, mode="nearest"), weight, self.bias, padding=1)
+        if self.fused:
+            up = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
+        else:
+            up = self.blur(F.interpolate(x, scale_factor=2, mode="nearest"))
+        return F.conv2d(up, self.weight * self.scale, self.bias, padding=1)
 
 
 def centred_and_variance(x: Tensor, dim: int | tuple[int, ...]) -> tuple[Tensor, Tensor]:

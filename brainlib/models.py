@@ -24,9 +24,10 @@ from brainlib.layers import (
 NUM_CLASSES = len(CLASS_LABELS)  # NC = 0, AD = 1
 W_AVG_BETA = 0.995  # StyleGAN v1's dlatent_avg_beta
 # Bumped when the same weights would compute a different function; checkpoints record it.
+# 3: G upsamples and blurs before its conv (as 1), D as 2;
 # 2: StyleGAN v1's resampling order (upsample-conv then blur; blur then conv-downsample
 #    before the activation); 1 (unrecorded): blur before G's convs, D pooled after its activation.
-ARCHITECTURE = 2
+ARCHITECTURE = 3
 
 
 def check_resolution(res: int, image_size: int) -> None:
@@ -123,17 +124,15 @@ class StyleEpilogue(nn.Module):
 
 
 class StyledConv(nn.Module):
-    """3x3 equalised conv (after 2x upsampling, then blurred, when `upsample`), then the style epilogue."""
+    """3x3 equalised conv (after 2x upsampling and the blur, when `upsample`), then the style epilogue."""
 
-    def __init__(self, in_ch: int, out_ch: int, w_dim: int, res: int, *, upsample: bool, blur: bool,
-                 noise_seed: int):
+    def __init__(self, in_ch: int, out_ch: int, w_dim: int, res: int, *, upsample: bool, noise_seed: int):
         super().__init__()
         self.conv = UpConv2d(in_ch, out_ch, bias=False) if upsample else EqualConv2d(in_ch, out_ch, 3, bias=False)
-        self.blur = Blur() if upsample and blur else nn.Identity()
         self.epilogue = StyleEpilogue(out_ch, w_dim, res, noise_seed=noise_seed)
 
     def forward(self, x: Tensor, w: Tensor, noise_mode: str = "random", noise_strength: float = 1.0) -> Tensor:
-        return self.epilogue(self.blur(self.conv(x)), w, noise_mode, noise_strength)
+        return self.epilogue(self.conv(x), w, noise_mode, noise_strength)
 
 
 class InputBlock(nn.Module):
@@ -143,7 +142,7 @@ class InputBlock(nn.Module):
         super().__init__()
         self.const = nn.Parameter(torch.ones(1, channels, 4, 4))
         self.epilogue = StyleEpilogue(channels, w_dim, 4, noise_seed=40)
-        self.conv = StyledConv(channels, channels, w_dim, 4, upsample=False, blur=False, noise_seed=41)
+        self.conv = StyledConv(channels, channels, w_dim, 4, upsample=False, noise_seed=41)
 
     def forward(self, x: Tensor | None, ws: Tensor, noise_mode: str = "random", noise_strength: float = 1.0) -> Tensor:
         x = self.const.expand(ws.shape[0], -1, -1, -1)
@@ -154,10 +153,10 @@ class InputBlock(nn.Module):
 class SynthesisBlock(nn.Module):
     """A block at 8 px and up: upsample + conv, then conv, each with noise and AdaIN (two styles)."""
 
-    def __init__(self, in_ch: int, out_ch: int, w_dim: int, res: int, *, blur: bool = True):
+    def __init__(self, in_ch: int, out_ch: int, w_dim: int, res: int):
         super().__init__()
-        self.conv0 = StyledConv(in_ch, out_ch, w_dim, res, upsample=True, blur=blur, noise_seed=10 * res)
-        self.conv1 = StyledConv(out_ch, out_ch, w_dim, res, upsample=False, blur=blur, noise_seed=10 * res + 1)
+        self.conv0 = StyledConv(in_ch, out_ch, w_dim, res, upsample=True, noise_seed=10 * res)
+        self.conv1 = StyledConv(out_ch, out_ch, w_dim, res, upsample=False, noise_seed=10 * res + 1)
 
     def forward(self, x: Tensor, ws: Tensor, noise_mode: str = "random", noise_strength: float = 1.0) -> Tensor:
         x = self.conv0(x, ws[:, 0], noise_mode, noise_strength)
@@ -178,14 +177,13 @@ class ToImage(nn.Module):
 class Generator(nn.Module):
     """StyleGAN v1 generator with ProGAN fade-in, one image channel.
 
-    Each block's first convolution runs on the 2x nearest-upsampled map (one fused transposed
-    convolution, layers.UpConv2d); `blur=True` then applies StyleGAN's [1,2,1] binomial filter,
-    `blur=False` leaves ProGAN's plain nearest upsampling. The images a
-    fade-in blends are always upsampled by nearest neighbour, as in ProGAN.
+    Each block's first convolution runs on the 2x upsampled map, blurred with StyleGAN's
+    [1,2,1] binomial filter (layers.UpConv2d). The images a fade-in blends are upsampled by
+    nearest neighbour, as in ProGAN.
     Outputs are linear (no tanh): the data lives in [-1, 1] and samplers clamp.
     """
 
-    def __init__(self, cfg: RunConfig, *, blur: bool = True):
+    def __init__(self, cfg: RunConfig):
         super().__init__()
         self.cfg = cfg
         self.image_size = cfg.image_size
@@ -200,7 +198,7 @@ class Generator(nn.Module):
         self.blocks = nn.ModuleDict({"4": InputBlock(ch[4], cfg.w_dim)})
         self.to_image = nn.ModuleDict({"4": ToImage(ch[4])})
         for res in self.resolutions[1:]:
-            self.blocks[str(res)] = SynthesisBlock(ch[res // 2], ch[res], cfg.w_dim, res, blur=blur)
+            self.blocks[str(res)] = SynthesisBlock(ch[res // 2], ch[res], cfg.w_dim, res)
             self.to_image[str(res)] = ToImage(ch[res])
         self.register_buffer("w_avg", torch.zeros(cfg.w_dim))
         # Per-class means, so a conditional model truncates towards its class, not between them.
@@ -299,10 +297,10 @@ class DiscriminatorBlock(nn.Module):
     fused strided convolution, layers.ConvDown2d), lrelu. ProGAN pools after the second
     activation instead; pooling before it lets the convolution run at the lower resolution."""
 
-    def __init__(self, in_ch: int, out_ch: int, *, blur: bool = True):
+    def __init__(self, in_ch: int, out_ch: int):
         super().__init__()
         self.conv0 = EqualConv2d(in_ch, in_ch, 3)
-        self.blur = Blur() if blur else nn.Identity()
+        self.blur = Blur()
         self.conv1 = ConvDown2d(in_ch, out_ch)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -335,10 +333,10 @@ class DiscriminatorEpilogue(nn.Module):
 
 class Discriminator(nn.Module):
     """ProGAN discriminator (critic) with fade-in on the input side; the resolution is the
-    input's. `blur=True` blurs before each downsampling convolution (StyleGAN's); the
+    input's. Each block blurs before its downsampling convolution (StyleGAN's); the
     image a fade-in sends to the lower block is plainly average-pooled, as in ProGAN."""
 
-    def __init__(self, cfg: RunConfig, *, blur: bool = True):
+    def __init__(self, cfg: RunConfig):
         super().__init__()
         self.image_size = cfg.image_size
         self.conditional = cfg.conditional
@@ -346,7 +344,7 @@ class Discriminator(nn.Module):
         self.resolutions = resolutions_up_to(cfg.image_size)
         self.from_image = nn.ModuleDict({str(r): FromImage(ch[r]) for r in self.resolutions})
         self.blocks = nn.ModuleDict(
-            {str(r): DiscriminatorBlock(ch[r], ch[r // 2], blur=blur) for r in self.resolutions[1:]})
+            {str(r): DiscriminatorBlock(ch[r], ch[r // 2]) for r in self.resolutions[1:]})
         self.epilogue = DiscriminatorEpilogue(ch[4], cfg.mbstd_group,
                                               num_classes=NUM_CLASSES if cfg.conditional else 0)
 

@@ -122,7 +122,8 @@ def test_blur_preserves_constants_and_resampling_sizes():
 
 def test_resampling_convolutions_against_a_hand_computed_pixel():
     """One output pixel of each, summed by hand from the definition (conv 3x3 with zero
-    padding, then 2x2 average; nearest 2x upsampling, then conv 3x3)."""
+    padding, then 2x2 average; nearest 2x upsampling, [1, 2, 1] blur with edges replicated,
+    then conv 3x3 with zero padding)."""
     x = torch.randn(1, 2, 6, 6, dtype=torch.float64)
     down, up = ConvDown2d(2, 1, bias=False).double(), UpConv2d(2, 1, bias=False).double()
     w = down.weight[0].detach() * down.scale
@@ -131,9 +132,17 @@ def test_resampling_convolutions_against_a_hand_computed_pixel():
     expected = sum(conv(r, c) for r in (2, 3) for c in (0, 1)) / 4  # pooled pixel (1, 0)
     torch.testing.assert_close(down(x)[0, 0, 1, 0], expected)
     w = up.weight[0].detach() * up.scale
-    nearest = F.pad(x[0].repeat_interleave(2, 1).repeat_interleave(2, 2), (1, 1, 1, 1))
+    nearest = x[0].repeat_interleave(2, 1).repeat_interleave(2, 2)  # [2, 12, 12]
+    edged = torch.cat([nearest[:, :1], nearest, nearest[:, -1:]], 1)
+    edged = torch.cat([edged[:, :, :1], edged, edged[:, :, -1:]], 2)  # [2, 14, 14], edges replicated
+    taps = torch.tensor([1.0, 2.0, 1.0], dtype=torch.float64) / 4
+    blurred = torch.zeros(2, 12, 12, dtype=torch.float64)
+    for i in range(3):
+        for j in range(3):
+            blurred += taps[i] * taps[j] * edged[:, i:i + 12, j:j + 12]
+    blurred = F.pad(blurred, (1, 1, 1, 1))
     for r, c in [(0, 0), (5, 8), (11, 11)]:  # corners and an odd/even interior pixel
-        torch.testing.assert_close(up(x)[0, 0, r, c], (nearest[:, r:r + 3, c:c + 3] * w).sum())
+        torch.testing.assert_close(up(x)[0, 0, r, c], (blurred[:, r:r + 3, c:c + 3] * w).sum())
     # the fused kernel: every 3x3 tap lands on four 4x4 positions, so the sums match
     k = torch.randn(3, 2, 3, 3)
     torch.testing.assert_close(sum_of_shifts(k).sum(dim=(2, 3)), 4 * k.sum(dim=(2, 3)))
