@@ -105,12 +105,16 @@ def _double_backward(layer, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor
     return y, g, torch.autograd.grad(g.square().sum(), x)[0]
 
 
-@pytest.mark.parametrize("make", [
-    lambda fused: ConvDown2d(5, 7, fused=fused).double(),
-    lambda fused: UpConv2d(5, 7, fused=fused).double(),
-    lambda fused: MinibatchStdDev(4, fused=fused),
-], ids=["conv_down", "up_conv", "minibatch_std"])
-def test_fused_layers_equal_their_plain_twins_to_second_order(make):
+RING = UpConv2d.RING_MIN_CHANNELS, UpConv2d.RING_MIN_SIZE  # where UpConv2d takes its border-ring form
+
+
+@pytest.mark.parametrize("make, shape", [
+    (lambda fused: ConvDown2d(5, 7, fused=fused).double(), (8, 5, 12, 10)),
+    (lambda fused: UpConv2d(5, 7, fused=fused).double(), (8, 5, 12, 10)),
+    (lambda fused: UpConv2d(RING[0], 3, fused=fused).double(), (2, RING[0], RING[1] + 2, RING[1])),
+    (lambda fused: MinibatchStdDev(4, fused=fused), (8, 5, 12, 10)),
+], ids=["conv_down", "up_conv", "up_conv_ring", "minibatch_std"])
+def test_fused_layers_equal_their_plain_twins_to_second_order(make, shape):
     torch.manual_seed(0)
     fused, plain = make(True), make(False)
     with torch.no_grad():
@@ -120,7 +124,7 @@ def test_fused_layers_equal_their_plain_twins_to_second_order(make):
     plain.load_state_dict(fused.state_dict())
     assert fused.fused and not plain.fused
     # a non-square map in channels_last, as the trainer feeds them, and a float64 copy for exactness
-    x = (torch.randn(8, 5, 12, 10) * 3 + 1).contiguous(memory_format=torch.channels_last)
+    x = (torch.randn(shape) * 3 + 1).contiguous(memory_format=torch.channels_last)
     dtype = torch.float32 if isinstance(fused, MinibatchStdDev) else torch.float64  # mbstd works in float32
     x = x.to(dtype).requires_grad_(True)
     tol = dict(rtol=1e-4, atol=1e-5) if dtype == torch.float32 else {}
