@@ -22,8 +22,9 @@ decided by benchmarks/train_speed.py --baseline):
   - each layer's plain twin (`fused=False`): the discriminator's 3x3 conv at full resolution
     then average pooling, where brainlib runs one 4x4 strided convolution; the generator's
     nearest upsampling, blur, then 3x3 conv, where brainlib runs one bilinear upsampling (and on
-    large maps a transposed conv on the small map with the border ring redone); AdaIN's statistics with torch's `instance_norm` and the minibatch std with
-    `var`, where brainlib takes two means;
+    large maps a transposed conv on the small map with the border ring redone); AdaIN's
+    statistics with torch's `instance_norm` and the minibatch std with `var`, where brainlib
+    takes two means;
   - float32 throughout, no autocast, no channels_last, no compile, torch's default threads.
 """
 from __future__ import annotations
