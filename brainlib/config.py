@@ -56,6 +56,7 @@ class RunConfig:
     mapping_activation: str = "relu"
     channels: dict[int, int] = field(default_factory=lambda: {4: 256, 8: 256, 16: 256, 32: 256, 64: 128, 128: 64})
     mbstd_group: int = 4
+    noise_max_res: int | None = None  # noise inputs up to this resolution; None: every layer, as StyleGAN
     label_embed: bool = True  # only used when class_name == "both"
 
     # --- schedule ---
@@ -76,6 +77,7 @@ class RunConfig:
     reg_every: int = 1  # lazy regularisation: penalty every k critic steps, scaled by k
     n_critic: int = 1
     ema_half_life_kimg: float = 10.0
+    lr_rampdown: float = 0.0  # last fraction of the final step over which the lrs fall to 0 (cosine)
     style_mixing_prob: float = 0.0
     augment: str = "none"
 
@@ -134,8 +136,11 @@ class RunConfig:
         per_step = self.images_per_res.values() if isinstance(self.images_per_res, dict) else [self.images_per_res or 1]
         need(all(n > 0 for n in per_step), f"images_per_res={self.images_per_res} must be positive")
         need(self.lr > 0 and self.mapping_lr > 0, "learning rates must be positive")
+        need(0.0 <= self.lr_rampdown <= 1.0, f"lr_rampdown={self.lr_rampdown} must be within [0, 1]")
         need(self.reg_every >= 1 and self.n_critic >= 1, "reg_every and n_critic must be at least 1")
         need(self.mbstd_group >= 1, "mbstd_group must be at least 1")
+        need(self.noise_max_res is None or self.noise_max_res >= 4,
+             f"noise_max_res={self.noise_max_res} must be a resolution (>= 4) or None")
         if self.data_root is not None:
             need(Path(self.data_root).exists(), f"data root {self.data_root} does not exist")
         return self

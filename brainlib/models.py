@@ -110,26 +110,28 @@ class MappingNetwork(nn.Module):
 
 class StyleEpilogue(nn.Module):
     """What follows every convolution in StyleGAN's synthesis network:
-    add noise, add bias, LeakyReLU, AdaIN with this layer's w."""
+    add noise (unless `noise` is False), add bias, LeakyReLU, AdaIN with this layer's w."""
 
-    def __init__(self, channels: int, w_dim: int, res: int, *, noise_seed: int):
+    def __init__(self, channels: int, w_dim: int, res: int, *, noise_seed: int, noise: bool = True):
         super().__init__()
-        self.noise = NoiseInjection(channels, res, seed=noise_seed)
+        self.noise = NoiseInjection(channels, res, seed=noise_seed) if noise else None
         self.bias = nn.Parameter(torch.zeros(1, channels, 1, 1))
         self.adain = AdaIN(channels, w_dim)
 
     def forward(self, x: Tensor, w: Tensor, noise_mode: str = "random", noise_strength: float = 1.0) -> Tensor:
-        x = self.noise(x, noise_mode, noise_strength)
+        if self.noise is not None:
+            x = self.noise(x, noise_mode, noise_strength)
         return self.adain(lrelu(x + self.bias.to(x.dtype)), w)
 
 
 class StyledConv(nn.Module):
     """3x3 equalised conv (after 2x upsampling and the blur, when `upsample`), then the style epilogue."""
 
-    def __init__(self, in_ch: int, out_ch: int, w_dim: int, res: int, *, upsample: bool, noise_seed: int):
+    def __init__(self, in_ch: int, out_ch: int, w_dim: int, res: int, *, upsample: bool, noise_seed: int,
+                 noise: bool = True):
         super().__init__()
         self.conv = UpConv2d(in_ch, out_ch, bias=False) if upsample else EqualConv2d(in_ch, out_ch, 3, bias=False)
-        self.epilogue = StyleEpilogue(out_ch, w_dim, res, noise_seed=noise_seed)
+        self.epilogue = StyleEpilogue(out_ch, w_dim, res, noise_seed=noise_seed, noise=noise)
 
     def forward(self, x: Tensor, w: Tensor, noise_mode: str = "random", noise_strength: float = 1.0) -> Tensor:
         return self.epilogue(self.conv(x), w, noise_mode, noise_strength)
@@ -153,10 +155,10 @@ class InputBlock(nn.Module):
 class SynthesisBlock(nn.Module):
     """A block at 8 px and up: upsample + conv, then conv, each with noise and AdaIN (two styles)."""
 
-    def __init__(self, in_ch: int, out_ch: int, w_dim: int, res: int):
+    def __init__(self, in_ch: int, out_ch: int, w_dim: int, res: int, *, noise: bool = True):
         super().__init__()
-        self.conv0 = StyledConv(in_ch, out_ch, w_dim, res, upsample=True, noise_seed=10 * res)
-        self.conv1 = StyledConv(out_ch, out_ch, w_dim, res, upsample=False, noise_seed=10 * res + 1)
+        self.conv0 = StyledConv(in_ch, out_ch, w_dim, res, upsample=True, noise_seed=10 * res, noise=noise)
+        self.conv1 = StyledConv(out_ch, out_ch, w_dim, res, upsample=False, noise_seed=10 * res + 1, noise=noise)
 
     def forward(self, x: Tensor, ws: Tensor, noise_mode: str = "random", noise_strength: float = 1.0) -> Tensor:
         x = self.conv0(x, ws[:, 0], noise_mode, noise_strength)
@@ -198,7 +200,8 @@ class Generator(nn.Module):
         self.blocks = nn.ModuleDict({"4": InputBlock(ch[4], cfg.w_dim)})
         self.to_image = nn.ModuleDict({"4": ToImage(ch[4])})
         for res in self.resolutions[1:]:
-            self.blocks[str(res)] = SynthesisBlock(ch[res // 2], ch[res], cfg.w_dim, res)
+            noise = cfg.noise_max_res is None or res <= cfg.noise_max_res
+            self.blocks[str(res)] = SynthesisBlock(ch[res // 2], ch[res], cfg.w_dim, res, noise=noise)
             self.to_image[str(res)] = ToImage(ch[res])
         self.register_buffer("w_avg", torch.zeros(cfg.w_dim))
         # Per-class means, so a conditional model truncates towards its class, not between them.

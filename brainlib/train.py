@@ -89,6 +89,16 @@ def fade_alpha(step_index: int, progress: float, fade_fraction: float) -> float:
     return min(1.0, progress / fade_fraction)
 
 
+def lr_factor(step_index: int, n_steps: int, progress: float, rampdown: float) -> float:
+    """The learning rates' multiplier: 1, except over the last `rampdown` fraction of the final
+    resolution step, where it falls to 0 on a half cosine, so the weights the run ends with
+    (and their EMA) settle instead of being a snapshot of a still-oscillating game."""
+    start = 1.0 - rampdown
+    if rampdown <= 0 or step_index < n_steps - 1 or progress <= start:
+        return 1.0
+    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, (progress - start) / rampdown)))
+
+
 def epoch_permutation(seed: int, res: int, epoch: int, n: int) -> torch.Tensor:
     """The order of the images in one epoch, a function of (seed, res, epoch) only, so a
     resumed run regenerates it instead of saving it."""
@@ -233,6 +243,14 @@ class Trainer:
         opt_D = torch.optim.Adam(self.D.parameters(), lr=cfg.lr, betas=cfg.betas, eps=1e-8)
         return opt_G, opt_D
 
+    def _set_lrs(self, factor: float = 1.0) -> None:
+        """The config's learning rates times `factor` (the mapping group as in _optimisers)."""
+        lr_mul = self.model_lrs["mapping_lr"] / self.model_lrs["lr"]
+        for group in self.opt_G.param_groups:
+            group["lr"] = factor * (self.cfg.mapping_lr / lr_mul if group.get("name") == "mapping" else self.cfg.lr)
+        for group in self.opt_D.param_groups:
+            group["lr"] = factor * self.cfg.lr
+
     def _wrap(self, module: nn.Module) -> nn.Module:
         if self.world == 1:
             return module
@@ -323,11 +341,18 @@ class Trainer:
             p.seconds_in_step = 0.0
         return self.run_dir
 
-    def alpha(self, res: int) -> float:
+    def progress(self, res: int) -> float:
+        """How far the current resolution step is, 0 -> 1, in its budget's unit."""
         p = self.position
         kind, budget = resolution_budget(self.cfg, res, self.n_images)
-        done = p.seconds_in_step if kind == "seconds" else p.images_in_step
-        return fade_alpha(p.step_index, done / budget, self.cfg.fade_fraction)
+        return (p.seconds_in_step if kind == "seconds" else p.images_in_step) / budget
+
+    def alpha(self, res: int) -> float:
+        return fade_alpha(self.position.step_index, self.progress(res), self.cfg.fade_fraction)
+
+    def lr_factor(self, res: int) -> float:
+        cfg = self.cfg
+        return lr_factor(self.position.step_index, len(cfg.resolutions), self.progress(res), cfg.lr_rampdown)
 
     def step_done(self, res: int) -> bool:
         p = self.position
@@ -357,6 +382,8 @@ class Trainer:
                     real = self._to_device_layout(self._model_input(idx, res))
                     label = self.labels[idx] if cfg.conditional else None
                     alpha = self.alpha(res)
+                    if cfg.lr_rampdown:
+                        self._set_lrs(self.lr_factor(res))
                     stats = self.train_step(real, label, res, alpha)
                     p.pos += B
                     p.images_in_step += B
@@ -394,7 +421,7 @@ class Trainer:
         if p.batches % self.cfg.log_every == 0:
             self.pending.append({"kind": "batch", "step": p.step_index + 1, "res": res, "epoch": p.epoch,
                                  "batch": p.batches, "alpha": round(alpha, 6), "images_seen": p.images_seen,
-                                 "images_in_step": p.images_in_step,
+                                 "images_in_step": p.images_in_step, "lr": self.opt_D.param_groups[0]["lr"],
                                  "img_per_sec": round(images / max(seconds, 1e-9), 2), **stats})
 
     def flush(self, bar=None) -> bool:
@@ -508,12 +535,7 @@ class Trainer:
         opt_meta = meta["optimizers"]
         ckpt.load_optimizer(self.opt_G, tensors, opt_meta["opt_G"], "opt_G")
         ckpt.load_optimizer(self.opt_D, tensors, opt_meta["opt_D"], "opt_D")
-        # a resume may lower the learning rates (after a divergence): the new ones apply
-        lr_mul = self.model_lrs["mapping_lr"] / self.model_lrs["lr"]
-        for group in self.opt_G.param_groups:
-            group["lr"] = self.cfg.mapping_lr / lr_mul if group.get("name") == "mapping" else self.cfg.lr
-        for group in self.opt_D.param_groups:
-            group["lr"] = self.cfg.lr
+        self._set_lrs()  # a resume may lower the learning rates (after a divergence): the new ones apply
         torch.set_rng_state(tensors["rng/torch_cpu"])
         if self.cuda and "rng/torch_cuda" in tensors:
             torch.cuda.set_rng_state(tensors["rng/torch_cuda"], self.device)

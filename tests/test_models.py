@@ -186,6 +186,28 @@ def test_noise_modes(nets):
     assert "blocks.16.conv1.epilogue.noise.const_noise" in G.state_dict()
 
 
+def test_noise_max_res_leaves_the_finer_layers_without_noise_inputs():
+    torch.manual_seed(0)
+    G = Generator(tiny(noise_max_res=8)).eval()
+    noise_keys = [k for k in G.state_dict() if ".noise." in k]
+    assert noise_keys and all(k.startswith(("blocks.4.", "blocks.8.")) for k in noise_keys)
+    with torch.no_grad():
+        for name, p in G.named_parameters():
+            if name.endswith("noise.weight"):
+                p.fill_(0.3)
+    z = torch.randn(3, G.z_dim)
+    # noise at 8 px reaches the image; the 16 px layers add none of their own
+    assert not torch.allclose(G(z, res=16, noise_mode="random"), G(z, res=16, noise_mode="random"))
+    with torch.no_grad():
+        for block in ("4", "8"):
+            for m in G.blocks[block].modules():
+                if hasattr(m, "noise") and m.noise is not None:
+                    m.noise.weight.zero_()
+    torch.testing.assert_close(G(z, res=16, noise_mode="random"), G(z, res=16, noise_mode="none"), rtol=0, atol=0)
+    with pytest.raises(ValueError, match="noise_max_res"):
+        tiny(noise_max_res=2)
+
+
 def test_widths_follow_cfg_channels_and_presets_have_parameters():
     for name in ("smoke", "demo", "paper"):
         cfg = preset(name)

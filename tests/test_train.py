@@ -1,5 +1,6 @@
 """The trainer on the smoke preset: learning, schedule, files, exact resume, divergence."""
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -7,10 +8,10 @@ import pytest
 import torch
 
 from brainlib.checkpoints import latest_checkpoint, load_checkpoint, load_generator
-from brainlib.config import preset
+from brainlib.config import ConfigError, preset
 from brainlib.data import SliceDataset
-from brainlib.train import (Trainer, TrainingDiverged, ema_beta, epoch_permutation, read_metrics, train,
-                            use_channels_last)
+from brainlib.train import (Trainer, TrainingDiverged, ema_beta, epoch_permutation, lr_factor, read_metrics,
+                            train, use_channels_last)
 
 
 def _dataset(images: np.ndarray, labels=None) -> SliceDataset:
@@ -71,6 +72,19 @@ def test_epoch_permutation_and_ema_decay():
     assert not torch.equal(epoch_permutation(0, 8, 1, 50), epoch_permutation(0, 8, 2, 50))
     assert sorted(epoch_permutation(3, 16, 0, 50).tolist()) == list(range(50))
     assert ema_beta(1000, 1.0) == pytest.approx(0.5) and ema_beta(500, 1.0) == pytest.approx(0.5 ** 0.5)
+
+
+def test_lr_rampdown_falls_to_zero_over_the_end_of_the_final_step_only(tmp_path):
+    assert lr_factor(0, 2, 0.99, 0.5) == 1.0  # not the final step
+    assert lr_factor(1, 2, 0.5, 0.5) == 1.0 and lr_factor(1, 2, 0.75, 0.5) == pytest.approx(0.5)
+    assert lr_factor(1, 2, 1.0, 0.5) == pytest.approx(0.0, abs=1e-12) and lr_factor(1, 2, 0.9, 0.0) == 1.0
+    cfg = preset("smoke", run="ramp", out_root=str(tmp_path), images_per_res=64, lr_rampdown=0.5, lr=2e-3)
+    lrs = [r["lr"] for r in _batches(train(cfg, dataset=_random()))]
+    # 8 batches per step; a batch's lr is set from the progress before it
+    assert lrs[:12] == [2e-3] * 12
+    assert lrs[12:] == pytest.approx([2e-3 * 0.5 * (1 + math.cos(math.pi * k / 4)) for k in range(4)])
+    with pytest.raises(ConfigError, match="lr_rampdown"):
+        preset("smoke", lr_rampdown=1.5).validate()
 
 
 def _all_tensors(run_dir):
