@@ -211,6 +211,10 @@ PRESETS: dict[str, dict[str, Any]] = {
         # collapses onto one slice level (SWD 2.7x against 2.6x its floor, coarse band 28 vs 23)
         loss="logistic-r1", reg_every=4, r1_gamma=1.0, augment="none",
         ema_half_life_kimg=0.3, mbstd_group=4,
+        # no noise inputs at 64 px: there the 16-channel layers turned per-pixel noise into
+        # bright speckle; without it SWD fell at each of three pairs (AD 2.42x / 2.41x against
+        # 2.70x / 2.83x its floor, NC 2.51x against 2.62x; docs/quality.md, session 7)
+        noise_max_res=32,
         splits=["train"], checkpoint_minutes=2.0,
     ),
     "smoke": dict(
