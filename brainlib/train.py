@@ -31,7 +31,7 @@ from torch import nn
 
 from brainlib import checkpoints as ckpt
 from brainlib import distributed as dist
-from brainlib.config import CLASS_LABELS, RunConfig
+from brainlib.config import CLASS_LABELS, ConfigError, RunConfig
 from brainlib.plots import plot_losses_per_batch, plot_losses_per_epoch, save_grid
 
 SAMPLE_SEED_OFFSET = 7919  # the fixed sample latents are drawn from seed + this
@@ -162,6 +162,22 @@ def model_config(cfg: RunConfig, lrs: dict[str, float] | None) -> RunConfig:
     return cfg.replace(**lrs) if lrs else cfg
 
 
+# settings that shape the networks: a resumed run must keep them
+ARCHITECTURE_FIELDS = ("image_size", "z_dim", "w_dim", "mapping_layers", "mapping_activation", "channels",
+                       "mbstd_group", "noise_max_res", "label_embed", "class_name")
+
+
+def check_same_architecture(saved: dict, cfg: RunConfig, source: Path) -> None:
+    """Refuse, naming the settings, to resume a run whose networks these settings would not build
+    (for example after a preset changed between versions)."""
+    old = RunConfig.from_dict(saved)
+    changed = {k: (getattr(old, k), getattr(cfg, k)) for k in ARCHITECTURE_FIELDS if getattr(old, k) != getattr(cfg, k)}
+    if changed:
+        listed = "; ".join(f"{k} was {was!r}, now {now!r}" for k, (was, now) in changed.items())
+        raise ConfigError(f"cannot resume {source}: it was trained with other network settings ({listed}). "
+                          f"Resume with the run's own settings (e.g. --set {next(iter(changed))}=...) or train a new run.")
+
+
 class Trainer:
     def __init__(self, cfg: RunConfig, dataset, *, resume: bool = False, max_steps: int | None = None):
         from brainlib.losses import make_loss
@@ -179,6 +195,8 @@ class Trainer:
 
         checkpoint = ckpt.latest_checkpoint(self.run_dir) if resume else None
         tensors, meta = ckpt.load_checkpoint(checkpoint) if checkpoint else ({}, {})
+        if checkpoint:
+            check_same_architecture(meta["config"], cfg, checkpoint)
         self.model_lrs = meta.get("model_lrs", {"lr": cfg.lr, "mapping_lr": cfg.mapping_lr})
         arch = model_config(cfg, self.model_lrs)
         self.G, self.D, self.G_ema = Generator(arch), Discriminator(arch), Generator(arch)

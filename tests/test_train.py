@@ -111,6 +111,17 @@ def test_interrupted_and_resumed_run_ends_with_identical_weights(tmp_path):
     assert [r["d_loss"] for r in _batches(full)] == [r["d_loss"] for r in _batches(cfg.run_dir)]
 
 
+def test_resume_with_other_network_settings_is_refused_naming_them(tmp_path):
+    cfg = preset("smoke", run="arch", out_root=str(tmp_path))
+    train(cfg, dataset=_random(), max_steps=2)
+    before = sorted(p.name for p in (cfg.run_dir / "checkpoints").iterdir())
+    with pytest.raises(ConfigError, match=r"noise_max_res was None, now 8.*--set noise_max_res="):
+        train(cfg.replace(noise_max_res=8), dataset=_random(), resume=True)
+    assert sorted(p.name for p in (cfg.run_dir / "checkpoints").iterdir()) == before  # nothing touched
+    train(cfg.replace(lr=5e-4), dataset=_random(), resume=True)  # a new learning rate is allowed
+    assert load_generator("arch", out_root=tmp_path)[2]["finished"]
+
+
 def test_nan_loss_stops_naming_the_batch_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
     import brainlib.losses
 
