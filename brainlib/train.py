@@ -209,6 +209,7 @@ class Trainer:
         self.G_ema.eval().requires_grad_(False)
         self.loss = make_loss(cfg)
         self.opt_G, self.opt_D = self._optimisers()
+        self._set_lrs()
 
         # mixed precision on CUDA only: bf16 where supported, else fp16 with loss scaling
         self.amp_dtype = None
@@ -248,21 +249,20 @@ class Trainer:
     # set-up
 
     def _optimisers(self):
+        """Adam for G (synthesis and mapping groups) and D; their learning rates come from _set_lrs."""
         cfg = self.cfg
-        # The mapping network's EqualLinear layers already scale Adam's steps by lr_mul, so
-        # its group runs at lr = mapping_lr / lr_mul, which is cfg.lr unless a resume changed lrs.
-        lr_mul = self.model_lrs["mapping_lr"] / self.model_lrs["lr"]
         mapping = list(self.G.mapping.parameters())
         ids = {id(p) for p in mapping}
         synthesis = [p for p in self.G.parameters() if id(p) not in ids]
-        opt_G = torch.optim.Adam([{"params": synthesis, "lr": cfg.lr, "name": "synthesis"},
-                                  {"params": mapping, "lr": cfg.mapping_lr / lr_mul, "name": "mapping"}],
+        opt_G = torch.optim.Adam([{"params": synthesis, "name": "synthesis"}, {"params": mapping, "name": "mapping"}],
                                  lr=cfg.lr, betas=cfg.betas, eps=1e-8)
         opt_D = torch.optim.Adam(self.D.parameters(), lr=cfg.lr, betas=cfg.betas, eps=1e-8)
         return opt_G, opt_D
 
     def _set_lrs(self, factor: float = 1.0) -> None:
-        """The config's learning rates times `factor` (the mapping group as in _optimisers)."""
+        """The config's learning rates times `factor`. The mapping network's EqualLinear layers
+        already scale Adam's steps by lr_mul, so its group runs at mapping_lr / lr_mul, which is
+        cfg.lr unless a resume changed the lrs."""
         lr_mul = self.model_lrs["mapping_lr"] / self.model_lrs["lr"]
         for group in self.opt_G.param_groups:
             group["lr"] = factor * (self.cfg.mapping_lr / lr_mul if group.get("name") == "mapping" else self.cfg.lr)
