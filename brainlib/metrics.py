@@ -7,7 +7,8 @@ images against real held-out images at the same sample sizes (evaluate.py).
 
 - `sliced_wasserstein`: SWD on Laplacian-pyramid patches, as in the ProGAN
   paper (Karras et al. 2018, arXiv 1710.10196, appendix D). Reported x1e3, as
-  the paper's tables are.
+  the paper's tables are. `layout_swd`: the same distance on whole images pooled
+  to 8x8, for the coarse layout.
 - `ms_ssim_pairs`: mean MS-SSIM of random pairs within one set (diversity:
   lower is more diverse), as in the ProGAN and AC-GAN papers.
 - `fid`, `kid`: Frechet and kernel inception distances in any feature space.
@@ -128,6 +129,27 @@ def swd_to_reference(reference, candidates: dict, *, patches_per_image: int = 12
         per_level = {str(ref.shape[-1] >> i): 1e3 * float(np.mean(v)) for i, v in enumerate(dists[k])}
         out[k] = {"levels": per_level, "mean": float(np.mean(list(per_level.values()))), "n_images": n}
     return out
+
+
+def layout_swd(a, b, *, size: int = 8, directions: int = 256, seed: int = 0) -> float:
+    """SWD between two sets of whole images average-pooled to `size` x `size` (one vector of
+    size**2 values per image), x1e3: how far apart the sets' coarse layouts are (where brain,
+    ventricles and background sit, and how that varies between images), which the pyramid SWD's
+    7x7 patches cannot see. It reads the same at every resolution of 8 px and up, so it can
+    follow a progressive run stage by stage. The larger set is cut, at random (seeded), to the
+    smaller's size."""
+    sets = [as_model_images(x) for x in (a, b)]
+    n = min(len(x) for x in sets)
+    if n < 2:
+        raise ValueError(f"layout SWD needs at least 2 images per set, got {n}")
+    if min(x.shape[-1] for x in sets) < size:
+        raise ValueError(f"layout SWD pools to {size} px, got images of {min(x.shape[-1] for x in sets)} px")
+    gen = torch.Generator().manual_seed(seed)
+    va, vb = (F.adaptive_avg_pool2d(x[torch.randperm(len(x), generator=gen)[:n]].float(), size).flatten(1)
+              for x in sets)
+    d = torch.randn(size * size, directions, generator=gen)
+    d = d / d.norm(dim=0, keepdim=True)
+    return 1e3 * (_sorted_projections(va, d) - _sorted_projections(vb, d)).abs().mean().item()
 
 
 # ----------------------------------------------------------------------

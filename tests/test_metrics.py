@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from brainlib import memorisation as mem
-from brainlib.metrics import (fid, kid, laplacian_pyramid, ms_ssim, ms_ssim_pairs, ms_ssim_scales,
+from brainlib.metrics import (fid, kid, laplacian_pyramid, layout_swd, ms_ssim, ms_ssim_pairs, ms_ssim_scales,
                               precision_recall, sliced_wasserstein, swd_levels, swd_to_reference, usefulness)
 
 
@@ -55,6 +55,25 @@ def test_swd_levels_and_seeding():
     assert sliced_wasserstein(x, y, patches_per_image=16, seed=5)["mean"] != r["mean"]
     with pytest.raises(ValueError, match="one size"):
         sliced_wasserstein(x, blobs(40, 16))
+
+
+def test_layout_swd_sees_layout_and_diversity_not_texture():
+    x, other = blobs(200, 32, seed=1), blobs(200, 32, seed=2)  # two samples of one distribution
+    g = torch.Generator().manual_seed(3)
+    same_dist = layout_swd(other, x)
+    textured = layout_swd(x + 0.15 * torch.randn(x.shape, generator=g), x)
+    shifted = layout_swd(torch.roll(other, shifts=8, dims=-1), x)  # the blobs sit elsewhere
+    collapsed = layout_swd(other[:1].expand(200, -1, -1, -1), x)  # one image, 200 times
+    assert layout_swd(x, x) == pytest.approx(0.0, abs=1e-6)
+    assert 0 < same_dist < 0.5 * shifted and same_dist < 0.5 * collapsed
+    assert textured < 0.5 * shifted  # pixel noise averages out in 4x4-pixel cells
+    # pooled to 8x8, sets of two resolutions compare: the same images at 64 px read as at 32 px
+    assert layout_swd(F.interpolate(other, scale_factor=2, mode="bilinear"), x) == pytest.approx(same_dist, rel=0.1)
+    assert layout_swd(other[:50], x) != layout_swd(other[:50], x, seed=1)  # the larger set is cut at random
+    with pytest.raises(ValueError, match="at least 2"):
+        layout_swd(x[:1], x)
+    with pytest.raises(ValueError, match="8 px"):
+        layout_swd(blobs(10, 4), x)
 
 
 def test_ms_ssim_identical_is_one_and_noise_is_low():
