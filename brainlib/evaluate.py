@@ -247,6 +247,7 @@ def metric_rows(report: dict) -> list[dict]:
         add("5-NN acc AD vs NC generated (features)", "both",
             _pair(emb["features"]["generated_AD_vs_NC"]["knn_accuracy"],
                   emb["features"]["real_AD_vs_NC"]["knn_accuracy"]), "near floor")
+    add("AD-NC contrast (encoder)", "both", report.get("class_contrast"), "near floor")
     return rows
 
 
@@ -291,6 +292,7 @@ def evaluate(runs: list[str], n: int = 1000, out_root: str | Path = "outputs", *
     """
     from brainlib.embed import embedding_report, plot_embedding
     from brainlib.features import load_inception, load_or_train_encoder
+    from brainlib.metrics import class_contrast
     from brainlib.metrics import usefulness as usefulness_study
 
     sizes = sizes or (EvalSizes.quick() if quick else EvalSizes())
@@ -368,6 +370,14 @@ def evaluate(runs: list[str], n: int = 1000, out_root: str | Path = "outputs", *
     is_gen = np.concatenate([np.zeros(len(real_emb[c]), bool) for c in labels_of]
                             + [np.ones(len(generated[c]), bool) for c in labels_of])
     arrays = {"features": feats, "labels": labels, "generated": is_gen}
+    real_f = {c: feats[(labels == labels_of[c]) & ~is_gen] for c in labels_of}
+    gen_f = {c: feats[(labels == labels_of[c]) & is_gen] for c in labels_of}
+    held_f = {c: enc.features(held[c]) for c in labels_of}
+    report["class_contrast"] = {
+        **_pair(class_contrast(gen_f["AD"], gen_f["NC"], real_f["AD"], real_f["NC"]),
+                class_contrast(held_f["AD"], held_f["NC"], real_f["AD"], real_f["NC"])),
+        "note": "distance between the AD and NC means in encoder features, along the real training "
+                "images' AD-NC axis, as a share of the real distance (1 = as distinct as real classes)"}
     if embed_method and len(feats) > 20:
         emb = embedding_report(feats, labels, is_gen, method=embed_method, seed=seed)
         arrays[f"{embed_method}_points"] = emb["points"]

@@ -13,6 +13,8 @@ images against real held-out images at the same sample sizes (evaluate.py).
   lower is more diverse), as in the ProGAN and AC-GAN papers.
 - `fid`, `kid`: Frechet and kernel inception distances in any feature space.
 - `precision_recall`: Kynkaenniemi et al. 2019, k-NN manifolds (k=3).
+- `class_contrast`: how far apart generated AD and NC are, as a share of how far
+  apart real AD and NC are (class fidelity, in any feature space).
 - `usefulness`: one fixed small AD/NC classifier trained on real, synthetic,
   and real+synthetic images, scored on real held-out images.
 """
@@ -277,7 +279,16 @@ def precision_recall(real: np.ndarray, generated: np.ndarray, *, k: int = 3) -> 
 
 
 # ----------------------------------------------------------------------
-# Usefulness: train on synthetic, test on real
+# Class fidelity, and usefulness: train on synthetic, test on real
+
+def class_contrast(pos: np.ndarray, neg: np.ndarray, ref_pos: np.ndarray, ref_neg: np.ndarray) -> float:
+    """How distinct two classes are, against a reference pair: the distance between the class
+    means of `pos` and `neg` (features [N, D]) along the axis between the reference classes'
+    means, as a share of the reference's own distance. 1 = the classes differ as much as the
+    reference's (and in its direction), 0 = not at all, below 0 = the wrong way round."""
+    axis = ref_pos.mean(0) - ref_neg.mean(0)
+    return float((pos.mean(0) - neg.mean(0)) @ axis / (axis @ axis))
+
 
 def usefulness(real_train, real_train_labels, synthetic, synthetic_labels, heldout, heldout_labels, *,
                epochs: int = 4, seed: int = 0, max_per_class: int | None = 1000) -> dict[str, dict]:

@@ -1,5 +1,6 @@
 """evaluate() end to end on two smoke runs, and notebook 04 headless with papermill."""
 import json
+import math
 import shutil
 from pathlib import Path
 
@@ -9,7 +10,9 @@ import pytest
 
 from smoke_batch import ROOT, refresh, trained_runs
 
+from brainlib.config import CLASS_LABELS
 from brainlib.evaluate import EvalSizes, evaluate, format_table, load_features, load_report, metric_rows
+from brainlib.metrics import class_contrast
 
 RUNS = [f"{refresh.SMOKE_NAME}-AD", f"{refresh.SMOKE_NAME}-NC"]
 
@@ -48,11 +51,16 @@ def test_evaluate_writes_eval_json_into_each_run_with_floors(report_path, runs_r
         assert m["sizes"]["compared"] < 8 and "c2st_accuracy" not in m  # C2ST needs 8 a side (test_quality_per_minute)
     for source in ("real", "synthetic", "real+synthetic"):
         assert 0 <= report["usefulness"][source]["balanced_accuracy"] <= 1
+    contrast = report["class_contrast"]  # known answers: tests/test_metrics.py; here, its wiring
+    assert math.isfinite(contrast["floor"]) and contrast["note"]
+    assert contrast["ratio"] == (contrast["generated"] / contrast["floor"] if contrast["floor"] > 0 else None)
     for key in ("memorisation_AD", "memorisation_NC", "umap", "features"):
         assert Path(report["figures"][key]).is_file() and Path(report["figures"][key]).parent == report_path.parent / "eval"
     arrays = load_features(report)
     assert arrays["features"].shape == (len(arrays["labels"]), 128) and arrays["generated"].sum() == 80
     assert arrays["umap_points"].shape == (len(arrays["labels"]), 2)
+    f, ad, gen = arrays["features"], arrays["labels"] == CLASS_LABELS["AD"], arrays["generated"]
+    assert contrast["generated"] == pytest.approx(class_contrast(f[ad & gen], f[~ad & gen], f[ad & ~gen], f[~ad & ~gen]))
     assert not list(report_path.parent.glob(".*.tmp"))  # atomic writes leave no temp files
 
 
@@ -61,7 +69,7 @@ def test_metric_table_rows_and_reuse(report_path, runs_root, capsys):
     rows = metric_rows(report)
     names = {r["metric"] for r in rows}
     assert {"SWD x1e3 (avg)", "MS-SSIM (pairs)", "FID (encoder)", "KID (encoder)", "precision (encoder, k=3)",
-            "recall (encoder, k=3)", "memorised share (pixels)"} <= names
+            "recall (encoder, k=3)", "memorised share (pixels)", "AD-NC contrast (encoder)"} <= names
     assert rows == report["table"]
     for r in rows:
         if r["ratio"] is not None:

@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from brainlib import memorisation as mem
-from brainlib.metrics import (fid, kid, laplacian_pyramid, layout_swd, ms_ssim, ms_ssim_pairs, ms_ssim_scales,
+from brainlib.metrics import (class_contrast, fid, kid, laplacian_pyramid, layout_swd, ms_ssim, ms_ssim_pairs, ms_ssim_scales,
                               precision_recall, sliced_wasserstein, swd_levels, swd_to_reference, usefulness)
 
 
@@ -141,6 +141,22 @@ def test_planted_copies_are_flagged_and_fresh_samples_are_not(tmp_path):
     assert pub["pixels"]["share"] == pytest.approx(flags.mean()) and 0 < pub["pixels"]["floor"] <= 0.02
     png = mem.save_closest_pairs(generated, train, result, tmp_path / "pairs.png", k=4)
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_class_contrast_known_answers():
+    g = np.random.default_rng(0)
+    base = g.normal(size=(500, 16))
+    axis = np.zeros(16)
+    axis[3] = 2.0
+    real_ad, real_nc = base[:250] + axis, base[250:]
+    assert class_contrast(real_ad, real_nc, real_ad, real_nc) == pytest.approx(1.0)
+    assert class_contrast(real_nc, real_ad, real_ad, real_nc) == pytest.approx(-1.0)  # the wrong way round
+    half_ad, half_nc = g.normal(size=(4000, 16)) + axis / 2, g.normal(size=(4000, 16))
+    assert class_contrast(half_ad, half_nc, real_ad, real_nc) == pytest.approx(0.5, abs=0.1)
+    # a difference off the real axis does not count as class contrast
+    off = np.zeros(16)
+    off[7] = 2.0
+    assert abs(class_contrast(half_nc + off, half_nc, real_ad, real_nc)) < 0.1
 
 
 def test_usefulness_runs_on_tiny_data_and_returns_scores_in_range():
