@@ -38,7 +38,7 @@ def stage_checkpoints(run_dir: Path) -> list[Path]:
     found = sorted(p for p in (run_dir / "checkpoints").glob("*.safetensors") if STAGE_CHECKPOINT.match(p.name))
     if not found:
         raise FileNotFoundError(f"{run_dir / 'checkpoints'}: no end-of-step checkpoints (NN-<res>px.safetensors); "
-                                "was the run trained with --keep-run, or its checkpoints removed?")
+                                "class_quality.py keeps them only with --keep-run")
     return found
 
 
