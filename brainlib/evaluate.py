@@ -149,7 +149,9 @@ def _pair(generated: float | None, floor: float | None) -> dict:
 
 
 def class_metrics(c: str, gen, train, held, enc, inception, sizes: EvalSizes, seed: int, fig_dir: Path,
-                  figures: dict) -> dict:
+                  figures: dict, *, f_held) -> dict:
+    """Every per-class figure beside its floor; `f_held` are the held-out images' encoder
+    features (evaluate computes them once, for the class contrast too)."""
     from brainlib import memorisation as mem
     from brainlib.c2st import c2st
     from brainlib.metrics import fid, kid, ms_ssim_pairs, precision_recall, swd_to_reference
@@ -174,7 +176,7 @@ def class_metrics(c: str, gen, train, held, enc, inception, sizes: EvalSizes, se
     out["ms_ssim"] = _pair(ms_ssim_pairs(gen_m, pairs=sizes.ms_ssim_pairs, seed=seed),
                            ms_ssim_pairs(held_m, pairs=sizes.ms_ssim_pairs, seed=seed))
     lap("ms_ssim")
-    f_train, f_gen, f_held = enc.features(train), enc.features(gen), enc.features(held)
+    f_train, f_gen = enc.features(train), enc.features(gen)
     f_gen_m, f_held_m = enc.features(gen_m), enc.features(held_m)
     out["fid_encoder"] = _pair(fid(f_gen_m, f_train), fid(f_held_m, f_train))
     kid_g, kid_h = (kid(f, f_train, subsets=sizes.kid_subsets, subset_size=min(200, m), seed=seed)
@@ -334,9 +336,11 @@ def evaluate(runs: list[str], n: int = 1000, out_root: str | Path = "outputs", *
     fig_dir = run_dirs[0] / "eval"
     figures: dict[str, str] = {}
     per_class = {}
+    held_f = {c: enc.features(held[c]) for c in labels_of}
     for c in labels_of:
         tick = time.perf_counter()
-        per_class[c] = class_metrics(c, generated[c], train[c], held[c], enc, inception, sizes, seed, fig_dir, figures)
+        per_class[c] = class_metrics(c, generated[c], train[c], held[c], enc, inception, sizes, seed, fig_dir, figures,
+                                     f_held=held_f[c])
         seconds[f"metrics_{c}"] = time.perf_counter() - tick
 
     report: dict = {
@@ -372,7 +376,6 @@ def evaluate(runs: list[str], n: int = 1000, out_root: str | Path = "outputs", *
     arrays = {"features": feats, "labels": labels, "generated": is_gen}
     real_f = {c: feats[(labels == labels_of[c]) & ~is_gen] for c in labels_of}
     gen_f = {c: feats[(labels == labels_of[c]) & is_gen] for c in labels_of}
-    held_f = {c: enc.features(held[c]) for c in labels_of}
     report["class_contrast"] = {
         **_pair(class_contrast(gen_f["AD"], gen_f["NC"], real_f["AD"], real_f["NC"]),
                 class_contrast(held_f["AD"], held_f["NC"], real_f["AD"], real_f["NC"])),
