@@ -186,7 +186,14 @@ def load_optimizer(opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor],
             state.setdefault(int(idx), {})[key] = value
     for idx, values in extra.get("scalars", {}).items():
         state.setdefault(int(idx), {}).update(values)
-    groups = [dict(g, betas=tuple(g["betas"])) if "betas" in g else dict(g) for g in extra["param_groups"]]
+    saved = extra["param_groups"]
+    current = opt.state_dict()["param_groups"]
+    if [len(g["params"]) for g in saved] != [len(g["params"]) for g in current]:
+        n_saved, n_now = sum(len(g["params"]) for g in saved), sum(len(g["params"]) for g in current)
+        if n_saved != n_now:
+            raise ValueError(f"{prefix}: the checkpoint's optimiser holds {n_saved} parameters, this model {n_now}")
+        saved = current  # the same parameters in the same order, grouped differently (an older checkpoint)
+    groups = [dict(g, betas=tuple(g["betas"])) if "betas" in g else dict(g) for g in saved]
     opt.load_state_dict({"state": state, "param_groups": groups})
 
 

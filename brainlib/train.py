@@ -209,6 +209,7 @@ class Trainer:
         self.G_ema.eval().requires_grad_(False)
         self.loss = make_loss(cfg)
         self.opt_G, self.opt_D = self._optimisers()
+        self.position = Position()
         self._set_lrs()
 
         # mixed precision on CUDA only: bf16 where supported, else fp16 with loss scaling
@@ -230,7 +231,6 @@ class Trainer:
             raise ValueError(f"the dataset at {getattr(dataset, 'root', '?')} holds no images for classes {cfg.classes}")
         self.n_images = len(self.images_u8)
 
-        self.position = Position()
         n = cfg.sample_grid ** 2
         self.sample_z = torch.randn(n, cfg.z_dim, generator=torch.Generator().manual_seed(cfg.seed + SAMPLE_SEED_OFFSET))
         self.sample_labels = None
@@ -249,25 +249,40 @@ class Trainer:
     # set-up
 
     def _optimisers(self):
-        """Adam for G (synthesis and mapping groups) and D; their learning rates come from _set_lrs."""
-        cfg = self.cfg
-        mapping = list(self.G.mapping.parameters())
-        ids = {id(p) for p in mapping}
-        synthesis = [p for p in self.G.parameters() if id(p) not in ids]
-        opt_G = torch.optim.Adam([{"params": synthesis, "name": "synthesis"}, {"params": mapping, "name": "mapping"}],
-                                 lr=cfg.lr, betas=cfg.betas, eps=1e-8)
+        """Adam for G and D; their learning rates come from _set_lrs. G's groups: one per
+        synthesis block (so the blocks below the step's resolution can run slower), the
+        to-image layers, the mapping network. The synthesis parameters come in G.parameters()' order,
+        then the mapping's, as when they were one group, so older checkpoints' Adam state still fits."""
+        cfg, G = self.cfg, self.G
+        groups = [{"params": list(block.parameters()), "name": f"synthesis:{res}"} for res, block in G.blocks.items()]
+        groups += [{"params": list(G.to_image.parameters()), "name": "to_image"},
+                   {"params": list(G.mapping.parameters()), "name": "mapping"}]
+        mapping = {id(p) for p in G.mapping.parameters()}
+        synthesis = [id(p) for p in G.parameters() if id(p) not in mapping]
+        assert [id(p) for g in groups[:-1] for p in g["params"]] == synthesis, "G's parameter order changed"
+        opt_G = torch.optim.Adam(groups, lr=cfg.lr, betas=cfg.betas, eps=1e-8)
         opt_D = torch.optim.Adam(self.D.parameters(), lr=cfg.lr, betas=cfg.betas, eps=1e-8)
         return opt_G, opt_D
 
     def _set_lrs(self, factor: float = 1.0) -> None:
         """The config's learning rates times `factor`. The mapping network's EqualLinear layers
         already scale Adam's steps by lr_mul, so its group runs at mapping_lr / lr_mul, which is
-        cfg.lr unless a resume changed the lrs."""
+        cfg.lr unless a resume changed the lrs. G's blocks below the resolution being trained
+        run at coarse_lr_scale x lr, so later steps keep the layout the earlier ones learned."""
+        cfg = self.cfg
         lr_mul = self.model_lrs["mapping_lr"] / self.model_lrs["lr"]
+        step = min(self.position.step_index, len(cfg.resolutions) - 1)
+        res = cfg.resolutions[step] if step > 0 else 0  # the first step trains every block afresh
         for group in self.opt_G.param_groups:
-            group["lr"] = factor * (self.cfg.mapping_lr / lr_mul if group.get("name") == "mapping" else self.cfg.lr)
+            name = group.get("name", "")
+            if name == "mapping":
+                group["lr"] = factor * cfg.mapping_lr / lr_mul
+            elif name.startswith("synthesis:") and int(name.split(":")[1]) < res:
+                group["lr"] = factor * cfg.lr * cfg.coarse_lr_scale
+            else:
+                group["lr"] = factor * cfg.lr
         for group in self.opt_D.param_groups:
-            group["lr"] = factor * self.cfg.lr
+            group["lr"] = factor * cfg.lr
 
     def _wrap(self, module: nn.Module) -> nn.Module:
         if self.world == 1:
@@ -357,6 +372,7 @@ class Trainer:
             p.step_index += 1
             p.epoch = p.pos = p.images_in_step = 0
             p.seconds_in_step = 0.0
+            self._set_lrs()  # the next step's blocks below it may run slower (coarse_lr_scale)
         return self.run_dir
 
     def progress(self, res: int) -> float:
@@ -553,7 +569,6 @@ class Trainer:
         opt_meta = meta["optimizers"]
         ckpt.load_optimizer(self.opt_G, tensors, opt_meta["opt_G"], "opt_G")
         ckpt.load_optimizer(self.opt_D, tensors, opt_meta["opt_D"], "opt_D")
-        self._set_lrs()  # a resume may lower the learning rates (after a divergence): the new ones apply
         torch.set_rng_state(tensors["rng/torch_cpu"])
         if self.cuda and "rng/torch_cuda" in tensors:
             torch.cuda.set_rng_state(tensors["rng/torch_cuda"], self.device)
@@ -561,6 +576,7 @@ class Trainer:
         self.sample_z = tensors["sample/z"]
         self.sample_labels = tensors.get("sample/labels")
         self.position = Position(**meta["position"])
+        self._set_lrs()  # a resume may lower the learning rates (after a divergence): the new ones apply
         old = meta["config"]
         self.resumed_changes = {k: {"was": old.get(k), "now": v} for k, v in self.cfg.to_dict().items()
                                 if old.get(k) != v and k not in ("device", "compile")}

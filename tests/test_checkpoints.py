@@ -140,3 +140,20 @@ def test_a_full_disk_keeps_the_previous_checkpoint(saved, monkeypatch):
     assert sorted(p.name for p in old.parent.iterdir()) == ["01-8px.json", "01-8px.safetensors", "latest.json"]
     loaded, _ = load_checkpoint(old)
     assert all(torch.equal(loaded[k], tensors[k]) for k in tensors)
+
+
+def test_adam_state_saved_in_one_grouping_loads_into_another():
+    """A checkpoint from before G's per-block groups (one synthesis group) resumes into them."""
+    params = [torch.nn.Parameter(torch.randn(3)) for _ in range(4)]
+    before = torch.optim.Adam([{"params": params[:3]}, {"params": params[3:]}], lr=0.1)
+    sum(p.square().sum() for p in params).backward()
+    before.step()
+    tensors, extra = ckpt.optimizer_tensors(before, "opt")
+    after = torch.optim.Adam([{"params": params[:1]}, {"params": params[1:3]}, {"params": params[3:]}], lr=0.1)
+    ckpt.load_optimizer(after, tensors, extra, "opt")
+    assert len(after.param_groups) == 3
+    for p in params:
+        assert torch.equal(after.state[p]["exp_avg"], before.state[p]["exp_avg"])
+    fewer = torch.optim.Adam([{"params": params[:2]}], lr=0.1)
+    with pytest.raises(ValueError, match="opt: the checkpoint's optimiser holds 4 parameters, this model 2"):
+        ckpt.load_optimizer(fewer, tensors, extra, "opt")

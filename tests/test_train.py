@@ -190,3 +190,31 @@ def test_channels_last_follows_the_setting_else_the_device(tmp_path, monkeypatch
         weights = [p for p in trainer.D.parameters() if p.dim() == 4 and p.shape[-1] > 1]
         nhwc = all(w.is_contiguous(memory_format=torch.channels_last) for w in weights)
         assert trainer.channels_last is bool(setting) and nhwc is bool(setting)
+
+
+def test_coarse_lr_scale_slows_the_blocks_below_the_step_from_the_second_step(tmp_path):
+    cfg = preset("smoke", run="coarse", out_root=str(tmp_path), coarse_lr_scale=0.1, lr=2e-3)
+    trainer = Trainer(cfg, _random())
+    lrs = lambda: {g["name"]: g["lr"] for g in trainer.opt_G.param_groups}  # noqa: E731
+    mapping_lr = cfg.mapping_lr / (cfg.mapping_lr / cfg.lr)  # its layers scale their own steps
+    assert lrs() == {"synthesis:4": 2e-3, "synthesis:8": 2e-3, "synthesis:16": 2e-3, "to_image": 2e-3,
+                     "mapping": pytest.approx(mapping_lr)}  # the first step trains every block afresh
+    trainer.position.step_index = 1
+    trainer._set_lrs()
+    assert lrs() == {"synthesis:4": pytest.approx(2e-4), "synthesis:8": pytest.approx(2e-4), "synthesis:16": 2e-3,
+                     "to_image": 2e-3, "mapping": pytest.approx(mapping_lr)}
+    assert [g["lr"] for g in trainer.opt_D.param_groups] == [2e-3]
+    with pytest.raises(ConfigError, match="coarse_lr_scale"):
+        preset("smoke", coarse_lr_scale=0.0)
+
+
+def test_coarse_lr_scale_moves_the_coarse_block_less_in_the_later_step(tmp_path):
+    def moved(scale: float) -> float:
+        run = train(preset("smoke", run=f"s{scale}", out_root=str(tmp_path), coarse_lr_scale=scale), dataset=_random())
+        first, _ = load_checkpoint(run / "checkpoints" / "01-8px.safetensors")
+        last, _ = _all_tensors(run)
+        keys = [k for k in first if k.startswith("G/blocks.4.")]
+        assert keys
+        return sum((last[k] - first[k]).norm().item() for k in keys)
+
+    assert moved(0.1) < 0.3 * moved(1.0)
