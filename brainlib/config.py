@@ -71,6 +71,7 @@ class RunConfig:
     lr: float = 1e-3
     mapping_lr: float = 1e-5
     coarse_lr_scale: float = 1.0  # lr multiplier of G's blocks below the step's resolution (1: ProGAN's all-equal)
+    coarse_lr_spared: int = 0  # how many blocks just below the step's resolution keep the full lr
     betas: tuple[float, float] = (0.0, 0.99)
     gp_weight: float = 10.0
     drift: float = 0.001
@@ -138,6 +139,7 @@ class RunConfig:
         need(all(n > 0 for n in per_step), f"images_per_res={self.images_per_res} must be positive")
         need(self.lr > 0 and self.mapping_lr > 0, "learning rates must be positive")
         need(0.0 < self.coarse_lr_scale <= 1.0, f"coarse_lr_scale={self.coarse_lr_scale} must be within (0, 1]")
+        need(self.coarse_lr_spared >= 0, f"coarse_lr_spared={self.coarse_lr_spared} must be 0 or more")
         need(0.0 <= self.lr_rampdown <= 1.0, f"lr_rampdown={self.lr_rampdown} must be within [0, 1]")
         need(self.reg_every >= 1 and self.n_critic >= 1, "reg_every and n_critic must be at least 1")
         need(self.mbstd_group >= 1, "mbstd_group must be at least 1")

@@ -268,16 +268,17 @@ class Trainer:
         """The config's learning rates times `factor`. The mapping network's EqualLinear layers
         already scale Adam's steps by lr_mul, so its group runs at mapping_lr / lr_mul, which is
         cfg.lr unless a resume changed the lrs. G's blocks below the resolution being trained
-        run at coarse_lr_scale x lr, so later steps keep the layout the earlier ones learned."""
+        (but the coarse_lr_spared just below it) run at coarse_lr_scale x lr, so later steps
+        keep the layout the earlier ones learned."""
         cfg = self.cfg
         lr_mul = self.model_lrs["mapping_lr"] / self.model_lrs["lr"]
         step = min(self.position.step_index, len(cfg.resolutions) - 1)
-        res = cfg.resolutions[step] if step > 0 else 0  # the first step trains every block afresh
+        slow_below = cfg.resolutions[step] >> cfg.coarse_lr_spared if step > 0 else 0  # step 1 trains all afresh
         for group in self.opt_G.param_groups:
             name = group.get("name", "")
             if name == "mapping":
                 group["lr"] = factor * cfg.mapping_lr / lr_mul
-            elif name.startswith("synthesis:") and int(name.split(":")[1]) < res:
+            elif name.startswith("synthesis:") and int(name.split(":")[1]) < slow_below:
                 group["lr"] = factor * cfg.lr * cfg.coarse_lr_scale
             else:
                 group["lr"] = factor * cfg.lr

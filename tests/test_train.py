@@ -204,6 +204,9 @@ def test_coarse_lr_scale_slows_the_blocks_below_the_step_from_the_second_step(tm
     assert lrs() == {"synthesis:4": pytest.approx(2e-4), "synthesis:8": pytest.approx(2e-4), "synthesis:16": 2e-3,
                      "to_image": 2e-3, "mapping": pytest.approx(mapping_lr)}
     assert [g["lr"] for g in trainer.opt_D.param_groups] == [2e-3]
+    trainer.cfg = cfg.replace(coarse_lr_spared=1)  # the block just below the step keeps the full rate
+    trainer._set_lrs()
+    assert lrs()["synthesis:4"] == pytest.approx(2e-4) and lrs()["synthesis:8"] == lrs()["synthesis:16"] == 2e-3
     with pytest.raises(ConfigError, match="coarse_lr_scale"):
         preset("smoke", coarse_lr_scale=0.0)
 
