@@ -196,7 +196,7 @@ def test_coarse_lr_scale_slows_the_blocks_below_the_step_from_the_second_step(tm
     cfg = preset("smoke", run="coarse", out_root=str(tmp_path), coarse_lr_scale=0.1, lr=2e-3)
     trainer = Trainer(cfg, _random())
     lrs = lambda: {g["name"]: g["lr"] for g in trainer.opt_G.param_groups}  # noqa: E731
-    mapping_lr = cfg.mapping_lr / (cfg.mapping_lr / cfg.lr)  # its layers scale their own steps
+    mapping_lr = cfg.lr  # its EqualLinear layers scale their steps down to cfg.mapping_lr themselves
     assert lrs() == {"synthesis:4": 2e-3, "synthesis:8": 2e-3, "synthesis:16": 2e-3, "to_image": 2e-3,
                      "mapping": pytest.approx(mapping_lr)}  # the first step trains every block afresh
     trainer.position.step_index = 1
