@@ -4,8 +4,8 @@
     .venv/bin/python benchmarks/run_all.py --quick    # smoke sizes, well under a minute (tests)
 
 Runs, in this order: training throughput beside benchmarks/baseline.py (train_speed.py
---baseline: the demo preset with rounds and a CPU bf16 column, the paper preset with one
-round), data_speed.py, generation_speed.py, scaling.py (with the DDP comparison and the
+--baseline: the demo preset with rounds, the paper preset with one round; brainlib in float32
+and, in the bf16 column, with CPU bf16 autocast, a run's default on CPUs with bf16 instructions), data_speed.py, generation_speed.py, scaling.py (with the DDP comparison and the
 H100 estimate). Each writes its own JSON under outputs/bench/; this script writes
 outputs/bench/run_all.json with all of them and the combined rows.
 """
@@ -30,7 +30,7 @@ def training(quick: bool, data, reg_every: int) -> list[dict]:
     if quick:
         return compare_with_baseline(["smoke"], data=data, limit=32, rounds=1, overrides=overrides, bf16=True)
     rows = compare_with_baseline(["demo"], data=data, limit=1024, rounds=3, overrides=overrides, bf16=True)
-    rows += compare_with_baseline(["paper"], data=data, limit=512, rounds=1, overrides=overrides, bf16=False)
+    rows += compare_with_baseline(["paper"], data=data, limit=512, rounds=1, overrides=overrides, bf16=True)
     return rows
 
 
@@ -40,7 +40,7 @@ def combined_rows(results: dict) -> list[dict]:
     for r in results["training"]:
         rows.append({"benchmark": "train step", "case": f"{r['preset']} {r['res']} px b{r['batch']}",
                      "baseline": r["baseline_img_s"], "brainlib": r["ours_img_s"], "unit": "img/s",
-                     "ratio": r["ratio"], "bf16_ratio": r.get("bf16_ratio")})
+                     "ratio": r["ratio"], "bf16_ratio": r.get("bf16_ratio"), "default": r["default_precision"]})
     for r in results["data"]["rows"]:
         decode = min(v for k, v in r.items() if k.startswith("decode_w"))
         rows.append({"benchmark": "data epoch", "case": f"{r['images']} img to {r['res']} px",
@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> dict:
     results["peak_rss_mb"] = round(peak_rss_mb(), 1)
     print(f"\n== brainlib vs baseline ({results['machine']['time']}, {args.threads} thread(s), "
           f"reg_every={args.reg_every}, {results['seconds']} s)")
-    print(format_table(results["rows"], ["benchmark", "case", "baseline", "brainlib", "unit", "ratio", "bf16_ratio"]))
+    print(format_table(results["rows"], ["benchmark", "case", "baseline", "brainlib", "unit", "ratio", "bf16_ratio", "default"]))
     path = write_result("run_all", results, args.out)
     print(f"wrote {path}")
     return results

@@ -27,7 +27,7 @@ if __package__ in (None, ""):  # `python benchmarks/train_speed.py`: make the wo
 from brainlib.atomic import atomic_write_json
 from brainlib.config import preset, project_root
 from brainlib.data import SliceDataset, to_model_input
-from brainlib.train import Trainer
+from brainlib.train import Trainer, autocast_dtype
 
 
 _DEFAULT_OUT = str(project_root() / "outputs" / "bench" / "train_speed.json")
@@ -70,8 +70,10 @@ def compare_with_baseline(presets: list[str], *, data=None, limit: int | None = 
     Each timed call is a whole training step *including getting the batch*: for brainlib an
     index into the cached uint8 array and `to_model_input`; for the baseline `next()` on its
     decoding DataLoader (a new epoch re-decodes the files). The rounds alternate baseline/ours
-    after `warmup` untimed calls of each. With `bf16`, a third contender runs brainlib's step under CPU
-    bf16 autocast (the penalty stays float32, see losses.py).
+    after `warmup` untimed calls of each. brainlib runs in float32 (`cpu_bf16=False`, unless the
+    overrides say otherwise); with `bf16`, a third contender runs its step with `cpu_bf16=True`, bf16
+    autocast (the penalty stays float32, see losses.py), which a run uses by default on CPUs with
+    bf16 instructions (`default_precision` in each row).
 
     Lazy penalty: brainlib's steps with and without the penalty are timed as separate
     contenders (the trainer's counter is set before each), and brainlib's mean step is
@@ -87,12 +89,12 @@ def compare_with_baseline(presets: list[str], *, data=None, limit: int | None = 
     rows = []
     for name in presets:
         cfg = preset(name, run="bench", device=str(dev), out_root="/nonexistent")
-        ours_cfg = cfg.replace(**(overrides or {})).validate()
+        ours_cfg = cfg.replace(cpu_bf16=False).replace(**(overrides or {})).validate()
         k = ours_cfg.reg_every
         dataset = cached_images(root, cfg.image_size, limit)
         base = BaselineTrainer(cfg, dev)
         ours = Trainer(ours_cfg, dataset)
-        ours_bf16 = Trainer(ours_cfg, dataset) if bf16 else None
+        ours_bf16 = Trainer(ours_cfg.replace(cpu_bf16=True), dataset) if bf16 else None
         n = ours.n_images
         for i, res in enumerate(cfg.resolutions):
             if resolutions and res not in resolutions:
@@ -114,18 +116,14 @@ def compare_with_baseline(presets: list[str], *, data=None, limit: int | None = 
                 trainer.position.critic_steps = 0 if regularise else 1
                 return trainer.train_step(cached_batch(), None, res, alpha)
 
-            def bf16_step(regularise: bool):
-                with torch.autocast(dev.type, dtype=torch.bfloat16):
-                    return ours_step(ours_bf16, regularise)
-
             contenders = {"baseline": lambda: base.train_step(next(base_batches), res, alpha),
                           "ours_reg": lambda: ours_step(ours, True)}
             if k > 1:
                 contenders["ours_noreg"] = lambda: ours_step(ours, False)
             if ours_bf16 is not None:
-                contenders["bf16_reg"] = lambda: bf16_step(True)
+                contenders["bf16_reg"] = lambda: ours_step(ours_bf16, True)
                 if k > 1:
-                    contenders["bf16_noreg"] = lambda: bf16_step(False)
+                    contenders["bf16_noreg"] = lambda: ours_step(ours_bf16, False)
             times = interleaved(contenders, rounds=rounds, warmup=warmup, device=dev)
             med = {who: summary(seconds)["median_s"] for who, seconds in times.items()}
             # a lazy penalty is paid once every k steps: the mean step is (reg + (k - 1) noreg) / k
@@ -134,6 +132,7 @@ def compare_with_baseline(presets: list[str], *, data=None, limit: int | None = 
             if ours_bf16 is not None:
                 seconds["ours_bf16"] = (med["bf16_reg"] + (k - 1) * med.get("bf16_noreg", 0.0)) / k
             row = {"preset": name, "res": res, "batch": B, "reg_every": k, "rounds": rounds,
+                   "default_precision": str(autocast_dtype(cfg, dev) or torch.float32).removeprefix("torch."),
                    "seconds_median": {who: round(v, 4) for who, v in med.items()}}
             for who, s in seconds.items():
                 row[f"{who}_img_s"] = round(B / s, 2)
@@ -159,7 +158,7 @@ def main() -> None:
     p.add_argument("--out", default=_DEFAULT_OUT)
     p.add_argument("--baseline", action="store_true", help="interleaved comparison with benchmarks/baseline.py")
     p.add_argument("--quick", action="store_true", help="with --baseline: smoke preset, 32 images, 1 round")
-    p.add_argument("--bf16", action="store_true", help="with --baseline: also time CPU bf16 autocast")
+    p.add_argument("--bf16", action="store_true", help="with --baseline: also time CPU bf16 autocast (cpu_bf16=True)")
     p.add_argument("--data", default=None, help="with --baseline: image folder (default: the phantom dataset)")
     p.add_argument("--limit", type=int, default=None, help="with --baseline: use this many images")
     p.add_argument("--rounds", type=int, default=3)

@@ -139,6 +139,22 @@ def use_channels_last(setting: bool | None, device: torch.device) -> bool:
     return device.type == "cuda" or torch.backends.cpu.get_cpu_capability().startswith("AVX512")
 
 
+def cpu_has_bf16() -> bool:
+    """True on CPUs with bf16 instructions (AVX512-BF16, AMX), where oneDNN runs bf16 natively.
+    Without them bf16 is emulated and 5-9x slower than float32 (docs/performance.md)."""
+    flags = torch.cpu.get_capabilities() if hasattr(torch.cpu, "get_capabilities") else {}
+    return bool(flags.get("avx512_bf16") or flags.get("amx_bf16"))
+
+
+def autocast_dtype(cfg: RunConfig, device: torch.device) -> torch.dtype | None:
+    """The mixed-precision dtype of the training step, or None for float32. CUDA (`amp`): bf16
+    where supported, else fp16 with loss scaling. CPU (`cpu_bf16`): bf16, or None."""
+    if device.type == "cuda":
+        return (torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16) if cfg.amp else None
+    wanted = cpu_has_bf16() if cfg.cpu_bf16 is None else cfg.cpu_bf16
+    return torch.bfloat16 if wanted and device.type == "cpu" else None
+
+
 # ----------------------------------------------------------------------
 # Where training stands: everything a checkpoint needs to continue at a batch boundary
 
@@ -212,10 +228,7 @@ class Trainer:
         self.position = Position()
         self._set_lrs()
 
-        # mixed precision on CUDA only: bf16 where supported, else fp16 with loss scaling
-        self.amp_dtype = None
-        if self.cuda and cfg.amp:
-            self.amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        self.amp_dtype = autocast_dtype(cfg, self.device)
         scaling = self.amp_dtype == torch.float16
         self.scaler_G = torch.amp.GradScaler("cuda", enabled=scaling)
         self.scaler_D = torch.amp.GradScaler("cuda", enabled=scaling)
@@ -296,7 +309,7 @@ class Trainer:
     def _autocast(self):
         if self.amp_dtype is None:
             return contextlib.nullcontext()
-        return torch.autocast("cuda", dtype=self.amp_dtype)
+        return torch.autocast(self.device.type, dtype=self.amp_dtype)
 
     # ------------------------------------------------------------------
     # the recipe

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from brainlib.layers import AdaIN, ConvDown2d, MinibatchStdDev, UpConv2d, centred_and_variance
+from brainlib.train import cpu_has_bf16
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -53,6 +54,7 @@ def test_training_rows_compare_brainlib_with_the_baseline(run_all):
     assert [(r["preset"], r["res"]) for r in rows] == [("smoke", 8), ("smoke", 16)]
     for r in rows:
         assert r["reg_every"] == 4
+        assert r["default_precision"] == ("bfloat16" if cpu_has_bf16() else "float32")
         assert set(r["seconds_median"]) == {"baseline", "ours_reg", "ours_noreg", "bf16_reg", "bf16_noreg"}
         for key in ("baseline_img_s", "ours_img_s", "ours_bf16_img_s", "ratio", "bf16_ratio"):
             assert positive(r[key]), key

@@ -10,8 +10,8 @@ import torch
 from brainlib.checkpoints import latest_checkpoint, load_checkpoint, load_generator
 from brainlib.config import ConfigError, preset
 from brainlib.data import SliceDataset
-from brainlib.train import (Trainer, TrainingDiverged, ema_beta, epoch_permutation, lr_factor, read_metrics,
-                            train, use_channels_last)
+from brainlib.train import (Trainer, TrainingDiverged, autocast_dtype, ema_beta, epoch_permutation, lr_factor,
+                            read_metrics, train, use_channels_last)
 
 
 def _dataset(images: np.ndarray, labels=None) -> SliceDataset:
@@ -190,6 +190,32 @@ def test_channels_last_follows_the_setting_else_the_device(tmp_path, monkeypatch
         weights = [p for p in trainer.D.parameters() if p.dim() == 4 and p.shape[-1] > 1]
         nhwc = all(w.is_contiguous(memory_format=torch.channels_last) for w in weights)
         assert trainer.channels_last is bool(setting) and nhwc is bool(setting)
+
+
+def test_cpu_bf16_autocast_follows_the_setting_else_the_cpu_and_keeps_weights_float32(tmp_path, monkeypatch):
+    cpu, cfg = torch.device("cpu"), preset("smoke", run="bf16", out_root=str(tmp_path))
+    assert cfg.cpu_bf16 is None
+    assert autocast_dtype(cfg.replace(cpu_bf16=True), cpu) is torch.bfloat16
+    assert autocast_dtype(cfg.replace(cpu_bf16=False), cpu) is None
+    with monkeypatch.context() as m:
+        m.setattr(torch.cpu, "get_capabilities", lambda: {"avx512_bf16": True})
+        assert autocast_dtype(cfg, cpu) is torch.bfloat16
+        m.setattr(torch.cpu, "get_capabilities", lambda: {"amx_bf16": True, "avx512_bf16": False})
+        assert autocast_dtype(cfg, cpu) is torch.bfloat16
+        m.setattr(torch.cpu, "get_capabilities", lambda: {"avx2": True})  # emulated bf16 would be slow
+        assert autocast_dtype(cfg, cpu) is None
+    for setting, dtype in ((True, torch.bfloat16), (False, torch.float32)):
+        trainer = Trainer(cfg.replace(cpu_bf16=setting), _random())
+        seen = []
+        trainer.D.register_forward_hook(lambda module, args, out: seen.append(out.dtype))
+        before = [p.detach().clone() for p in trainer.G.parameters()]
+        real = torch.rand(8, 1, 8, 8) * 2 - 1
+        for regularise in (True, False):  # the R1 step runs D in float32 (losses.input_gradient)
+            trainer.position.critic_steps = 0 if regularise else 1
+            stats = trainer.train_step(real, None, 8, 1.0)
+            assert all(torch.isfinite(v).all() for v in stats.values())
+        assert dtype in seen and all(p.dtype == torch.float32 for p in trainer.G.parameters())
+        assert any(not torch.equal(a, b) for a, b in zip(before, trainer.G.parameters()))
 
 
 def test_coarse_lr_scale_slows_the_blocks_below_the_step_from_the_second_step(tmp_path):
