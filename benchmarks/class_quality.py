@@ -62,7 +62,7 @@ def measure(run_dir: Path, class_name: str, *, n: int, seed: int, quick: bool) -
 
 def run_row(args: argparse.Namespace) -> dict:
     from brainlib.phantom import ensure_default_dataset
-    from brainlib.train import read_metrics, train
+    from brainlib.train import precision, read_metrics, resolve_device, train
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -81,6 +81,7 @@ def run_row(args: argparse.Namespace) -> dict:
     return {"name": args.name, "class": args.class_name, "preset": args.preset, "overrides": overrides,
             "images_seen": int(batches[-1]["images_seen"]) if batches else 0,
             "train_minutes": round(train_seconds / 60, 2), "torch_threads": torch.get_num_threads(),
+            "precision": precision(cfg, resolve_device(cfg.device)),
             "loadavg_before": load_before, "loadavg_after": load_after, **figures,
             "grid": str(sorted((run_dir / "samples").glob("*.png"))[-1]), "run_dir": str(run_dir),
             "config": cfg.to_dict(), "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
@@ -125,7 +126,7 @@ def main(argv: list[str] | None = None) -> dict:
     if not args.keep_run:
         shutil.rmtree(Path(row["run_dir"]) / "checkpoints", ignore_errors=True)
     print(f"{row['name']} {row['class']}: {row['images_seen']} images in {row['train_minutes']:.1f} min "
-          f"({row['torch_threads']} threads, load {row['loadavg_before'][0]:.1f}); "
+          f"({row['torch_threads']} threads, {row['precision']}, load {row['loadavg_before'][0]:.1f}); "
           f"SWD {row['swd_x1e3']:.1f} x1e3 = {row['swd_ratio']:.2f}x floor {row['swd_floor']:.1f}; "
           f"C2ST {row['c2st']:.3f} (floor {row['c2st_floor']:.3f}); grid {row['grid']}")
     print(f"row appended to {path}")

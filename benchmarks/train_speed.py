@@ -27,7 +27,7 @@ if __package__ in (None, ""):  # `python benchmarks/train_speed.py`: make the wo
 from brainlib.atomic import atomic_write_json
 from brainlib.config import preset, project_root
 from brainlib.data import SliceDataset, to_model_input
-from brainlib.train import Trainer, autocast_dtype
+from brainlib.train import Trainer, precision
 
 
 _DEFAULT_OUT = str(project_root() / "outputs" / "bench" / "train_speed.json")
@@ -132,7 +132,7 @@ def compare_with_baseline(presets: list[str], *, data=None, limit: int | None = 
             if ours_bf16 is not None:
                 seconds["ours_bf16"] = (med["bf16_reg"] + (k - 1) * med.get("bf16_noreg", 0.0)) / k
             row = {"preset": name, "res": res, "batch": B, "reg_every": k, "rounds": rounds,
-                   "default_precision": str(autocast_dtype(cfg, dev) or torch.float32).removeprefix("torch."),
+                   "default_precision": precision(cfg, dev),
                    "seconds_median": {who: round(v, 4) for who, v in med.items()}}
             for who, s in seconds.items():
                 row[f"{who}_img_s"] = round(B / s, 2)

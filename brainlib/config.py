@@ -225,6 +225,10 @@ PRESETS: dict[str, dict[str, Any]] = {
         # bright speckle; without it SWD fell at each of three pairs (AD 2.42x / 2.41x against
         # 2.70x / 2.83x its floor, NC 2.51x against 2.62x; docs/quality.md, session 7)
         noise_max_res=32,
+        # float32 even on CPUs with bf16 instructions: bf16 autocast ran the step 1.27x faster but
+        # SWD rose at each of four pairs (AD 2.37x / 2.23x against 2.21x / 1.94x, NC 2.30x against
+        # 2.21x, second dataset 1.44x against 1.32x), most in the 64 px band (docs/quality.md, session 10)
+        cpu_bf16=False,
         splits=["train"], checkpoint_minutes=2.0,
     ),
     "smoke": dict(

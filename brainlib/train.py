@@ -155,6 +155,11 @@ def autocast_dtype(cfg: RunConfig, device: torch.device) -> torch.dtype | None:
     return torch.bfloat16 if wanted and device.type == "cpu" else None
 
 
+def precision(cfg: RunConfig, device: torch.device) -> str:
+    """The training step's compute precision by name: "float32", "bfloat16" or "float16"."""
+    return str(autocast_dtype(cfg, device) or torch.float32).removeprefix("torch.")
+
+
 # ----------------------------------------------------------------------
 # Where training stands: everything a checkpoint needs to continue at a batch boundary
 
@@ -672,7 +677,8 @@ def train(cfg: RunConfig, *, resume: bool = False, dataset=None, max_steps: int 
                                         "changed": trainer.resumed_changes}) + "\n")
             else:
                 trainer._say(f"training {cfg.run}: {len(dataset.images)} images of {', '.join(cfg.classes)}, "
-                             f"{cfg.resolutions[0]} -> {cfg.image_size} px on {trainer.device}"
+                             f"{cfg.resolutions[0]} -> {cfg.image_size} px on {trainer.device}, "
+                             f"{precision(cfg, trainer.device)}"
                              + (f" x {trainer.world} processes" if trainer.world > 1 else ""))
         trainer.run()
         dist.barrier()

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from brainlib.config import project_root
+from brainlib.train import cpu_has_bf16
 
 SCRIPT = project_root() / "benchmarks" / "class_quality.py"
 
@@ -42,6 +43,7 @@ def test_quick_rows_accumulate_with_every_figure(tmp_path, script):
         assert set(r["swd_levels"]) == set(r["swd_floor_levels"]) == {"16"}  # the pyramid stops at 16 px
         assert 0.0 <= r["c2st"] <= 1.0 and 0.0 <= r["c2st_floor"] <= 1.0
         assert r["train_minutes"] > 0 and len(r["loadavg_before"]) == 3
+        assert r["precision"] == ("bfloat16" if cpu_has_bf16() else "float32")
         assert Path(r["grid"]).is_file()
     assert not (Path(first["run_dir"]) / "checkpoints").exists()
     assert any((Path(second["run_dir"]) / "checkpoints").iterdir())
