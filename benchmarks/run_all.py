@@ -1,12 +1,13 @@
 """Every speed benchmark in one go, and one combined table of brainlib against the baseline.
 
-    .venv/bin/python benchmarks/run_all.py            # 13-22 minutes on 2 cores (CPU-dependent), 1 thread
+    .venv/bin/python benchmarks/run_all.py            # 10-22 minutes on 2 cores (CPU-dependent), 1 thread
     .venv/bin/python benchmarks/run_all.py --quick    # smoke sizes, well under a minute (tests)
 
 Runs, in this order: training throughput beside benchmarks/baseline.py (train_speed.py
 --baseline: the demo preset with rounds, the paper preset with one round; brainlib in float32
-and, in the bf16 column, with CPU bf16 autocast, a run's default on CPUs with bf16 instructions), data_speed.py, generation_speed.py, scaling.py (with the DDP comparison and the
-H100 estimate). Each writes its own JSON under outputs/bench/; this script writes
+and, in the bf16 column, with CPU bf16 autocast, a run's default on CPUs with bf16 instructions
+but for the demo), data_speed.py, generation_speed.py, scaling.py (with the DDP comparison and
+the H100 estimate). Each writes its own JSON under outputs/bench/; this script writes
 outputs/bench/run_all.json with all of them and the combined rows.
 """
 from __future__ import annotations

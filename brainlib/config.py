@@ -88,7 +88,7 @@ class RunConfig:
     device: str = "auto"  # auto, cpu, cuda, cuda:1 ...
     amp: bool = True  # mixed precision on CUDA (bf16, or fp16 with loss scaling)
     # bf16 autocast on the CPU (penalties in float32); None: where the CPU has bf16 instructions
-    # (AVX512-BF16, AMX), 1.3-1.7x faster there, float32 elsewhere (emulated bf16 is 5-9x slower)
+    # (AVX512-BF16, AMX), 1.15-1.7x faster there, float32 elsewhere (emulated bf16 is 5-9x slower)
     cpu_bf16: bool | None = None
     channels_last: bool | None = None  # None: CUDA and AVX-512 CPUs yes, AVX2 CPUs no (train.use_channels_last)
     compile: bool = False
