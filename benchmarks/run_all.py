@@ -6,7 +6,7 @@
 Runs, in this order: training throughput beside benchmarks/baseline.py (train_speed.py
 --baseline: the demo preset with rounds, the paper preset with one round; brainlib in float32
 and, in the bf16 column, with CPU bf16 autocast, a run's default on CPUs with bf16 instructions
-but for the demo), data_speed.py, generation_speed.py, scaling.py (with the DDP comparison and
+on every preset), data_speed.py, generation_speed.py, scaling.py (with the DDP comparison and
 the H100 estimate). Each writes its own JSON under outputs/bench/; this script writes
 outputs/bench/run_all.json with all of them and the combined rows.
 """
