@@ -209,7 +209,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         channels={4: 64, 8: 64, 16: 64, 32: 32, 64: 16},
         batch_sizes={8: 16, 16: 16, 32: 16, 64: 16},
         # image counts, not seconds, so runs are reproducible. 17,800 per resolution spends on
-        # 27% more images the time bf16 autocast saves on CPUs with bf16 instructions (below)
+        # 27% more images the time bf16 autocast saves on CPUs with bf16 instructions (below) at
+        # one thread; with two it saves less, and a run takes 12-19% longer than 14,000 in float32
         images_per_res=17800, fade_fraction=0.3,
         lr=2e-3, mapping_lr=2e-5,  # the mapping network at 0.01 x lr, as StyleGAN
         # chosen by benchmarks/quality_per_minute.py and class_quality.py (docs/quality.md):
@@ -226,11 +227,11 @@ PRESETS: dict[str, dict[str, Any]] = {
         # 2.70x / 2.83x its floor, NC 2.51x against 2.62x; docs/quality.md, session 7)
         noise_max_res=32,
         # cpu_bf16 is left to the CPU. bf16 at float32's 14,000 images lost at each of four pairs
-        # (SWD AD 2.37x / 2.23x against 2.21x / 1.94x, NC 2.30x against 2.21x); with the saved
-        # time spent on 17,800 images it was lower at each of five (AD 2.06x / 1.86x, NC 2.19x /
-        # 2.06x against 2.21x / 1.94x / 2.21x / 2.37x, second dataset 1.31x against 1.32x, a tie;
-        # docs/quality.md, sessions 10-11). A CPU without bf16 instructions runs the same schedule
-        # in float32, about 27% longer than 14,000 took.
+        # (SWD AD 2.37x / 2.23x against 2.21x / 1.94x, NC 2.30x against 2.21x, second dataset
+        # 1.44x against 1.32x); with the saved time spent on 17,800 images it was lower at each
+        # of five (AD 2.06x / 1.86x, NC 2.19x / 2.06x against 2.21x / 1.94x / 2.21x / 2.37x,
+        # second dataset 1.31x against 1.32x, a tie; docs/quality.md, sessions 10-11). A CPU
+        # without bf16 instructions runs the same schedule in float32, 27% longer than 14,000 took.
         splits=["train"], checkpoint_minutes=2.0,
     ),
     "smoke": dict(
