@@ -14,14 +14,14 @@ import torch
 
 from brainlib.config import preset
 from brainlib.directions import compute_directions
-from brainlib.models import Generator
+from brainlib.networks import build_generator
 from brainlib.widgets import LatentExplorer
 
 
 def time_updates(size: int, repeats: int) -> dict:
     cfg = preset("paper", image_size=size, run=f"bench-{size}")
     torch.manual_seed(0)
-    G = Generator(cfg).eval().requires_grad_(False)
+    G = build_generator(cfg).eval().requires_grad_(False)
     ex = LatentExplorer(G, cfg, directions=compute_directions(G, k=6, n_samples=2000), k=6)
     moves = [dict(directions=[0.1 * (i % 7)] + [0.0] * 5) if i % 3 else dict(seed=i) for i in range(repeats)]
     ex.update(seed=1)  # warm-up

@@ -25,14 +25,14 @@ from benchmarks.common import (  # noqa: E402
     summary, write_result,
 )
 from brainlib.config import preset  # noqa: E402
-from brainlib.models import Generator  # noqa: E402
+from brainlib.networks import build_generator  # noqa: E402
 from brainlib.sampling import sample_images  # noqa: E402
 
 
 def generator(preset_name: str, size: int, device: torch.device) -> Generator:
     torch.manual_seed(0)
     cfg = preset(preset_name, image_size=size, run=f"bench-{size}")
-    return Generator(cfg).to(device).eval().requires_grad_(False)
+    return build_generator(cfg).to(device).eval().requires_grad_(False)
 
 
 def batched_vs_single(G: Generator, n: int, batch: int, rounds: int, device: torch.device) -> dict:

@@ -26,6 +26,7 @@ from torch import nn
 from brainlib.atomic import atomic_write_bytes, atomic_write_json
 from brainlib.config import RunConfig
 from brainlib.models import ARCHITECTURE
+from brainlib.networks import build_generator
 
 FORMAT_VERSION = 1
 LATEST = "latest.json"
@@ -219,8 +220,6 @@ def load_generator(model: str | Path, *, out_root: str | Path = "outputs", devic
     """(EMA generator in eval mode, RunConfig, meta) from a run name, run folder or checkpoint.
 
     meta holds "res", "alpha", "images_seen" and "finished" (plus the rest of the checkpoint's JSON)."""
-    from brainlib.models import Generator
-
     path = resolve_checkpoint(model, out_root)
     tensors, meta = load_checkpoint(path)
     if "config" in meta:
@@ -230,7 +229,7 @@ def load_generator(model: str | Path, *, out_root: str | Path = "outputs", devic
         if not config_json.is_file():
             raise CheckpointError(f"checkpoint {path} has no config in its metadata and no {config_json}")
         cfg = RunConfig.load(config_json)
-    G = Generator(cfg)
+    G = build_generator(cfg)
     prefix = "G_ema" if any(k.startswith("G_ema/") for k in tensors) else None
     if prefix is None:  # a bare state dict (.pt) of the generator
         tensors, prefix = {f"G/{k}": v for k, v in tensors.items()}, "G"

@@ -15,7 +15,8 @@ from typing import Any
 
 CLASS_LABELS = {"NC": 0, "AD": 1}  # AD is the positive class, as in the ADNI papers
 CLASS_CHOICES = ("AD", "NC", "both")  # "both" trains one class-conditional model
-LOSSES = ("wgan-gp", "logistic-r1")
+ARCHS = ("stylegan1", "stylegan2")  # models.py, stylegan2.py
+LOSSES = ("wgan-gp", "logistic-r1", "rpgan-r1r2")
 AUGMENTS = ("none", "diffaugment")
 MAPPING_ACTIVATIONS = ("relu", "lrelu")
 
@@ -49,6 +50,7 @@ class RunConfig:
     max_images: int | None = None  # cap per class, for quick runs
 
     # --- architecture ---
+    arch: str = "stylegan1"  # stylegan1 (AdaIN, the original recipe) or stylegan2 (demodulation, skip / residual)
     start_res: int = 8
     z_dim: int = 256
     w_dim: int = 256
@@ -133,6 +135,7 @@ class RunConfig:
         need(self.z_dim > 0 and self.w_dim > 0, "z_dim and w_dim must be positive")
         need(self.mapping_layers >= 1, "mapping_layers must be at least 1")
         need(self.mapping_activation in MAPPING_ACTIVATIONS, f"mapping_activation must be one of {MAPPING_ACTIVATIONS}")
+        need(self.arch in ARCHS, f"arch {self.arch!r} is not one of {', '.join(ARCHS)}")
         need(self.loss in LOSSES, f"loss {self.loss!r} is not one of {', '.join(LOSSES)}")
         need(self.augment in AUGMENTS, f"augment {self.augment!r} is not one of {', '.join(AUGMENTS)}")
         need(0.0 <= self.fade_fraction <= 1.0, f"fade_fraction={self.fade_fraction} must be within [0, 1]")

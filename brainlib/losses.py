@@ -1,7 +1,8 @@
 """GAN objectives as objects the trainer calls with the networks and a batch (it never
-looks inside): WGAN-GP with ProGAN's drift term (the original recipe), and the
-non-saturating logistic loss with R1 (StyleGAN's). Both apply DiffAugment to real and
-fake images before D when the config asks for it.
+looks inside): WGAN-GP with ProGAN's drift term (the original recipe), the non-saturating
+logistic loss with R1 (StyleGAN's), and the relativistic pairing loss with R1 and R2
+(R3GAN's). Each applies DiffAugment to real and fake images before D when the config asks
+for it.
 
 Penalties are lazy (StyleGAN2): the trainer passes `regularise=True` every `reg_every`
 critic steps with `reg_scale=reg_every`. Penalty gradients are taken in float32 with
@@ -60,7 +61,8 @@ class Loss:
     def critic_loss(self, D, real, fake, label, *, alpha=1.0, regularise=True, reg_scale=1.0):
         raise NotImplementedError
 
-    def generator_loss(self, D, fake, label, *, alpha=1.0):
+    def generator_loss(self, D, fake, label, *, alpha=1.0, real=None):
+        """`real` is the batch the fakes are paired with; only relativistic losses read it."""
         raise NotImplementedError
 
 
@@ -87,7 +89,7 @@ class WGANGP(Loss):
         return loss, stats
 
     def generator_loss(self, D: nn.Module, fake: Tensor, label: Tensor | None, *,
-                       alpha: float | Tensor = 1.0) -> tuple[Tensor, dict[str, Tensor]]:
+                       alpha: float | Tensor = 1.0, real: Tensor | None = None) -> tuple[Tensor, dict[str, Tensor]]:
         loss = -D(self.augment(fake), label, alpha=alpha).float().mean()
         return loss, {"g_loss": loss.detach()}
 
@@ -114,8 +116,41 @@ class LogisticR1(Loss):
         return loss, stats
 
     def generator_loss(self, D: nn.Module, fake: Tensor, label: Tensor | None, *,
-                       alpha: float | Tensor = 1.0) -> tuple[Tensor, dict[str, Tensor]]:
+                       alpha: float | Tensor = 1.0, real: Tensor | None = None) -> tuple[Tensor, dict[str, Tensor]]:
         loss = F.softplus(-D(self.augment(fake), label, alpha=alpha).float()).mean()
+        return loss, {"g_loss": loss.detach()}
+
+
+class RelativisticR1R2(Loss):
+    """The relativistic pairing GAN with both zero-centred penalties (Huang et al. 2024,
+    arXiv 2501.05441, "R3GAN"): critic softplus(D(fake) - D(real)) over pairs, generator
+    softplus(D(real) - D(fake)), plus gamma/2 * (R1 on reals + R2 on fakes). Each image is
+    judged against a real one, not against a fixed threshold, and the two penalties keep the
+    game convergent near both distributions."""
+
+    def __init__(self, gamma: float = 1.0, *, augment_policy: str | None = None):
+        super().__init__(augment_policy)
+        self.gamma = gamma
+
+    def critic_loss(self, D: nn.Module, real: Tensor, fake: Tensor, label: Tensor | None, *,
+                    alpha: float | Tensor = 1.0, regularise: bool = True,
+                    reg_scale: float = 1.0) -> tuple[Tensor, dict[str, Tensor]]:
+        real, fake, d_real, d_fake = self.critic_scores(D, real, fake, label, alpha)
+        loss = F.softplus(d_fake - d_real).mean()
+        stats = {"d_real": d_real.mean().detach(), "d_fake": d_fake.mean().detach()}
+        if regularise and self.gamma > 0:
+            r1, r2 = r1_penalty(D, real, label, alpha=alpha), r1_penalty(D, fake, label, alpha=alpha)
+            loss = loss + self.gamma / 2 * reg_scale * (r1 + r2)
+            stats |= {"r1": r1.detach(), "r2": r2.detach()}
+        stats["d_loss"] = loss.detach()
+        return loss, stats
+
+    def generator_loss(self, D: nn.Module, fake: Tensor, label: Tensor | None, *,
+                       alpha: float | Tensor = 1.0, real: Tensor | None = None) -> tuple[Tensor, dict[str, Tensor]]:
+        if real is None:
+            raise ValueError("the relativistic loss pairs each fake with a real image: pass real")
+        d_real = D(self.augment(real), label, alpha=alpha).float().detach()
+        loss = F.softplus(d_real - D(self.augment(fake), label, alpha=alpha).float()).mean()
         return loss, {"g_loss": loss.detach()}
 
 
@@ -126,4 +161,6 @@ def make_loss(cfg: RunConfig) -> Loss:
         return WGANGP(cfg.gp_weight, cfg.drift, augment_policy=policy)
     if cfg.loss == "logistic-r1":
         return LogisticR1(cfg.r1_gamma, augment_policy=policy)
-    raise ConfigError(f"loss {cfg.loss!r} is not one of wgan-gp, logistic-r1")
+    if cfg.loss == "rpgan-r1r2":
+        return RelativisticR1R2(cfg.r1_gamma, augment_policy=policy)
+    raise ConfigError(f"loss {cfg.loss!r} is not one of wgan-gp, logistic-r1, rpgan-r1r2")

@@ -176,14 +176,10 @@ class ToImage(nn.Module):
         return self.conv(x)
 
 
-class Generator(nn.Module):
-    """StyleGAN v1 generator with ProGAN fade-in, one image channel.
-
-    Each block's first convolution runs on the 2x upsampled map, blurred with StyleGAN's
-    [1,2,1] binomial filter (layers.UpConv2d). The images a fade-in blends are upsampled by
-    nearest neighbour, as in ProGAN.
-    Outputs are linear (no tanh): the data lives in [-1, 1] and samplers clamp.
-    """
+class StyleGenerator(nn.Module):
+    """What every style-based generator here shares: the mapping network, the tracked mean w
+    (overall and per class) for truncation, and style mixing. Subclasses build the synthesis
+    network in `blocks` / `to_image` (ModuleDicts keyed by resolution) and define `synthesize`."""
 
     def __init__(self, cfg: RunConfig):
         super().__init__()
@@ -196,17 +192,23 @@ class Generator(nn.Module):
             cfg.z_dim, cfg.w_dim, cfg.mapping_layers, activation=cfg.mapping_activation,
             lr_mul=cfg.mapping_lr / cfg.lr, num_classes=NUM_CLASSES if cfg.conditional else 0,
             label_embed=cfg.label_embed)
-        ch = cfg.channels
-        self.blocks = nn.ModuleDict({"4": InputBlock(ch[4], cfg.w_dim)})
-        self.to_image = nn.ModuleDict({"4": ToImage(ch[4])})
-        for res in self.resolutions[1:]:
-            noise = cfg.noise_max_res is None or res <= cfg.noise_max_res
-            self.blocks[str(res)] = SynthesisBlock(ch[res // 2], ch[res], cfg.w_dim, res, noise=noise)
-            self.to_image[str(res)] = ToImage(ch[res])
         self.register_buffer("w_avg", torch.zeros(cfg.w_dim))
         # Per-class means, so a conditional model truncates towards its class, not between them.
         self.register_buffer("w_avg_class", torch.zeros(NUM_CLASSES if cfg.conditional else 0, cfg.w_dim))
         self.num_ws = self.num_ws_at(cfg.image_size)
+
+    def synthesize(self, ws: Tensor, *, res: int, alpha: float | Tensor = 1.0, noise_mode: str = "random",
+                   noise_strength: float = 1.0) -> Tensor:
+        raise NotImplementedError
+
+    def broadcast_ws(self, ws: Tensor, res: int) -> Tensor:
+        """ws [B, w_dim] (one w for every layer) or [B, n >= num_ws_at(res), w_dim] -> [B, n, w_dim]."""
+        n = self.num_ws_at(res)
+        if ws.ndim == 2:
+            ws = ws.unsqueeze(1).expand(-1, n, -1)
+        if ws.ndim != 3 or ws.shape[1] < n or ws.shape[2] != self.w_dim:
+            raise ValueError(f"ws must be [B, {self.w_dim}] or [B, {n}, {self.w_dim}] at {res} px, got {list(ws.shape)}")
+        return ws
 
     def num_ws_at(self, res: int) -> int:
         """Style inputs used at `res`: two per block from 4 px up."""
@@ -238,24 +240,6 @@ class Generator(nn.Module):
             w = center + psi * (w - center)
         return w
 
-    def synthesize(self, ws: Tensor, *, res: int, alpha: float | Tensor = 1.0, noise_mode: str = "random",
-                   noise_strength: float = 1.0) -> Tensor:
-        """ws [B, w_dim] (one w for every layer) or [B, n >= num_ws_at(res), w_dim] -> [B, 1, res, res]."""
-        n = self.num_ws_at(res)
-        if ws.ndim == 2:
-            ws = ws.unsqueeze(1).expand(-1, n, -1)
-        if ws.ndim != 3 or ws.shape[1] < n or ws.shape[2] != self.w_dim:
-            raise ValueError(f"ws must be [B, {self.w_dim}] or [B, {n}, {self.w_dim}] at {res} px, got {list(ws.shape)}")
-        x = previous = None
-        for i, r in enumerate(resolutions_up_to(res)):
-            previous = x
-            x = self.blocks[str(r)](x, ws[:, 2 * i:2 * i + 2], noise_mode, noise_strength)
-        img = self.to_image[str(res)](x)
-        if res > 4 and is_fading(alpha):
-            old = F.interpolate(self.to_image[str(res // 2)](previous), scale_factor=2, mode="nearest")
-            img = fade_in(old, img, alpha)
-        return img
-
     def forward(self, z: Tensor, label: Tensor | None = None, *, res: int, alpha: float | Tensor = 1.0,
                 psi: float = 1.0, mix_z: Tensor | None = None, mix_layer: int | None = None,
                 noise_mode: str = "random", noise_strength: float = 1.0,
@@ -278,6 +262,40 @@ class Generator(nn.Module):
         second = (torch.arange(n, device=w.device) >= mix_layer).reshape(1, n, 1)
         ws = torch.where(second, w2.unsqueeze(1), w.unsqueeze(1))
         return self.synthesize(ws, res=res, alpha=alpha, noise_mode=noise_mode, noise_strength=noise_strength)
+
+
+class Generator(StyleGenerator):
+    """StyleGAN v1 generator with ProGAN fade-in, one image channel.
+
+    Each block's first convolution runs on the 2x upsampled map, blurred with StyleGAN's
+    [1,2,1] binomial filter (layers.UpConv2d). The images a fade-in blends are upsampled by
+    nearest neighbour, as in ProGAN.
+    Outputs are linear (no tanh): the data lives in [-1, 1] and samplers clamp.
+    """
+
+    def __init__(self, cfg: RunConfig):
+        super().__init__(cfg)
+        ch = cfg.channels
+        self.blocks = nn.ModuleDict({"4": InputBlock(ch[4], cfg.w_dim)})
+        self.to_image = nn.ModuleDict({"4": ToImage(ch[4])})
+        for res in self.resolutions[1:]:
+            noise = cfg.noise_max_res is None or res <= cfg.noise_max_res
+            self.blocks[str(res)] = SynthesisBlock(ch[res // 2], ch[res], cfg.w_dim, res, noise=noise)
+            self.to_image[str(res)] = ToImage(ch[res])
+
+    def synthesize(self, ws: Tensor, *, res: int, alpha: float | Tensor = 1.0, noise_mode: str = "random",
+                   noise_strength: float = 1.0) -> Tensor:
+        """ws [B, w_dim] (one w for every layer) or [B, n >= num_ws_at(res), w_dim] -> [B, 1, res, res]."""
+        ws = self.broadcast_ws(ws, res)
+        x = previous = None
+        for i, r in enumerate(resolutions_up_to(res)):
+            previous = x
+            x = self.blocks[str(r)](x, ws[:, 2 * i:2 * i + 2], noise_mode, noise_strength)
+        img = self.to_image[str(res)](x)
+        if res > 4 and is_fading(alpha):
+            old = F.interpolate(self.to_image[str(res // 2)](previous), scale_factor=2, mode="nearest")
+            img = fade_in(old, img, alpha)
+        return img
 
 
 # ----------------------------------------------------------------------------
@@ -337,7 +355,14 @@ class DiscriminatorEpilogue(nn.Module):
 class Discriminator(nn.Module):
     """ProGAN discriminator (critic) with fade-in on the input side; the resolution is the
     input's. Each block blurs before its downsampling convolution (StyleGAN's); the
-    image a fade-in sends to the lower block is plainly average-pooled, as in ProGAN."""
+    image a fade-in sends to the lower block is plainly average-pooled, as in ProGAN.
+    Subclasses change the block and that downsampling (`block_type`, `downsample_image`)."""
+
+    block_type: type[nn.Module] = DiscriminatorBlock
+
+    @staticmethod
+    def downsample_image(img: Tensor) -> Tensor:
+        return F.avg_pool2d(img, 2)
 
     def __init__(self, cfg: RunConfig):
         super().__init__()
@@ -347,7 +372,7 @@ class Discriminator(nn.Module):
         self.resolutions = resolutions_up_to(cfg.image_size)
         self.from_image = nn.ModuleDict({str(r): FromImage(ch[r]) for r in self.resolutions})
         self.blocks = nn.ModuleDict(
-            {str(r): DiscriminatorBlock(ch[r], ch[r // 2]) for r in self.resolutions[1:]})
+            {str(r): self.block_type(ch[r], ch[r // 2]) for r in self.resolutions[1:]})
         self.epilogue = DiscriminatorEpilogue(ch[4], cfg.mbstd_group,
                                               num_classes=NUM_CLASSES if cfg.conditional else 0)
 
@@ -363,7 +388,7 @@ class Discriminator(nn.Module):
         if res > 4:
             x = self.blocks[str(res)](x)
             if is_fading(alpha):
-                x = fade_in(self.from_image[str(res // 2)](F.avg_pool2d(img, 2)), x, alpha)
+                x = fade_in(self.from_image[str(res // 2)](self.downsample_image(img)), x, alpha)
         for r in reversed(resolutions_up_to(res // 2)[1:]):
             x = self.blocks[str(r)](x)
         return self.epilogue(x, label if self.conditional else None)

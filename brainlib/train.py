@@ -113,8 +113,8 @@ def ema_beta(batch: int, half_life_kimg: float) -> float:
 
 def parameter_counts(cfg: RunConfig) -> dict[str, int]:
     """Parameters of the mapping network, the synthesis network, G and D."""
-    from brainlib.models import Discriminator, Generator
-    G, D = Generator(cfg), Discriminator(cfg)
+    from brainlib.networks import build_discriminator, build_generator
+    G, D = build_generator(cfg), build_discriminator(cfg)
     mapping = sum(p.numel() for p in G.mapping.parameters())
     total_g = sum(p.numel() for p in G.parameters())
     return {"mapping": mapping, "synthesis": total_g - mapping, "generator": total_g,
@@ -184,7 +184,7 @@ def model_config(cfg: RunConfig, lrs: dict[str, float] | None) -> RunConfig:
 
 
 # settings that shape the networks: a resumed run must keep them
-ARCHITECTURE_FIELDS = ("image_size", "z_dim", "w_dim", "mapping_layers", "mapping_activation", "channels",
+ARCHITECTURE_FIELDS = ("arch", "image_size", "z_dim", "w_dim", "mapping_layers", "mapping_activation", "channels",
                        "mbstd_group", "noise_max_res", "label_embed", "class_name")
 
 
@@ -202,7 +202,7 @@ def check_same_architecture(saved: dict, cfg: RunConfig, source: Path) -> None:
 class Trainer:
     def __init__(self, cfg: RunConfig, dataset, *, resume: bool = False, max_steps: int | None = None):
         from brainlib.losses import make_loss
-        from brainlib.models import Discriminator, Generator
+        from brainlib.networks import build_discriminator, build_generator
 
         self.cfg = cfg
         self.max_steps = max_steps
@@ -220,7 +220,7 @@ class Trainer:
             check_same_architecture(meta["config"], cfg, checkpoint)
         self.model_lrs = meta.get("model_lrs", {"lr": cfg.lr, "mapping_lr": cfg.mapping_lr})
         arch = model_config(cfg, self.model_lrs)
-        self.G, self.D, self.G_ema = Generator(arch), Discriminator(arch), Generator(arch)
+        self.G, self.D, self.G_ema = build_generator(arch), build_discriminator(arch), build_generator(arch)
         self.G_ema.load_state_dict(self.G.state_dict())
         self.channels_last = use_channels_last(cfg.channels_last, self.device)
         for m in (self.G, self.D, self.G_ema):
@@ -325,7 +325,7 @@ class Trainer:
         stats = self.critic_step(real, label, res, alpha, regularise=p.critic_steps % cfg.reg_every == 0)
         p.critic_steps += 1
         if p.critic_steps % cfg.n_critic == 0:
-            stats |= self.generator_step(real.shape[0], label, res, alpha)
+            stats |= self.generator_step(real, label, res, alpha)
             self.update_ema(real.shape[0] * self.world * cfg.n_critic)
         return stats
 
@@ -342,14 +342,15 @@ class Trainer:
         self.scaler_D.update()
         return {**{k: v.detach() for k, v in stats.items()}, "d_loss": loss.detach()}
 
-    def generator_step(self, n: int, label, res, alpha) -> dict:
+    def generator_step(self, real, label, res, alpha) -> dict:
+        n = real.shape[0]
         z = torch.randn(n, self.cfg.z_dim, device=self.device)
         self.D.requires_grad_(False)
         with self._autocast():
             # a compiled G takes alpha as a tensor, or every new value would trigger a recompile
             alpha_in = torch.tensor(alpha, device=self.device) if self.cfg.compile else alpha
             fake = self.G_train(z, label, res=res, alpha=alpha_in, update_w_avg=True, **self._mixing(n, res))
-            loss, stats = self.loss.generator_loss(self.D, fake, label, alpha=alpha)
+            loss, stats = self.loss.generator_loss(self.D, fake, label, alpha=alpha, real=real)
         self.opt_G.zero_grad(set_to_none=True)
         self.scaler_G.scale(loss).backward()
         self.scaler_G.step(self.opt_G)

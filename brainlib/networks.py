@@ -1,0 +1,18 @@
+"""The generator and critic a config names: StyleGAN v1 (`models.py`, the original recipe) or
+StyleGAN2 (`stylegan2.py`), by `cfg.arch`."""
+from __future__ import annotations
+
+from brainlib.config import RunConfig
+from brainlib.models import Discriminator, Generator, StyleGenerator
+from brainlib.stylegan2 import ResidualDiscriminator, SkipGenerator
+
+GENERATORS = {"stylegan1": Generator, "stylegan2": SkipGenerator}
+DISCRIMINATORS = {"stylegan1": Discriminator, "stylegan2": ResidualDiscriminator}
+
+
+def build_generator(cfg: RunConfig) -> StyleGenerator:
+    return GENERATORS[cfg.arch](cfg)
+
+
+def build_discriminator(cfg: RunConfig) -> Discriminator:
+    return DISCRIMINATORS[cfg.arch](cfg)
