@@ -36,7 +36,7 @@ from brainlib.config import parse_overrides, preset, project_root
 
 def measure(run_dir: Path, class_name: str, *, n: int, seed: int, quick: bool) -> dict:
     """SWD and C2ST (with floors) of `n` images of the run's EMA generator."""
-    from brainlib.c2st import c2st
+    from brainlib.c2st import c2st, half_resolution
     from brainlib.evaluate import EvalSizes, _subset, real_images
     from brainlib.metrics import swd_to_reference
     from brainlib.sampling import load, sample_images
@@ -51,13 +51,15 @@ def measure(run_dir: Path, class_name: str, *, n: int, seed: int, quick: bool) -
     gen_m, held_m = _subset(generated, m, seed), _subset(held, m, seed + 1)
     swd = swd_to_reference(train, {"generated": gen_m, "floor": held_m}, patches_per_image=sizes.swd_patches,
                            directions=sizes.swd_directions, repeats=sizes.swd_repeats, seed=seed)
-    two_sample = c2st(gen_m, train, held_m, seeds=tuple(range(seed, seed + sizes.c2st_seeds)),
-                      epochs=sizes.c2st_epochs)
+    seeds = tuple(range(seed, seed + sizes.c2st_seeds))
+    two_sample = c2st(gen_m, train, held_m, seeds=seeds, epochs=sizes.c2st_epochs)
+    half = c2st(*map(half_resolution, (gen_m, train, held_m)), seeds=seeds, epochs=sizes.c2st_epochs)
     g, f = swd["generated"], swd["floor"]
     return {"compared": m, "swd_x1e3": g["mean"], "swd_floor": f["mean"], "swd_ratio": g["mean"] / f["mean"],
             "swd_levels": g["levels"], "swd_floor_levels": f["levels"],
             "c2st": two_sample["c2st"], "c2st_floor": two_sample["c2st_floor"], "c2st_std": two_sample["c2st_std"],
-            "c2st_seeds": two_sample["c2st_seeds"], "floor_note": notes["note"]}
+            "c2st_seeds": two_sample["c2st_seeds"], "c2st_half_res": half["c2st"],
+            "c2st_half_res_floor": half["c2st_floor"], "floor_note": notes["note"]}
 
 
 def run_row(args: argparse.Namespace) -> dict:
@@ -128,7 +130,8 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"{row['name']} {row['class']}: {row['images_seen']} images in {row['train_minutes']:.1f} min "
           f"({row['torch_threads']} threads, {row['precision']}, load {row['loadavg_before'][0]:.1f}); "
           f"SWD {row['swd_x1e3']:.1f} x1e3 = {row['swd_ratio']:.2f}x floor {row['swd_floor']:.1f}; "
-          f"C2ST {row['c2st']:.3f} (floor {row['c2st_floor']:.3f}); grid {row['grid']}")
+          f"C2ST {row['c2st']:.3f} (floor {row['c2st_floor']:.3f}), at half resolution {row['c2st_half_res']:.3f} "
+          f"(floor {row['c2st_half_res_floor']:.3f}); grid {row['grid']}")
     print(f"row appended to {path}")
     return row
 

@@ -153,7 +153,7 @@ def class_metrics(c: str, gen, train, held, enc, inception, sizes: EvalSizes, se
     """Every per-class figure beside its floor; `f_held` are the held-out images' encoder
     features (evaluate computes them once, for the class contrast too)."""
     from brainlib import memorisation as mem
-    from brainlib.c2st import c2st
+    from brainlib.c2st import c2st, half_resolution
     from brainlib.metrics import fid, kid, ms_ssim_pairs, precision_recall, swd_to_reference
 
     m = min(len(gen), len(held))
@@ -196,6 +196,10 @@ def class_metrics(c: str, gen, train, held, enc, inception, sizes: EvalSizes, se
         res = c2st(gen_m, train, held_m, seeds=tuple(range(seed, seed + sizes.c2st_seeds)), epochs=sizes.c2st_epochs)
         out["c2st_accuracy"] = {**_pair(res["c2st"], res["c2st_floor"]), "std": res["c2st_std"],
                                 "seeds": res["c2st_seeds"]}
+        res = c2st(*map(half_resolution, (gen_m, train, held_m)), seeds=tuple(range(seed, seed + sizes.c2st_seeds)),
+                   epochs=sizes.c2st_epochs)
+        out["c2st_accuracy_half_res"] = {**_pair(res["c2st"], res["c2st_floor"]), "std": res["c2st_std"],
+                                         "seeds": res["c2st_seeds"]}
     lap("c2st")
     memo = mem.memorisation(gen, train, held, gen_features=f_gen, train_features=f_train, heldout_features=f_held)
     out["memorisation"] = mem.public(memo)
@@ -234,6 +238,7 @@ def metric_rows(report: dict) -> list[dict]:
         add("recall (encoder, k=3)", c, m.get("recall_encoder"), "higher")
         add("FID (Inception)", c, m.get("inception_fid"), "lower")
         add("C2ST accuracy", c, m.get("c2st_accuracy"), "0.5")
+        add("C2ST accuracy (half resolution)", c, m.get("c2st_accuracy_half_res"), "0.5")
         add("memorised share (pixels)", c, m["memorised_share_pixels"], "lower")
         add("memorised share (encoder)", c, m["memorised_share_encoder"], "lower")
     use = report.get("usefulness")

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from brainlib.c2st import c2st, c2st_accuracy
+from brainlib.c2st import c2st, c2st_accuracy, half_resolution
 
 
 def _blobs(n: int, seed: int, radius: float) -> torch.Tensor:
@@ -45,3 +45,21 @@ def test_small_samples_are_scored_with_the_statistics_they_were_trained_on():
     fine = (disc + 0.3 * torch.randn(120, 1, 64, 64, generator=g)).clamp(-1, 1)
     coarse = disc + 0.9 * torch.nn.functional.avg_pool2d(torch.randn(120, 1, 64, 64, generator=g), 5, 1, 2)
     assert min(c2st_accuracy(coarse.clamp(-1, 1), fine, seed=s) for s in range(2)) >= 0.9
+
+
+def test_half_resolution_hides_pixel_texture_but_keeps_anatomy():
+    """Sets that differ only in the grain of their noise are told apart at full size and not
+    at half size; sets whose discs differ in size are told apart at both."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 1, 8, 8, generator=g)
+    torch.testing.assert_close(half_resolution(x)[0, 0, 0, 0], x[0, 0, :2, :2].mean())
+    assert half_resolution(x).shape == (2, 1, 4, 4)
+    yy, xx = torch.meshgrid(torch.linspace(-1, 1, 32), torch.linspace(-1, 1, 32), indexing="ij")
+    disc = ((xx**2 + yy**2) < 0.36).float() * 1.2 - 0.6
+    checker = ((torch.arange(32)[:, None] + torch.arange(32)[None, :]) % 2 * 2.0 - 1) * 0.3
+    smooth = disc + 0.05 * torch.randn(200, 1, 32, 32, generator=g)
+    textured = disc + checker + 0.05 * torch.randn(200, 1, 32, 32, generator=g)
+    assert c2st_accuracy(textured, smooth, seed=0, epochs=4) >= 0.95
+    assert c2st_accuracy(half_resolution(textured), half_resolution(smooth), seed=0, epochs=4) <= 0.7
+    assert c2st_accuracy(half_resolution(_blobs(200, 0, 0.6)), half_resolution(_blobs(200, 1, 0.3)),
+                         seed=0, epochs=4) >= 0.95

@@ -42,6 +42,7 @@ def test_quick_rows_accumulate_with_every_figure(tmp_path, script):
         assert math.isclose(r["swd_ratio"], r["swd_x1e3"] / r["swd_floor"])
         assert set(r["swd_levels"]) == set(r["swd_floor_levels"]) == {"16"}  # the pyramid stops at 16 px
         assert 0.0 <= r["c2st"] <= 1.0 and 0.0 <= r["c2st_floor"] <= 1.0
+        assert 0.0 <= r["c2st_half_res"] <= 1.0 and 0.0 <= r["c2st_half_res_floor"] <= 1.0
         assert r["train_minutes"] > 0 and len(r["loadavg_before"]) == 3
         assert r["precision"] == ("bfloat16" if cpu_has_bf16() else "float32")
         assert Path(r["grid"]).is_file()
