@@ -17,7 +17,7 @@ CLASS_LABELS = {"NC": 0, "AD": 1}  # AD is the positive class, as in the ADNI pa
 CLASS_CHOICES = ("AD", "NC", "both")  # "both" trains one class-conditional model
 ARCHS = ("stylegan1", "stylegan2")  # models.py, stylegan2.py
 LOSSES = ("wgan-gp", "logistic-r1", "rpgan-r1r2")
-AUGMENTS = ("none", "diffaugment")
+AUGMENTS = ("none", "diffaugment", "adaptive")  # adaptive: DiffAugment with ADA's adaptive probability
 MAPPING_ACTIVATIONS = ("relu", "lrelu")
 
 

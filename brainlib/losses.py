@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from brainlib.augment import DEFAULT_POLICY, augment
+from brainlib.augment import DEFAULT_POLICY, AdaptiveAugment, augment
 from brainlib.config import ConfigError, RunConfig
 
 
@@ -48,15 +48,21 @@ class Loss:
 
     def __init__(self, augment_policy: str | None = None):
         self.augment_policy = augment_policy
+        self.adaptive: AdaptiveAugment | None = None  # make_loss sets it for augment="adaptive"
 
     def augment(self, x: Tensor) -> Tensor:
+        if self.adaptive is not None:
+            return self.adaptive(x)
         return augment(x, self.augment_policy) if self.augment_policy else x
 
     def critic_scores(self, D: nn.Module, real: Tensor, fake: Tensor, label: Tensor | None,
                       alpha: float | Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """The (augmented) real and fake batches and D's float32 scores of each."""
         real, fake = self.augment(real), self.augment(fake.detach())
-        return real, fake, D(real, label, alpha=alpha).float(), D(fake, label, alpha=alpha).float()
+        d_real, d_fake = D(real, label, alpha=alpha).float(), D(fake, label, alpha=alpha).float()
+        if self.adaptive is not None:
+            self.adaptive.observe(d_real)
+        return real, fake, d_real, d_fake
 
     def critic_loss(self, D, real, fake, label, *, alpha=1.0, regularise=True, reg_scale=1.0):
         raise NotImplementedError
@@ -154,13 +160,16 @@ class RelativisticR1R2(Loss):
         return loss, {"g_loss": loss.detach()}
 
 
-def make_loss(cfg: RunConfig) -> Loss:
-    """The loss `cfg.loss` names, with DiffAugment on D's inputs when cfg.augment is "diffaugment"."""
+def make_loss(cfg: RunConfig, device: torch.device | str = "cpu") -> Loss:
+    """The loss `cfg.loss` names, with DiffAugment on D's inputs when cfg.augment is "diffaugment",
+    or applied with an adaptive probability when it is "adaptive"."""
     policy = DEFAULT_POLICY if cfg.augment == "diffaugment" else None
-    if cfg.loss == "wgan-gp":
-        return WGANGP(cfg.gp_weight, cfg.drift, augment_policy=policy)
-    if cfg.loss == "logistic-r1":
-        return LogisticR1(cfg.r1_gamma, augment_policy=policy)
-    if cfg.loss == "rpgan-r1r2":
-        return RelativisticR1R2(cfg.r1_gamma, augment_policy=policy)
-    raise ConfigError(f"loss {cfg.loss!r} is not one of wgan-gp, logistic-r1, rpgan-r1r2")
+    losses = {"wgan-gp": lambda: WGANGP(cfg.gp_weight, cfg.drift, augment_policy=policy),
+              "logistic-r1": lambda: LogisticR1(cfg.r1_gamma, augment_policy=policy),
+              "rpgan-r1r2": lambda: RelativisticR1R2(cfg.r1_gamma, augment_policy=policy)}
+    if cfg.loss not in losses:
+        raise ConfigError(f"loss {cfg.loss!r} is not one of {', '.join(losses)}")
+    loss = losses[cfg.loss]()
+    if cfg.augment == "adaptive":
+        loss.adaptive = AdaptiveAugment(device=device)
+    return loss

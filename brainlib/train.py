@@ -228,7 +228,7 @@ class Trainer:
             if self.channels_last:
                 m.to(memory_format=torch.channels_last)
         self.G_ema.eval().requires_grad_(False)
-        self.loss = make_loss(cfg)
+        self.loss = make_loss(cfg, self.device)
         self.opt_G, self.opt_D = self._optimisers()
         self.position = Position()
         self._set_lrs()
@@ -323,6 +323,8 @@ class Trainer:
         """One batch: a critic step, and every n_critic batches a generator step and the EMA."""
         cfg, p = self.cfg, self.position
         stats = self.critic_step(real, label, res, alpha, regularise=p.critic_steps % cfg.reg_every == 0)
+        if self.loss.adaptive is not None:
+            stats["augment_p"] = self.loss.adaptive.p.clone()
         p.critic_steps += 1
         if p.critic_steps % cfg.n_critic == 0:
             stats |= self.generator_step(real, label, res, alpha)
@@ -560,6 +562,8 @@ class Trainer:
         opt_d, opt_d_meta = ckpt.optimizer_tensors(self.opt_D, "opt_D")
         tensors |= opt_g | opt_d
         tensors |= {"rng/torch_cpu": torch.get_rng_state(), "sample/z": self.sample_z}
+        if self.loss.adaptive is not None:
+            tensors |= {f"augment/{k}": v for k, v in self.loss.adaptive.state_dict().items()}
         if self.cuda:
             tensors["rng/torch_cuda"] = torch.cuda.get_rng_state(self.device)
         if self.sample_labels is not None:
@@ -594,6 +598,9 @@ class Trainer:
             torch.cuda.set_rng_state(tensors["rng/torch_cuda"], self.device)
         self.py_rng.setstate(_rng_from_json(meta["python_rng"]))
         self.sample_z = tensors["sample/z"]
+        if self.loss.adaptive is not None and "augment/p" in tensors:
+            self.loss.adaptive.load_state_dict({k.split("/", 1)[1]: v for k, v in tensors.items()
+                                                if k.startswith("augment/")})
         self.sample_labels = tensors.get("sample/labels")
         self.position = Position(**meta["position"])
         self._set_lrs()  # a resume may lower the learning rates (after a divergence): the new ones apply

@@ -232,3 +232,37 @@ def test_augment_policy_is_differentiable_and_validated():
     with torch.autocast("cpu", dtype=torch.bfloat16):
         assert torch.isfinite(augment(x.detach().bfloat16(), DEFAULT_POLICY).float()).all()
     assert math.isfinite(augment(x.detach(), "translation,cutout").sum().item())
+
+
+def test_adaptive_augment_probability_follows_the_critics_overfitting():
+    from brainlib.augment import AdaptiveAugment
+    ada = AdaptiveAugment(target=0.6, speed_images=100, interval=2)
+    x = torch.randn(8, 1, 16, 16)
+    assert torch.equal(ada(x), x)  # p starts at 0: nothing is augmented
+    ada.observe(torch.ones(10))  # every real scored positive: overfitting
+    assert ada.p.item() == 0.0  # adjusted only every `interval` calls
+    ada.observe(torch.ones(10))
+    assert ada.p.item() == pytest.approx(20 / 100)  # up by the images seen / speed
+    state = {k: v.clone() for k, v in ada.state_dict().items()}
+    for _ in range(20):
+        ada.observe(torch.ones(10))
+    assert ada.p.item() == 1.0  # clamped
+    assert (ada(x) != x).flatten(1).any(dim=1).all()  # p = 1: every image augmented
+    ada.observe(-torch.ones(10))
+    ada.observe(torch.tensor([1.0] * 5 + [-1.0] * 5))  # half positive, below the target
+    assert ada.p.item() == pytest.approx(0.8)
+    ada.load_state_dict(state)
+    assert ada.p.item() == pytest.approx(0.2) and ada.calls == 2
+
+
+def test_adaptive_loss_observes_the_real_scores_and_augments_both_batches():
+    cfg = preset("smoke", augment="adaptive", loss="logistic-r1")
+    loss_fn = make_loss(cfg)
+    assert loss_fn.adaptive is not None and make_loss(preset("smoke")).adaptive is None
+    loss_fn.adaptive.p.fill_(1.0)
+    D = LinearCritic(16)
+    real, fake = torch.randn(6, 1, 16, 16), torch.randn(6, 1, 16, 16)
+    seen = []
+    loss_fn.critic_loss(lambda x, label, alpha: seen.append(x) or D(x), real, fake, None, regularise=False)
+    assert not torch.equal(seen[0], real) and not torch.equal(seen[1], fake)
+    assert loss_fn.adaptive.count.item() == 6

@@ -172,7 +172,7 @@ def _tensors(run_dir):
     return load_checkpoint(latest_checkpoint(run_dir))[0]
 
 
-@pytest.mark.parametrize("over", [dict(loss="rpgan-r1r2", class_name="both", reg_every=2),
+@pytest.mark.parametrize("over", [dict(loss="rpgan-r1r2", class_name="both", reg_every=2, augment="adaptive"),
                                   dict(start_res=16, images_per_res=40, cpu_bf16=True, channels_last=True)],
                          ids=["progressive-rpgan-conditional", "direct-bf16-channels-last"])
 def test_stylegan2_run_resumes_exactly_and_generates(tmp_path, over):
@@ -185,6 +185,7 @@ def test_stylegan2_run_resumes_exactly_and_generates(tmp_path, over):
     a, b = _tensors(full), _tensors(cfg.run_dir)
     assert a.keys() == b.keys() and [k for k in a if not torch.equal(a[k], b[k])] == []
     assert json.loads((cfg.run_dir / "config.json").read_text())["arch"] == "stylegan2"
+    assert ("augment/p" in a) == (over.get("augment") == "adaptive")
     G, loaded_cfg, meta = load("cut", out_root=tmp_path)
     assert isinstance(G, SkipGenerator) and meta["finished"]
     class_name = "AD" if loaded_cfg.conditional else None
