@@ -168,3 +168,18 @@ def test_baseline_loader_and_step(tiny_phantom):
     assert set(stats) == {"d_loss", "g_loss", "gp"} and all(math.isfinite(v) for v in stats.values())
     assert stats["gp"] > 0
     assert not torch.equal(before, trainer.D.epilogue.out.weight)
+
+
+def test_design_speed_times_each_design_and_scales_the_schedule_to_equal_time(tmp_path):
+    from benchmarks.design_speed import main, parse_design
+    assert parse_design("sg2:arch=stylegan2,start_res=16") == ("sg2", {"arch": "stylegan2", "start_res": "16"})
+    assert parse_design("v1:") == ("v1", {})
+    rows = main(["--preset", "smoke", "--rounds", "1", "--warmup", "0", "--out", str(tmp_path / "d.json"),
+                 "--design", "v1:", "--design", "direct:arch=stylegan2,start_res=16"])
+    assert [r["design"] for r in rows] == ["v1", "direct"]
+    assert set(rows[0]["ms_per_step"]) == {8, 16} and set(rows[1]["ms_per_step"]) == {16}
+    assert rows[0]["time_ratio"] == 1.0 and rows[0]["equal_time_images"] == 32  # the smoke schedule's
+    assert all(positive(r["schedule_seconds"]) and positive(r["time_ratio"]) for r in rows)
+    direct = rows[1]
+    assert direct["equal_time_images"] == int(32 / direct["time_ratio"])
+    assert json.loads((tmp_path / "d.json").read_text())["rows"][1]["design"] == "direct"
