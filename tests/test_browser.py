@@ -248,7 +248,9 @@ def test_batch_report_of_a_smoke_batch_in_chromium(browser):
             "img", "els => els.map(e => ({alt: e.alt, done: e.complete, w: e.naturalWidth, grid: e.classList.contains('grid')}))")
         assert len(images) >= 10
         assert all(im["done"] and im["w"] > 0 for im in images), [im for im in images if not im["w"]]
-        assert all(im["w"] >= MIN_GRID_SIDE for im in images if im["grid"])
+        judged = [im for im in images if im["alt"].startswith("step ") or im["alt"].endswith((": real", ": generated"))]
+        assert len(judged) == 2 * 2 + 4  # two steps per smoke run; real and generated per class
+        assert all(im["grid"] and im["w"] >= MIN_GRID_SIDE for im in judged), judged
         rows = page.eval_on_selector_all("tr[data-metric]", "els => els.map(e => [e.dataset.metric, e.dataset.class])")
         expected = [[h.key, c] for c in ("AD", "NC") for h in PER_CLASS_HEADLINE] + \
                    [[h.key, "AD+NC"] for h in BOTH_CLASSES_HEADLINE]
