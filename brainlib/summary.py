@@ -141,7 +141,7 @@ class Figure:
 
 @dataclass
 class Block:
-    kind: str                      # h1 h2 h3 p note alert table figures code links details-start details-end
+    kind: str  # h1 h2 h3 p note alert table figures code links details-start/-end first-start/-end column-break
     text: str = ""
     head: tuple = ()
     rows: list = field(default_factory=list)
@@ -181,18 +181,18 @@ def page_blocks(batch_dir: Path, run_dirs: list[Path], timings: list[dict], tota
                 batch: dict, failure: str | None) -> list[Block]:
     runs = [r for r in run_dirs if r.is_dir()]
     configs = {r.name: _read_json(r / "config.json") for r in runs}
-    report, eval_path = _evaluation(batch_dir, run_dirs)
+    report, eval_path = _evaluation(batch_dir, run_dirs)  # copies eval.json beside the page
     classes = _classes(batch, configs, report)
     name = batch.get("name") or batch_dir.name
     preset = batch.get("preset", "?")
     blocks = [Block("h1", f"Batch {name}: {' and '.join(classes) or 'no classes'}, preset {preset}")]
-    blocks.append(Block("p", _lede(run_dirs, configs, report, eval_path, batch, total_seconds)))
+    blocks.append(Block("p", _lede(run_dirs, configs, report, batch, total_seconds)))
     if failure:
         blocks.append(Block("alert", f"The batch stopped: {failure}"))
-    blocks += [Block("first-start"), *headline_blocks(report, eval_path, classes, run_dirs, failure),
-               *real_vs_generated_blocks(run_dirs, classes), Block("first-end")]
+    blocks += [Block("first-start"), *headline_blocks(report, classes, run_dirs, failure),
+               Block("column-break"), *real_vs_generated_blocks(run_dirs, classes), Block("first-end")]
     for r in run_dirs:
-        blocks += run_blocks(r, configs.get(r.name))
+        blocks += run_blocks(r)
     blocks += figure_section("Embedding of encoder features", [
         p for r in runs for p in sorted((r / "eval").glob("*.png")) if p.stem in ("umap", "tsne")], "")
     blocks += figure_section("Memorisation: the closest generated and training pairs", [
@@ -207,8 +207,7 @@ def page_blocks(batch_dir: Path, run_dirs: list[Path], timings: list[dict], tota
     return blocks
 
 
-def headline_blocks(report: dict | None, eval_path: Path | None, classes: list[str], run_dirs: list[Path],
-                    failure: str | None) -> list[Block]:
+def headline_blocks(report: dict | None, classes: list[str], run_dirs: list[Path], failure: str | None) -> list[Block]:
     out = [Block("h2", "How close to real are these images?")]
     if report is None:
         runs = " ".join(r.name for r in run_dirs)
@@ -253,7 +252,7 @@ def real_vs_generated_blocks(run_dirs: list[Path], classes: list[str]) -> list[B
     return out
 
 
-def run_blocks(run_dir: Path, config: dict | None) -> list[Block]:
+def run_blocks(run_dir: Path) -> list[Block]:
     out = [Block("h2", f"Run {run_dir.name}: training")]
     if not run_dir.is_dir():
         return out + [Block("note", f"No run folder {run_dir.name}: its training did not start.")]
@@ -401,16 +400,14 @@ pre{background:#f4f4f4;padding:8px;overflow-x:auto;font-size:12.5px}details{marg
 
 def to_html(title: str, blocks: list[Block]) -> str:
     esc = html.escape
-    out, column = [], 0
+    out = []
     for b in blocks:
-        if b.kind == "first-start":
+        if b.kind == "first-start":  # the first screen: the headline table beside the slices
             out.append("<div class='first'><div>")
-            column = 1
+        elif b.kind == "column-break":
+            out.append("</div><div>")
         elif b.kind == "first-end":
             out.append("</div></div>")
-            column = 0
-        elif b.kind == "h2" and column == 1 and b.text.startswith("Real and generated"):
-            out.append(f"</div><div><h2>{esc(b.text)}</h2>")
         elif b.kind in ("h1", "h2", "h3"):
             out.append(f"<{b.kind}>{esc(b.text)}</{b.kind}>")
         elif b.kind == "p":
@@ -529,8 +526,7 @@ def _classes(batch: dict, configs: dict, report: dict | None) -> list[str]:
     return [c for c in ("AD", "NC") if c in found]
 
 
-def _lede(run_dirs: list[Path], configs: dict, report: dict | None, eval_path: Path | None, batch: dict,
-          total_seconds: float | None) -> str:
+def _lede(run_dirs: list[Path], configs: dict, report: dict | None, batch: dict, total_seconds: float | None) -> str:
     from brainlib.pipeline import format_seconds
     cfg = next((c for c in configs.values() if c), {})
     kind = "one conditional model" if batch.get("conditional") or cfg.get("class_name") == "both" else \
