@@ -56,10 +56,12 @@ def in_jupyter_kernel() -> bool:
 
 class _Clock:
     """One schedule for all plain-line bars of the process: a training step makes a new bar
-    every epoch, and short epochs must not each print a line (nor none at all)."""
+    every epoch, and short epochs must not each print a line (nor none at all). It also keeps
+    each job's latest values, so a new epoch's first line still shows the losses."""
 
     def __init__(self) -> None:
         self.last_line: float | None = None
+        self.values: dict[str, str] = {}
 
     def due(self, interval: float) -> bool:
         now = time.monotonic()
@@ -114,6 +116,8 @@ class LineProgress:
 
     def set_postfix(self, values: dict[str, Any] | None = None, refresh: bool = True, **kwargs: Any) -> None:
         self.postfix = " ".join(f"{k} {v}" for k, v in {**(values or {}), **kwargs}.items())
+        if self.job:
+            self.clock.values[self.job] = self.postfix
 
     def close(self) -> None:
         pass  # nothing to erase: every line is final
@@ -127,8 +131,9 @@ class LineProgress:
         scale, unit = (self.images_per_update, "images") if self.images_per_update else (1, self.unit)
         done = f"{self.n * scale:,}" + (f"/{self.total * scale:,}" if self.total else "")
         parts = [f"{done} {unit}", f"{(self.n - n0) * scale / dt:.1f} {unit}/s"]
-        if self.postfix:
-            parts.append(self.postfix)
+        postfix = self.postfix or (self.clock.values.get(self.job, "") if self.job else "")
+        if postfix:
+            parts.append(postfix)
         if fraction is not None:
             parts.append(f"{100 * fraction:.0f}% of the {self.job}" if self.job else f"{100 * fraction:.0f}%")
             if fraction > f0:

@@ -69,6 +69,19 @@ def test_lines_come_at_a_steady_interval_across_bars_and_say_how_far(fake_time):
     assert lines[-1].startswith("step 2/4 16px epoch 3: ") and "4.0 images/s" in lines[-1]
 
 
+def test_a_new_epoch_bar_shows_the_latest_losses_of_its_job_only(fake_time):
+    out, clock = io.StringIO(), _Clock()
+    first = LineProgress(total=4, desc="epoch 1", job="step", interval=0, stream=out, clock=clock)
+    first.update(1)
+    first.set_postfix({"d_loss": "0.5"})
+    second = LineProgress(total=4, desc="epoch 2", job="step", interval=0, stream=out, clock=clock)
+    second.update(1)  # before this bar's own first set_postfix
+    other = LineProgress(total=4, desc="sampling", interval=0, stream=out, clock=clock)
+    other.update(1)
+    lines = out.getvalue().splitlines()
+    assert "d_loss" not in lines[0] and "d_loss 0.5" in lines[1] and "d_loss" not in lines[2]
+
+
 def test_a_disabled_bar_prints_nothing_and_iteration_counts(fake_time):
     out = io.StringIO()
     items = list(LineProgress(range(5), desc="decoding", unit="file", interval=0, stream=out, clock=_Clock()))
