@@ -253,7 +253,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--results", default=str(project_root() / "outputs" / "bench"))
     p.add_argument("--encoder-cache", default=None)
     p.add_argument("--threads", type=int, default=1,
-                   help="torch threads; 1 trained 8x faster than 2 on 2 shared, loaded cores (docs/quality.md)")
+                   help="torch threads; 1 trained 8x faster than 2 on 2 shared, loaded cores (docs/experiments.md)")
     p.add_argument("--keep-run", action="store_true", help="keep the run folder (checkpoints) after the row")
     p.add_argument("--quick", action="store_true",
                    help="test mode: smoke preset, 3 s budget, 16 images per class, quick metric sizes")

@@ -1,7 +1,9 @@
 """Atomic file writes: a temporary file in the same folder, fsync, then rename.
 
 A crash or a full disk mid-write leaves the previous file untouched, never a
-half-written one."""
+half-written one. The file ends with the mode a plain `open(path, "w")` gives: an existing
+file keeps its mode, a new one gets 0666 less the umask (0644 under umask 022), not the
+0600 of the temporary file."""
 from __future__ import annotations
 
 import json
@@ -23,6 +25,7 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
         write(tmp_path)
         with open(tmp_path, "rb+") as f:
             os.fsync(f.fileno())
+        os.chmod(tmp_path, _plain_open_mode(path))
         os.replace(tmp_path, path)
         _fsync_dir(path.parent)
     except BaseException:
@@ -40,6 +43,27 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 def atomic_write_json(path: Path, obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False))
+
+
+def _plain_open_mode(path: Path) -> int:
+    """The permission bits `open(path, "w")` would leave: the existing file's, else 0666 & ~umask."""
+    try:
+        return path.stat().st_mode & 0o7777
+    except FileNotFoundError:
+        return 0o666 & ~current_umask()
+
+
+def current_umask() -> int:
+    """The process umask, read without changing it where Linux allows (other threads may be writing)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def _fsync_dir(folder: Path) -> None:

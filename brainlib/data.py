@@ -472,16 +472,15 @@ def _read_cache_meta(meta_path: Path, array_path: Path) -> dict | None:
 def _decode_to_cache(entries: list[_Entry], options: dict, array_path: Path, meta_path: Path,
                      progress: bool) -> dict:
     """Decode every file (threads: PIL and zlib release the GIL) and write the cache atomically."""
-    from tqdm.auto import tqdm
-
     from brainlib.atomic import atomic_write, atomic_write_json
+    from brainlib.progress import progress_bar
     size = options["image_size"]
     jobs = [(Path(e.path), size, options["pad"], options["nifti_axis"], tuple(options["nifti_band"])) for e in entries]
     images, labels, splits, sources, skipped = [], [], [], [], []
     with ThreadPoolExecutor(max_workers=min(4, (os.cpu_count() or 1) + 1)) as pool, _quiet_pil_bomb_warning():
         results = pool.map(_decode_or_reason, jobs, chunksize=16)
-        for entry, result in tqdm(zip(entries, results), total=len(entries), desc="decoding images",
-                                  unit="file", disable=not progress, mininterval=0.5):
+        for entry, result in progress_bar(zip(entries, results), total=len(entries), desc="decoding images",
+                                          unit="file", disable=not progress, mininterval=0.5):
             if isinstance(result, str):
                 skipped.append((entry.path, result))
                 continue

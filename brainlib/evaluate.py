@@ -11,7 +11,8 @@ generated / floor (1 is as good as real data gets at this sample size).
 
 Where it writes: `<out_root>/<run>/eval.json` for every run listed (identical
 copies, so each run folder says how it was judged), and the figures and the
-features (`eval/`: memorisation_<class>.png, umap.png, features.npz) in the
+features (`eval/`: memorisation_<class>.png, real_<class>.png and generated_<class>.png
+grids, umap.png, features.npz) in the
 first run's folder; eval.json lists their paths. Everything is written
 atomically. `metric_rows(report)` gives the printed table's rows.
 """
@@ -29,7 +30,7 @@ import torch
 from brainlib.atomic import atomic_write, atomic_write_json
 from brainlib.config import CLASS_LABELS
 
-EVAL_VERSION = 1
+EVAL_VERSION = 2  # 2: real and generated grids per class in eval/
 
 
 @dataclass(frozen=True)
@@ -210,8 +211,20 @@ def class_metrics(c: str, gen, train, held, enc, inception, sizes: EvalSizes, se
                                   title=f"{c}: closest generated | training pairs (pixel L2)")
     figures[f"memorisation_{c}"] = str(path)
     lap("memorisation")
+    figures.update(save_real_and_generated(c, gen, train, fig_dir, seed))
     out["seconds"] = seconds
     return out
+
+
+def save_real_and_generated(c: str, gen, train, fig_dir: Path, seed: int, n: int = 16) -> dict[str, str]:
+    """4x4 grids of real training images and generated images of class c, side by side in the
+    batch report: the eye's check beside the numbers (`eval/real_<c>.png`, `eval/generated_<c>.png`)."""
+    from brainlib.plots import save_grid
+    paths = {}
+    for kind, images in (("real", train), ("generated", gen)):
+        picked = _subset(images, min(n, len(images)), seed + 7)
+        paths[f"{kind}_{c}"] = str(save_grid(picked, fig_dir / f"{kind}_{c}.png", nrow=4))
+    return paths
 
 
 # ----------------------------------------------------------------------

@@ -129,7 +129,7 @@ def train_classifier(images: torch.Tensor, labels: torch.Tensor, *, res: int, ep
     a quarter of every batch is also shown rotated by a random multiple of 90
     degrees and the rotation head learns which; the class loss uses the upright images.
     """
-    from tqdm.auto import tqdm
+    from brainlib.progress import progress_bar
 
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
@@ -139,7 +139,7 @@ def train_classifier(images: torch.Tensor, labels: torch.Tensor, *, res: int, ep
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=epochs * steps_per_epoch)
     labels = torch.as_tensor(labels).long()
     model.train()
-    for _ in tqdm(range(epochs), desc="train classifier", disable=not progress, leave=False):
+    for _ in progress_bar(range(epochs), desc="train classifier", disable=not progress, leave=False):
         order = torch.randperm(len(images), generator=gen)
         for i in range(steps_per_epoch):
             idx = order[i * batch_size:(i + 1) * batch_size]

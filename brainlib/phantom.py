@@ -279,7 +279,7 @@ def build_phantom(out: str | Path | None = None, n_per_class: int = 2000, severi
     The folder is built under a temporary name and renamed when complete, so an
     interrupted build never leaves a half dataset. An existing `<out>/AD_NC` is
     replaced, unless `replace=False` (then a complete one is kept). Returns the AD_NC root."""
-    from tqdm.auto import tqdm
+    from brainlib.progress import progress_bar
     if orientation not in ORIENTATIONS:
         raise ValueError(f"orientation {orientation!r} is not one of {', '.join(ORIENTATIONS)}")
     if n_per_class < 2:
@@ -301,7 +301,7 @@ def build_phantom(out: str | Path | None = None, n_per_class: int = 2000, severi
         jobs = [(str(root), c, range(s, min(s + chunk, n_per_class)), n_per_class, severity, seed, orientation)
                 for c in ("AD", "NC") for s in range(0, n_per_class, chunk)]
         workers = workers if workers is not None else (min(2, os.cpu_count() or 1) if n_per_class > 100 else 1)
-        bar = tqdm(total=2 * n_per_class, desc="building the embedded dataset", unit="img", disable=not progress)
+        bar = progress_bar(total=2 * n_per_class, desc="building the embedded dataset", unit="img", disable=not progress)
         if workers > 1:
             with ProcessPoolExecutor(workers) as pool:
                 thumbs = []

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from brainlib.config import PRESETS, ConfigError, project_root
+from brainlib.summary import write_summary
 
 NOTEBOOKS = ("01_data", "02_train_progressive", "03_samples", "04_umap")
 KERNEL_NAME = "python3"  # installed into the venv by the Makefile (ipykernel install --sys-prefix)
@@ -70,6 +71,8 @@ def run_batch(preset: str = "demo", classes: tuple[str, ...] | list[str] = ("AD"
     offered = batch_parameters(preset, run_classes, data_root, name, out_root, parameters)
 
     steps = plan_steps(notebooks_dir, batch_dir / "notebooks", offered, run_classes, runs)
+    batch = dict(preset=preset, classes=list(run_classes), conditional=conditional, data_root=data_root,
+                 name=name, out_root=str(out_root))
     print(f"batch {name!r}: {len(steps)} notebooks, outputs in {batch_dir}", flush=True)
     started = time.monotonic()
     for i, step in enumerate(steps, 1):
@@ -88,15 +91,18 @@ def run_batch(preset: str = "demo", classes: tuple[str, ...] | list[str] = ("AD"
             print(prefix, end="", flush=True)
         try:
             execute(notebooks_dir / f"{step.notebook}.ipynb", step, kernel_name=kernel_name)
-        except PipelineError:
+        except PipelineError as e:
             print(f"{'' if live else prefix} FAILED after {format_seconds(step.seconds)}", flush=True)
+            _record(batch_dir, steps)
+            summary = write_summary(batch_dir, [out_root / run for run in runs], _timings(steps), batch=batch,
+                                    total_seconds=time.monotonic() - started, failure=str(e))
+            print(f"what the batch made so far: {summary}", flush=True)
             raise
         finally:
             _record(batch_dir, steps)
         print(f"{chr(13) + prefix if live else prefix} done in {format_seconds(step.seconds)}", flush=True)
 
-    from brainlib.summary import write_summary
-    summary = write_summary(batch_dir, [out_root / run for run in runs], _timings(steps),
+    summary = write_summary(batch_dir, [out_root / run for run in runs], _timings(steps), batch=batch,
                             total_seconds=time.monotonic() - started)
     print(f"batch {name!r} finished in {format_seconds(time.monotonic() - started)}; "
           f"summary: {summary} (and summary.md)", flush=True)

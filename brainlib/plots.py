@@ -60,12 +60,14 @@ def _title(kind: str, steps: list[int]) -> str:
     return f"Loss per {kind}: step {steps[0]}" if len(steps) == 1 else f"Loss per {kind}: steps {steps[0]} to {steps[-1]}"
 
 
-def _plot_panels(panels: dict, path: str | Path, keys: Sequence[str], *, kind: str, point, ylabel: str,
-                 **style) -> Path:
-    """One panel per resolution step, one line per loss key; `point(i, row)` gives x for row i."""
+def loss_figure(panels: dict, keys: Sequence[str], *, kind: str, point, ylabel: str, **style):
+    """One panel per resolution step, one line per loss key; `point(i, row)` gives x for row i.
+
+    Constrained layout keeps the figure title clear of the panels' titles at any panel count."""
     plt = _figure()
+    from matplotlib.ticker import MaxNLocator
     n = max(1, len(panels))
-    fig, axes = plt.subplots(1, n, figsize=(4.2 * n, 3.2), squeeze=False)
+    fig, axes = plt.subplots(1, n, figsize=(4.2 * n, 3.4), squeeze=False, layout="constrained")
     for ax, (step, rs) in zip(axes[0], panels.items()):
         for key in keys:
             pts = [(point(i, r), r[key]) for i, r in enumerate(rs) if r.get(key) is not None]
@@ -73,12 +75,13 @@ def _plot_panels(panels: dict, path: str | Path, keys: Sequence[str], *, kind: s
                 ax.plot(*zip(*pts), label=LOSS_LABELS.get(key, key), **style)
         ax.set_title(f"step {step}: {rs[0]['res']} px")
         ax.set_xlabel(kind)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # batches and epochs are counts
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel(ylabel)
     if panels:
         axes[0][0].legend(fontsize=8)
     fig.suptitle(_title(kind, list(panels)))
-    return _save_figure(fig, path)
+    return fig
 
 
 def plot_losses_per_batch(rows: Iterable[dict], path: str | Path, *, steps: Sequence[int] | None = None,
@@ -86,8 +89,9 @@ def plot_losses_per_batch(rows: Iterable[dict], path: str | Path, *, steps: Sequ
     """One panel per resolution step: critic and generator loss for every logged batch.
 
     `rows` are metrics.jsonl records (`kind == "batch"`, with `step`, `res`, `images_seen`)."""
-    return _plot_panels(_panels(_batch_rows(rows), steps), path, keys, kind="batch", point=lambda i, r: i,
-                        ylabel="loss", lw=0.8)
+    fig = loss_figure(_panels(_batch_rows(rows), steps), keys, kind="batch", point=lambda i, r: i,
+                      ylabel="loss", lw=0.8)
+    return _save_figure(fig, path)
 
 
 def epoch_means(rows: Iterable[dict], keys: Sequence[str] = LOSS_KEYS) -> list[dict]:
@@ -108,5 +112,6 @@ def epoch_means(rows: Iterable[dict], keys: Sequence[str] = LOSS_KEYS) -> list[d
 def plot_losses_per_epoch(rows: Iterable[dict], path: str | Path, *, steps: Sequence[int] | None = None,
                           keys: Sequence[str] = LOSS_KEYS) -> Path:
     """One panel per resolution step: the mean critic and generator loss of each epoch."""
-    return _plot_panels(_panels(epoch_means(rows, keys), steps), path, keys, kind="epoch",
-                        point=lambda i, r: r["epoch"] + 1, ylabel="mean loss", marker="o", ms=3, lw=1)
+    fig = loss_figure(_panels(epoch_means(rows, keys), steps), keys, kind="epoch",
+                      point=lambda i, r: r["epoch"] + 1, ylabel="mean loss", marker="o", ms=3, lw=1)
+    return _save_figure(fig, path)

@@ -184,8 +184,8 @@ def synthesize(G, ws: torch.Tensor, *, res: int | None = None, noise_mode: str =
 
 
 def _progress(total: int, enabled: bool, desc: str):
-    from tqdm.auto import tqdm
-    return tqdm(total=total, disable=not enabled, desc=desc, unit="img")
+    from brainlib.progress import progress_bar
+    return progress_bar(total=total, disable=not enabled, desc=desc, unit="img")
 
 
 @torch.no_grad()

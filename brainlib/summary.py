@@ -1,161 +1,587 @@
-"""The batch's summary page: what a person looks at instead of opening Jupyter.
+"""The batch report: what a person reads instead of opening Jupyter.
 
-`outputs/<batch>/summary.html` is self-contained (figures embedded as base64 PNG);
-`summary.md` shows the same content with figures linked relatively. Both are built
-only from files the notebooks wrote: each run's `samples/` grids and `plots/` loss
-curves, the embedding figures, the metrics of `eval.json`, and the batch's timings.
+`outputs/<batch>/summary.html` answers first, per class, "how close to real are these
+images?": the headline figures, each beside its real-vs-real floor and marked near the
+floor, off or far off, and real and generated slices side by side. Below come the
+per-step grids, loss curves, embeddings, memorisation, data, every metric, the settings
+each run used, timings, the commands that reproduce the batch, and links.
+
+The page is one self-contained file (figures embedded); `summary.md` holds the same
+content with its figures in `summary_files/`, and `eval.json` is copied beside both, so
+the batch folder alone, zipped and opened elsewhere, still shows everything. The page is
+built from the files the notebooks wrote; whatever is missing (no evaluation, a failed
+notebook, one class only) is said in words where it would have been.
 """
 from __future__ import annotations
 
 import base64
 import html
+import io
 import json
-import os
+import math
 import re
+import shlex
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-EMBEDDING_WORDS = ("umap", "tsne", "t-sne", "embedding")
-RESOLUTION_GRID = re.compile(r"\d+px$")  # the trainer's grid after each step, e.g. 02-16px.png
+MIN_GRID_SIDE = 256  # px: anatomy needs at least this much to be judged
+FILES_DIR = "summary_files"
+STEP_GRID = re.compile(r"^\d+-(\d+)px$")  # the trainer's grid after each step, e.g. 02-16px.png
+IDENTITY_SETTINGS = ("run", "out_root", "data_root", "class_name")  # what a batch sets for every run
+
+
+# ----------------------------------------------------------------------
+# The headline: which figures, and how each is judged against its floor
+
+@dataclass(frozen=True)
+class Headline:
+    key: str        # where it sits in eval.json's per_class (or a report-level name)
+    label: str
+    judge: str      # distance | score | excess | share | contrast
+    meaning: str
+
+
+PER_CLASS_HEADLINE = (
+    Headline("swd", "SWD ×1e3", "distance", "sliced Wasserstein distance of Laplacian-pyramid patches "
+             "(ProGAN): texture and structure at every scale"),
+    Headline("fid_encoder", "FID (encoder)", "distance", "Fréchet distance between feature statistics "
+             "of the project's slice encoder"),
+    Headline("kid_encoder", "KID (encoder)", "distance", "kernel distance of the same features; unbiased, "
+             "so it can read below 0"),
+    Headline("precision_encoder", "precision", "score", "share of generated images inside the real "
+             "images' feature manifold (realism)"),
+    Headline("recall_encoder", "recall", "score", "share of real images inside the generated images' "
+             "manifold (diversity)"),
+    Headline("c2st_accuracy", "C2ST accuracy", "excess", "a classifier telling generated from real: "
+             "0.5 cannot tell them apart, 1.0 always can"),
+    Headline("memorised_share_pixels", "memorised (pixels)", "share", "generated images closer to a "
+             "training image than 99% of held-out real ones are"),
+    Headline("memorised_share_encoder", "memorised (encoder)", "share", "the same in encoder features"),
+)
+BOTH_CLASSES_HEADLINE = (
+    Headline("usefulness_synthetic", "AD/NC classifier, synthetic only", "score", "balanced accuracy on "
+             "real held-out slices of a classifier trained on generated slices; floor: trained on real"),
+    Headline("usefulness_real+synthetic", "AD/NC classifier, real + synthetic", "score", "the same, trained "
+             "on real and generated slices together"),
+    Headline("class_contrast", "AD–NC contrast", "contrast", "how far apart generated AD and NC are, as "
+             "a share of the real classes' distance (1 = as distinct)"),
+)
+VERDICTS = {"near": "near floor", "off": "off", "far": "far off", "none": "not measured"}
+RULES = ("distances: near ≤ 1.5× the floor, off ≤ 3×; accuracies and shares (0-1): near within 0.05 "
+         "of the floor on the worse side (memorised: 0.01), off within 0.25 (0.05); AD–NC contrast: "
+         "near within 0.1, off within 0.4")
+
+
+def headline_pair(report: dict, c: str, key: str) -> dict | None:
+    """The {generated, floor, ratio} pair of a headline figure, or None when not measured."""
+    m = report.get("per_class", {}).get(c, {})
+    if key == "swd":
+        return (m.get("swd_x1e3") or {}).get("mean")
+    if key.startswith("usefulness_"):
+        use = report.get("usefulness") or {}
+        source = key.removeprefix("usefulness_")
+        if source not in use or "real" not in use:
+            return None
+        gen, floor = use[source]["balanced_accuracy"], use["real"]["balanced_accuracy"]
+        return {"generated": gen, "floor": floor, "ratio": gen / floor if floor else None}
+    if key == "class_contrast":
+        return report.get("class_contrast")
+    return m.get(key)
+
+
+def verdict(judge: str, pair: dict | None) -> str:
+    """near | off | far | none: how far the generated figure sits from its real-vs-real floor."""
+    if not pair or pair.get("generated") is None or pair.get("floor") is None:
+        return "none"
+    gen, floor = float(pair["generated"]), float(pair["floor"])
+    if not (math.isfinite(gen) and math.isfinite(floor)):
+        return "none"
+    if judge == "distance":
+        noise = 2 * float(pair.get("floor_std") or 0.0)  # a floor at the estimator's noise level (KID)
+        times = gen / max(floor, noise, 1e-12)
+        return "near" if times <= 1.5 else "off" if times <= 3 else "far"
+    if judge == "contrast":
+        gap = abs(gen - floor)
+        return "near" if gap <= 0.1 else "off" if gap <= 0.4 else "far"
+    worse = floor - gen if judge == "score" else gen - floor  # score: higher is better
+    near, off = (0.01, 0.05) if judge == "share" else (0.05, 0.25)
+    return "near" if worse <= near else "off" if worse <= off else "far"
+
+
+def headline_rows(report: dict, classes: list[str]) -> list[dict]:
+    """One row per headline figure and class, then the rows about both classes together."""
+    rows = []
+    for c in classes:
+        for h in PER_CLASS_HEADLINE:
+            pair = headline_pair(report, c, h.key)
+            rows.append(dict(metric=h.key, label=h.label, cls=c, pair=pair, verdict=verdict(h.judge, pair),
+                             meaning=h.meaning))
+    if len(classes) == 2:
+        for h in BOTH_CLASSES_HEADLINE:
+            pair = headline_pair(report, "", h.key)
+            rows.append(dict(metric=h.key, label=h.label, cls="AD+NC", pair=pair, verdict=verdict(h.judge, pair),
+                             meaning=h.meaning))
+    return rows
+
+
+# ----------------------------------------------------------------------
+# The page as blocks, rendered twice (HTML and Markdown) from the same content
+
+@dataclass
+class Figure:
+    name: str        # file name under summary_files/
+    caption: str
+    png: bytes
+    width: int
+    height: int
+    grid: bool = False  # pixel grids: shown without smoothing
+
+
+@dataclass
+class Block:
+    kind: str  # h1 h2 h3 p note alert table figures code links details-start/-end first-start/-end column-break
+    text: str = ""
+    head: tuple = ()
+    rows: list = field(default_factory=list)
+    row_attrs: list = field(default_factory=list)   # per table row: (class, {data-...}) for the HTML
+    figures: list = field(default_factory=list)
+    links: list = field(default_factory=list)       # (text, relative href)
 
 
 def write_summary(batch_dir: Path, run_dirs: list[Path], timings: list[dict[str, Any]],
-                  *, total_seconds: float | None = None) -> Path:
-    """Write summary.html and summary.md into batch_dir; return the HTML path."""
-    from brainlib.atomic import atomic_write_text
-    sections = collect(Path(batch_dir), [Path(r) for r in run_dirs])
-    title = f"Batch {Path(batch_dir).name}"
-    atomic_write_text(Path(batch_dir) / "summary.md", to_markdown(title, sections, timings, total_seconds, Path(batch_dir)))
-    html_path = Path(batch_dir) / "summary.html"
-    atomic_write_text(html_path, to_html(title, sections, timings, total_seconds))
+                  *, total_seconds: float | None = None, batch: dict[str, Any] | None = None,
+                  failure: str | None = None) -> Path:
+    """Write summary.html, summary.md, summary_files/ and a copy of eval.json into batch_dir;
+    return the HTML path. `batch` holds the batch's options (preset, classes, conditional,
+    data_root, name, out_root) for the settings and the reproducing commands; `failure`
+    is the message of the notebook that stopped the batch."""
+    from brainlib.atomic import atomic_write_bytes, atomic_write_text
+    batch_dir, run_dirs = Path(batch_dir), [Path(r) for r in run_dirs]
+    batch = dict(batch or {})
+    blocks = page_blocks(batch_dir, run_dirs, timings, total_seconds, batch, failure)
+    files = batch_dir / FILES_DIR
+    written = set()
+    for b in blocks:
+        for f in b.figures:
+            atomic_write_bytes(files / f.name, f.png)
+            written.add(f.name)
+    for stale in files.glob("*.png") if files.is_dir() else []:
+        if stale.name not in written:
+            stale.unlink()
+    title = blocks[0].text
+    atomic_write_text(batch_dir / "summary.md", to_markdown(blocks))
+    html_path = batch_dir / "summary.html"
+    atomic_write_text(html_path, to_html(title, blocks))
     return html_path
 
 
-def collect(batch_dir: Path, run_dirs: list[Path]) -> dict[str, Any]:
-    """Figures and metric tables found on disk, grouped for the page."""
-    evals = sorted({p for folder in [batch_dir, *run_dirs] if folder.is_dir() for p in folder.rglob("eval.json")})
-    embeddings = [p for folder in [batch_dir, *run_dirs] for p in _pngs(folder, recursive=True)
-                  if any(w in p.name.lower() for w in EMBEDDING_WORDS)]
-    return dict(
-        data=[p for p in _pngs(batch_dir / "plots") if not any(w in p.name.lower() for w in EMBEDDING_WORDS)],
-        runs=[dict(name=r.name, samples=[p for p in _pngs(r / "samples") if RESOLUTION_GRID.search(p.stem)],
-                   figures=[p for p in _pngs(r / "samples") if not RESOLUTION_GRID.search(p.stem)],
-                   plots=_pngs(r / "plots"), exists=r.is_dir()) for r in run_dirs],
-        embeddings=sorted(set(embeddings)),
-        metrics=_distinct_reports(evals),
-    )
+def page_blocks(batch_dir: Path, run_dirs: list[Path], timings: list[dict], total_seconds: float | None,
+                batch: dict, failure: str | None) -> list[Block]:
+    runs = [r for r in run_dirs if r.is_dir()]
+    configs = {r.name: _read_json(r / "config.json") for r in runs}
+    report, eval_path = _evaluation(batch_dir, run_dirs)  # copies eval.json beside the page
+    classes = _classes(batch, configs, report)
+    name = batch.get("name") or batch_dir.name
+    preset = batch.get("preset", "?")
+    blocks = [Block("h1", f"Batch {name}: {' and '.join(classes) or 'no classes'}, preset {preset}")]
+    blocks.append(Block("p", _lede(run_dirs, configs, report, batch, total_seconds)))
+    if failure:
+        blocks.append(Block("alert", f"The batch stopped: {failure}"))
+    blocks += [Block("first-start"), *headline_blocks(report, classes, run_dirs, failure),
+               Block("column-break"), *real_vs_generated_blocks(run_dirs, classes), Block("first-end")]
+    for r in run_dirs:
+        blocks += run_blocks(r)
+    blocks += figure_section("Embedding of encoder features", [
+        p for r in runs for p in sorted((r / "eval").glob("*.png")) if p.stem in ("umap", "tsne")], "")
+    blocks += figure_section("Memorisation: the closest generated and training pairs", [
+        p for r in runs for p in sorted((r / "eval").glob("memorisation_*.png"))], "", max_width=240)
+    blocks += figure_section("The data (01_data)", sorted((batch_dir / "plots").glob("*.png")), "batch_")
+    if report:
+        blocks += all_metrics_blocks(report)
+    blocks += settings_blocks(run_dirs, configs, preset)
+    blocks += timing_blocks(timings, total_seconds, report)
+    blocks += reproduce_blocks(batch, run_dirs, configs, report, preset)
+    blocks += link_blocks(batch_dir, eval_path)
+    return blocks
 
 
-def metric_rows(report: Any, prefix: str = "") -> list[tuple[str, str]]:
-    """Flatten eval.json into (name, value) rows; numbers get 4 significant digits."""
-    if isinstance(report, dict):
-        return [row for k, v in report.items() for row in metric_rows(v, f"{prefix}.{k}" if prefix else str(k))]
-    if isinstance(report, list) and report and all(isinstance(v, (dict, list)) for v in report):
-        return [row for i, v in enumerate(report) for row in metric_rows(v, f"{prefix}[{i}]")]
-    if isinstance(report, float):
-        return [(prefix, f"{report:.4g}")]
-    if isinstance(report, list) and len(report) > 8:
-        return [(prefix, f"[{len(report)} values]")]
-    return [(prefix, json.dumps(report) if not isinstance(report, str) else report)]
+def headline_blocks(report: dict | None, classes: list[str], run_dirs: list[Path], failure: str | None) -> list[Block]:
+    out = [Block("h2", "How close to real are these images?")]
+    if report is None:
+        runs = " ".join(r.name for r in run_dirs)
+        why = ("the evaluation (04_umap) did not finish" if failure else "no run of this batch holds an eval.json")
+        need = " It needs an AD run and an NC run, or one conditional run." if len(classes) < 2 else ""
+        out.append(Block("note", f"Not measured: {why}.{need} Evaluate with "
+                                 f"`brainlib evaluate --run {runs} --n 1000`, then rebuild this page."))
+        return out
+    rows = headline_rows(report, classes)
+    out.append(Block("table", head=("class", "figure", "generated", "real-vs-real floor", "ratio", "verdict"),
+                     rows=[(r["cls"], r["label"], _num(_get(r["pair"], "generated")), _num(_get(r["pair"], "floor")),
+                            _ratio(r["pair"]), _mark(r["verdict"])) for r in rows],
+                     row_attrs=[(f"v-{r['verdict']}", {"metric": r["metric"], "class": r["cls"],
+                                                        "title": r["meaning"]}) for r in rows]))
+    sizes = next(iter(report.get("per_class", {}).values()), {}).get("sizes", {})
+    compared = sizes.get("compared")
+    text = (f"Floor: the same figure for real held-out slices against the real training slices, at the same "
+            f"sample size ({compared} images per class compared); a generator cannot beat it. Verdict rules: {RULES}.")
+    if report.get("floor", {}).get("optimistic"):
+        text += f" The floor is optimistic: {report['floor'].get('note', '')}."
+    if compared is not None and compared < 50:
+        text += f" With {compared} images per class, every figure here is very noisy."
+    out.append(Block("note", text))
+    out.append(Block("details-start", "What each figure means"))
+    out.append(Block("table", head=("figure", "what it measures"),
+                     rows=[(h.label, h.meaning) for h in PER_CLASS_HEADLINE + BOTH_CLASSES_HEADLINE]))
+    out.append(Block("details-end"))
+    return out
 
 
-def to_markdown(title: str, sections: dict[str, Any], timings: list[dict[str, Any]],
-                total_seconds: float | None, base: Path) -> str:
-    def img(p: Path) -> str:
-        return f"![{p.stem}]({Path(os.path.relpath(p, base)).as_posix()})"
+def real_vs_generated_blocks(run_dirs: list[Path], classes: list[str]) -> list[Block]:
+    out = [Block("h2", "Real and generated slices")]
+    for c in classes:
+        real = _find(run_dirs, f"eval/real_{c}.png")
+        generated = _find(run_dirs, f"eval/generated_{c}.png") or _find(run_dirs, f"samples/03_grid_{c}_psi1.0.png")
+        figures = [_figure(p, f"{c}_{kind}.png", f"{c}: {kind}", grid=True)
+                   for kind, p in (("real", real), ("generated", generated)) if p is not None]
+        out.append(Block("h3", c))
+        if real is None:
+            out.append(Block("note", f"No real {c} grid: the evaluation writes it (eval/real_{c}.png)."))
+        out.append(Block("figures", figures=figures) if figures else Block("note", f"No {c} images found."))
+    return out
 
-    out = [f"# {title}", "", "## Data", ""] + ([img(p) for p in sections["data"]] or ["(none found)"]) + [""]
-    for run in sections["runs"]:
-        out += [f"## Run {run['name']}", ""]
-        if not run["exists"]:
-            out += ["(no run folder)", ""]
-        out += ["### Samples per resolution", ""] + [img(p) for p in run["samples"]] + [""]
-        out += ["### Losses", ""] + [img(p) for p in run["plots"]] + [""]
-        out += ["### Samples, truncation, mixing, interpolation, noise (03)", ""] + [img(p) for p in run["figures"]] + [""]
-    out += ["## Embeddings", ""] + ([img(p) for p in sections["embeddings"]] or ["(none found)"]) + [""]
-    out += ["## Metrics", ""]
-    if not sections["metrics"]:
-        out += ["(no eval.json found)", ""]
-    for path, rows in sections["metrics"]:
-        out += [f"From `{os.path.relpath(path, base)}`:", "", "| metric | value |", "|---|---|"]
-        out += [f"| {k} | {v} |" for k, v in rows] + [""]
-    out += ["## Timings", "", "| notebook | status | time |", "|---|---|---|"]
-    out += [f"| {t['label']} | {t['status']} | {_fmt(t['seconds'])} |" for t in timings]
+
+def run_blocks(run_dir: Path) -> list[Block]:
+    out = [Block("h2", f"Run {run_dir.name}: training")]
+    if not run_dir.is_dir():
+        return out + [Block("note", f"No run folder {run_dir.name}: its training did not start.")]
+    steps = sorted((p for p in (run_dir / "samples").glob("*.png") if STEP_GRID.match(p.stem)),
+                   key=lambda p: int(p.stem.split("-")[0]))
+    out.append(Block("h3", "Samples after each resolution step (fixed latents, EMA generator)"))
+    out.append(Block("figures", figures=[_figure(p, f"{run_dir.name}_{p.name}", f"step {p.stem.replace('-', ': ')}",
+                                                 grid=True) for p in steps])
+               if steps else Block("note", "No step finished yet."))
+    out.append(Block("h3", "Losses"))
+    plots = sorted((run_dir / "plots").glob("loss_*.png"))
+    out.append(Block("figures", figures=[_figure(p, f"{run_dir.name}_{p.name}", p.stem.replace("_", " "))
+                                         for p in plots]) if plots else Block("note", "No loss plots."))
+    extra = sorted(p for p in (run_dir / "samples").glob("03_*.png") if not p.stem.startswith("03_grid_"))
+    if extra:
+        out.append(Block("h3", "Truncation, style mixing, interpolation, noise (03_samples)"))
+        out.append(Block("figures", figures=[_figure(p, f"{run_dir.name}_{p.name}", p.stem[3:].replace("_", " "),
+                                                     grid=True, min_side=96) for p in extra]))
+    return out
+
+
+def figure_section(title: str, paths: list[Path], prefix: str, max_width: int | None = None) -> list[Block]:
+    if not paths:
+        return [Block("h2", title), Block("note", "Not made in this batch.")]
+    figures = [_figure(p, f"{prefix or p.parent.parent.name + '_'}{p.name}", p.stem.replace("_", " "),
+                       max_width=max_width) for p in paths]
+    return [Block("h2", title), Block("figures", figures=figures)]
+
+
+def all_metrics_blocks(report: dict) -> list[Block]:
+    from brainlib.evaluate import metric_rows
+    try:
+        rows = metric_rows(report)
+    except (KeyError, TypeError, AttributeError):
+        return [Block("h2", "Every metric"), Block("note", "eval.json has an unexpected layout; see the file.")]
+    enc = report.get("encoder", {})
+    return [Block("h2", "Every metric"), Block("details-start", f"All {len(rows)} figures beside their floors"),
+            Block("table", head=("figure", "class", "generated", "floor", "ratio", "better"),
+                  rows=[(r["metric"], r["class"], _num(r["generated"]), _num(r["floor"]), _num(r["ratio"]), r["better"])
+                        for r in rows]),
+            Block("note", f"Encoder: {enc.get('name', '?')} (held-out AD/NC accuracy {enc.get('heldout_accuracy', '?')}). "
+                          f"Inception FID: {report.get('inception_note') or 'not computed'}."),
+            Block("details-end")]
+
+
+def settings_blocks(run_dirs: list[Path], configs: dict, preset: str) -> list[Block]:
+    out = [Block("h2", "Settings")]
+    for r in run_dirs:
+        cfg = configs.get(r.name)
+        if not cfg:
+            out.append(Block("note", f"{r.name}: no config.json."))
+            continue
+        diff = settings_differing_from_preset(cfg, preset)
+        if diff is None:
+            out.append(Block("p", f"{r.name}: preset {preset!r} is unknown here; all settings below."))
+        elif not diff:
+            out.append(Block("p", f"{r.name}: the {preset} preset as it is, on {cfg.get('data_root') or 'the embedded dataset'}."))
+        else:
+            out.append(Block("p", f"{r.name}: the {preset} preset, with these settings changed:"))
+            out.append(Block("table", head=("setting", f"{preset} preset", "this run"),
+                             rows=[(k, _setting(a), _setting(b)) for k, (a, b) in diff.items()]))
+        out.append(Block("details-start", f"Every setting of {r.name} (config.json)"))
+        out.append(Block("table", head=("setting", "value"), rows=[(k, _setting(v)) for k, v in cfg.items()]))
+        out.append(Block("details-end"))
+    return out
+
+
+def settings_differing_from_preset(cfg: dict, preset: str) -> dict[str, tuple[Any, Any]] | None:
+    """{setting: (preset value, run value)} for what a run changed; None for an unknown preset."""
+    from brainlib.config import PRESETS, RunConfig
+    if preset not in PRESETS:
+        return None
+    base = json.loads(json.dumps(RunConfig.from_dict({**RunConfig().to_dict(), **PRESETS[preset]}).to_dict()))
+    return {k: (base.get(k), v) for k, v in cfg.items() if k not in IDENTITY_SETTINGS and base.get(k) != v}
+
+
+def timing_blocks(timings: list[dict], total_seconds: float | None, report: dict | None) -> list[Block]:
+    from brainlib.pipeline import format_seconds
+    rows = [(t["label"], t["status"], format_seconds(t.get("seconds"))) for t in timings]
     if total_seconds is not None:
-        out += [f"| total | | {_fmt(total_seconds)} |"]
-    return "\n".join(out) + "\n"
+        rows.append(("whole batch", "", format_seconds(total_seconds)))
+    out = [Block("h2", "Timings"), Block("table", head=("notebook", "status", "time"), rows=rows)]
+    if report and report.get("seconds"):
+        parts = ", ".join(f"{k} {format_seconds(v)}" for k, v in report["seconds"].items())
+        out.append(Block("note", f"Inside the evaluation: {parts}."))
+    return out
 
 
-def to_html(title: str, sections: dict[str, Any], timings: list[dict[str, Any]],
-            total_seconds: float | None) -> str:
+def reproduce_blocks(batch: dict, run_dirs: list[Path], configs: dict, report: dict | None, preset: str) -> list[Block]:
+    from brainlib.config import project_root
+    data = batch.get("data_root")
+    out_root = batch.get("out_root")
+    common = (f" --data {shlex.quote(str(data))}" if data else "")
+    if out_root and Path(out_root).resolve() != (project_root() / "outputs").resolve():
+        common += f" --out-root {shlex.quote(str(out_root))}"
+    classes = "--conditional" if batch.get("conditional") else f"--classes {' '.join(batch.get('classes') or [])}"
+    lines = ["# the whole batch: 01_data, 02 per class, 03_samples, 04_umap, this page",
+             f"brainlib run --preset {preset} {classes} --name {batch.get('name', '?')}{common}",
+             "# or its steps, one run at a time"]
+    for r in run_dirs:
+        cfg = configs.get(r.name) or {}
+        diff = settings_differing_from_preset(cfg, preset) or {}
+        sets = "".join(f" --set {shlex.quote(f'{k}={_setting(v)}')}" for k, (_, v) in diff.items())
+        lines.append(f"brainlib train --preset {preset} --class {cfg.get('class_name', '?')} --run {r.name}"
+                     f"{common}{sets}")
+    if report:
+        n = report.get("n_per_class", 1000)
+        lines.append(f"brainlib evaluate --run {' '.join(report.get('runs', [r.name for r in run_dirs]))} --n {n}"
+                     + (f" --out-root {shlex.quote(str(out_root))}" if "--out-root" in common else ""))
+    return [Block("h2", "Reproduce this batch"), Block("code", "\n".join(lines)),
+            Block("note", "Run from the workbook folder with its .venv activated (or prefix .venv/bin/). "
+                          "The same seeds and checkpoints give the same images.")]
+
+
+def link_blocks(batch_dir: Path, eval_path: Path | None) -> list[Block]:
+    links = [(f"executed notebook {p.stem}", f"notebooks/{p.name}") for p in sorted((batch_dir / "notebooks").glob("*.ipynb"))]
+    if eval_path is not None:
+        links.append(("eval.json (every figure, as evaluate wrote it)", "eval.json"))
+    links.append(("summary.md (this page as Markdown)", "summary.md"))
+    if (batch_dir / "timings.json").is_file():
+        links.append(("timings.json (each notebook's status and time)", "timings.json"))
+    return [Block("h2", "Files"), Block("links", links=links)]
+
+
+# ----------------------------------------------------------------------
+# Rendering
+
+CSS = """
+body{font:14px/1.4 system-ui,sans-serif;max-width:1280px;margin:0 auto;padding:8px 16px;color:#222}
+h1{font-size:20px;margin:6px 0}h2{font-size:17px;margin:22px 0 6px;border-bottom:1px solid #ddd}
+h3{font-size:14px;margin:10px 0 4px}.first h2{margin-top:6px}
+.first{display:grid;grid-template-columns:minmax(0,600px) minmax(0,1fr);gap:20px;align-items:start}
+@media (max-width:1000px){.first{grid-template-columns:1fr}}
+.first>div>h3{margin:4px 0}
+table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ddd;padding:1px 6px;text-align:left}
+td.n{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}tr[data-metric] td:last-child{white-space:nowrap}th{background:#f4f4f4}
+tr.v-near td:last-child{background:#d9f2d9}tr.v-off td:last-child{background:#fdeccb}
+tr.v-far td:last-child{background:#f7d0d0}tr.v-none td:last-child{color:#888}
+figure{display:inline-block;margin:4px 8px 4px 0;vertical-align:top}figcaption{font-size:12px;color:#555}
+img{max-width:100%}img.grid{image-rendering:pixelated}
+.note{color:#555;font-size:12.5px;margin:4px 0}.alert{background:#f7d0d0;padding:6px 10px;border-radius:4px}
+pre{background:#f4f4f4;padding:8px;overflow-x:auto;font-size:12.5px}details{margin:6px 0}
+"""
+
+
+def to_html(title: str, blocks: list[Block]) -> str:
     esc = html.escape
+    out = []
+    for b in blocks:
+        if b.kind == "first-start":  # the first screen: the headline table beside the slices
+            out.append("<div class='first'><div>")
+        elif b.kind == "column-break":
+            out.append("</div><div>")
+        elif b.kind == "first-end":
+            out.append("</div></div>")
+        elif b.kind in ("h1", "h2", "h3"):
+            out.append(f"<{b.kind}>{esc(b.text)}</{b.kind}>")
+        elif b.kind == "p":
+            out.append(f"<p>{_inline_code(esc(b.text))}</p>")
+        elif b.kind in ("note", "alert"):
+            out.append(f"<p class='{b.kind}'>{_inline_code(esc(b.text))}</p>")
+        elif b.kind == "table":
+            out.append(_html_table(b))
+        elif b.kind == "figures":
+            out.append("".join(_html_figure(f) for f in b.figures))
+        elif b.kind == "code":
+            out.append(f"<pre>{esc(b.text)}</pre>")
+        elif b.kind == "links":
+            out.append("<ul>" + "".join(f"<li><a href='{esc(h)}'>{esc(t)}</a></li>" for t, h in b.links) + "</ul>")
+        elif b.kind == "details-start":
+            out.append(f"<details><summary>{esc(b.text)}</summary>")
+        elif b.kind == "details-end":
+            out.append("</details>")
+    return (f"<!doctype html><html lang='en'><head><meta charset='utf-8'><meta name='viewport' "
+            f"content='width=device-width'><title>{esc(title)}</title><style>{CSS}</style></head>"
+            f"<body>{''.join(out)}</body></html>\n")
 
-    def figures(paths: list[Path]) -> str:
-        if not paths:
-            return "<p class=none>(none found)</p>"
-        return "".join(f"<figure><img src='{_data_uri(p)}' alt='{esc(p.stem)}'>"
-                       f"<figcaption>{esc(p.name)}</figcaption></figure>" for p in paths)
 
-    def table(head: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
-        cells = "".join("<tr>" + "".join(f"<td>{esc(str(c))}</td>" for c in r) + "</tr>" for r in rows)
-        return f"<table><tr>{''.join(f'<th>{esc(h)}</th>' for h in head)}</tr>{cells}</table>"
+def to_markdown(blocks: list[Block]) -> str:
+    out = []
+    for b in blocks:
+        if b.kind in ("h1", "h2", "h3"):
+            out += ["#" * int(b.kind[1]) + " " + b.text, ""]
+        elif b.kind in ("p", "note"):
+            out += [b.text, ""]
+        elif b.kind == "alert":
+            out += [f"**{b.text}**", ""]
+        elif b.kind == "table":
+            out += ["| " + " | ".join(b.head) + " |", "|" + "---|" * len(b.head)]
+            out += ["| " + " | ".join(str(c).replace("|", "\\|") for c in r) + " |" for r in b.rows] + [""]
+        elif b.kind == "figures":
+            out += [" ".join(f"![{f.caption}]({FILES_DIR}/{f.name})" for f in b.figures), ""]
+        elif b.kind == "code":
+            out += ["```bash", b.text, "```", ""]
+        elif b.kind == "links":
+            out += [f"- [{t}]({h})" for t, h in b.links] + [""]
+        elif b.kind == "details-start":
+            out += [f"*{b.text}:*", ""]
+    return "\n".join(out).rstrip() + "\n"
 
-    body = [f"<h1>{esc(title)}</h1>", "<h2>Data</h2>", figures(sections["data"])]
-    for run in sections["runs"]:
-        body += [f"<h2>Run {esc(run['name'])}</h2>", "<h3>Samples per resolution</h3>", figures(run["samples"]),
-                 "<h3>Losses</h3>", figures(run["plots"]),
-                 "<h3>Samples, truncation, mixing, interpolation, noise (03)</h3>", figures(run["figures"])]
-    body += ["<h2>Embeddings</h2>", figures(sections["embeddings"]), "<h2>Metrics</h2>"]
-    if not sections["metrics"]:
-        body.append("<p class=none>(no eval.json found)</p>")
-    for path, rows in sections["metrics"]:
-        body += [f"<p>From <code>{esc(str(path))}</code></p>", table(("metric", "value"), rows)]
-    rows = [(t["label"], t["status"], _fmt(t["seconds"])) for t in timings]
+
+def _html_table(b: Block) -> str:
+    esc = html.escape
+    head = "".join(f"<th>{esc(h)}</th>" for h in b.head)
+    body = []
+    for i, row in enumerate(b.rows):
+        cls, data = b.row_attrs[i] if i < len(b.row_attrs) else ("", {})
+        attrs = (f" class='{esc(cls)}'" if cls else "") + "".join(
+            f" {'title' if k == 'title' else 'data-' + k}='{esc(str(v))}'" for k, v in data.items())
+        cells = "".join(f"<td class='n'>{esc(str(c))}</td>" if _numeric(c) else f"<td>{esc(str(c))}</td>" for c in row)
+        body.append(f"<tr{attrs}>{cells}</tr>")
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+
+
+def _html_figure(f: Figure) -> str:
+    src = "data:image/png;base64," + base64.b64encode(f.png).decode("ascii")
+    cls = " class='grid'" if f.grid else ""
+    return (f"<figure><img{cls} src='{src}' width='{f.width}' height='{f.height}' alt='{html.escape(f.caption)}'>"
+            f"<figcaption>{html.escape(f.caption)}</figcaption></figure>")
+
+
+def _figure(path: Path, name: str, caption: str, *, grid: bool = False, min_side: int = MIN_GRID_SIDE,
+            max_width: int | None = None) -> Figure:
+    """A PNG for the page; sample grids are enlarged by a whole factor, nearest neighbour, to
+    `min_side` px at least, so an 8 px step shows as pixels, not as a blur or a dot.
+    `max_width` shrinks the displayed size only (the file keeps every pixel)."""
+    from PIL import Image
+    data = path.read_bytes()
+    with Image.open(io.BytesIO(data)) as im:
+        width, height = im.size
+        factor = max(1, math.ceil(min_side / max(1, min(width, height)))) if grid else 1
+        if factor > 1:
+            buf = io.BytesIO()
+            im.resize((width * factor, height * factor), Image.NEAREST).save(buf, format="png")
+            data, width, height = buf.getvalue(), width * factor, height * factor
+    if max_width and width > max_width:
+        width, height = max_width, round(height * max_width / width)
+    return Figure(re.sub(r"[^A-Za-z0-9_.+-]", "_", name), caption, data, width, height, grid)
+
+
+# ----------------------------------------------------------------------
+# Reading what the batch wrote
+
+def _evaluation(batch_dir: Path, run_dirs: list[Path]) -> tuple[dict | None, Path | None]:
+    """The batch's eval.json (evaluate writes identical copies into each run), copied into
+    the batch folder so that the page's link works when the folder travels alone."""
+    from brainlib.atomic import atomic_write_bytes
+    for r in run_dirs:
+        path = r / "eval.json"
+        report = _read_json(path)
+        if isinstance(report, dict) and isinstance(report.get("per_class"), dict):
+            atomic_write_bytes(batch_dir / "eval.json", path.read_bytes())
+            report["_modified"] = path.stat().st_mtime
+            return report, path
+    stale = batch_dir / "eval.json"
+    if stale.is_file():
+        stale.unlink()  # from an earlier evaluation of runs this page no longer shows
+    return None, None
+
+
+def _classes(batch: dict, configs: dict, report: dict | None) -> list[str]:
+    if report and report.get("per_class"):
+        return [c for c in ("AD", "NC") if c in report["per_class"]]
+    wanted = [c for c in ("AD", "NC") if c in (batch.get("classes") or [])]
+    if wanted:
+        return wanted
+    if batch.get("conditional"):
+        return ["AD", "NC"]
+    found = {c for cfg in configs.values() if cfg for c in
+             (("AD", "NC") if cfg.get("class_name") == "both" else (cfg.get("class_name"),))}
+    return [c for c in ("AD", "NC") if c in found]
+
+
+def _lede(run_dirs: list[Path], configs: dict, report: dict | None, batch: dict, total_seconds: float | None) -> str:
+    from brainlib.pipeline import format_seconds
+    cfg = next((c for c in configs.values() if c), {})
+    kind = "one conditional model" if batch.get("conditional") or cfg.get("class_name") == "both" else \
+        f"{len(run_dirs)} model{'s' if len(run_dirs) != 1 else ''}, one per class"
+    text = (f"{kind} ({', '.join(r.name for r in run_dirs)}), {cfg.get('image_size', '?')} px, trained on "
+            f"{cfg.get('data_root') or 'the embedded dataset'}")
     if total_seconds is not None:
-        rows.append(("total", "", _fmt(total_seconds)))
-    body += ["<h2>Timings</h2>", table(("notebook", "status", "time"), rows)]
-    style = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto}figure{display:inline-block;margin:.5em}"
-             "img{max-width:520px;image-rendering:pixelated}table{border-collapse:collapse}"
-             "td,th{border:1px solid #ccc;padding:2px 8px;text-align:left}.none{color:#888}")
-    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{esc(title)}</title>"
-            f"<style>{style}</style></head><body>{''.join(body)}</body></html>\n")
+        text += f"; the batch took {format_seconds(total_seconds)}"
+    if report:
+        sizes = next(iter(report["per_class"].values()), {}).get("sizes", {})
+        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(report["_modified"]))
+        text += (f". Evaluated {when}: {report.get('n_per_class', '?')} generated images per class against "
+                 f"{sizes.get('train', '?')} real training and {sizes.get('heldout', '?')} held-out slices")
+    return text + "."
 
 
-def _distinct_reports(paths: list[Path]) -> list[tuple[Path, list[tuple[str, str]]]]:
-    """(path, rows) per eval.json, once per distinct content (evaluate writes one copy per run)."""
-    seen, result = set(), []
-    for p in paths:
-        rows = metric_rows(_read_json(p))
-        key = tuple(r for r in rows if r[0] != "written_to")
-        if key not in seen:
-            seen.add(key)
-            result.append((p, rows))
-    return result
-
-
-def _pngs(folder: Path, recursive: bool = False) -> list[Path]:
-    if not folder.is_dir():
-        return []
-    found = folder.rglob("*.png") if recursive else folder.glob("*.png")
-    return sorted((p for p in found if "generated_images" not in p.parts), key=_natural_key)
-
-
-def _natural_key(path: Path) -> list:
-    """8px before 16px: digit runs compare as numbers."""
-    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", path.as_posix())]
-
-
-def _data_uri(path: Path) -> str:
-    return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode("ascii")
+def _find(run_dirs: list[Path], relative: str) -> Path | None:
+    return next((r / relative for r in run_dirs if (r / relative).is_file()), None)
 
 
 def _read_json(path: Path) -> Any:
     try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        return {"error": f"could not read {path}: {e}"}
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
 
 
-def _fmt(seconds: float | None) -> str:
-    from brainlib.pipeline import format_seconds
-    return format_seconds(seconds)
+def _get(pair: dict | None, key: str):
+    return None if not pair else pair.get(key)
+
+
+def _num(v: Any) -> str:
+    if v is None:
+        return "–"
+    if isinstance(v, float):
+        return f"{v:.3g}" if abs(v) >= 1e-3 or v == 0 else f"{v:.2e}"
+    return str(v)
+
+
+def _ratio(pair: dict | None) -> str:
+    r = _get(pair, "ratio")
+    return "–" if r is None else f"{r:.3g}×"
+
+
+def _mark(v: str) -> str:
+    return {"near": "● ", "off": "▲ ", "far": "✖ ", "none": "· "}[v] + VERDICTS[v]
+
+
+def _numeric(cell: Any) -> bool:
+    return bool(re.fullmatch(r"-?[\d.]+(e[-+]?\d+)?×?", str(cell)))
+
+
+def _setting(v: Any) -> str:
+    return v if isinstance(v, str) else json.dumps(v)
+
+
+def _inline_code(escaped: str) -> str:
+    return re.sub(r"`([^`]+)`", r"<code>\1</code>", escaped)

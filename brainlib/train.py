@@ -420,7 +420,7 @@ class Trainer:
 
     def train_resolution(self, res: int) -> bool:
         """Train one resolution step to its budget; False when max_steps stopped the run."""
-        from tqdm.auto import tqdm
+        from brainlib.progress import progress_bar
 
         cfg, p = self.cfg, self.position
         B = batch_size(cfg, res, self.n_images)
@@ -429,8 +429,9 @@ class Trainer:
         per_epoch = self.n_images // B  # full batches only; the tail of each permutation is skipped
         while not self.step_done(res):
             perm = epoch_permutation(cfg.seed, res, p.epoch, self.n_images).to(self.device)
-            bar = tqdm(total=per_epoch, initial=p.pos // B, disable=not self.main, leave=False,
-                       desc=f"step {p.step_index + 1}/{len(cfg.resolutions)} {res}px epoch {p.epoch + 1}")
+            bar = progress_bar(total=per_epoch, initial=p.pos // B, disable=not self.main, leave=False,
+                               desc=f"step {p.step_index + 1}/{len(cfg.resolutions)} {res}px epoch {p.epoch + 1}",
+                               images_per_update=B, fraction_done=lambda: self.progress(res), job="step")
             with bar:
                 while p.pos + B <= self.n_images and not self.step_done(res):
                     t0 = time.perf_counter()

@@ -8,6 +8,7 @@ and after the slider moved are kept in /tmp/brainlib_browser/<test>/ as evidence
 """
 import json
 import os
+import re
 import secrets
 import shutil
 import socket
@@ -229,3 +230,38 @@ def test_latent_explorer_of_03_samples_responds_to_a_direction_slider(browser, l
     assert a.shape == b.shape and a.std() > 1  # a slice, not a blank image
     assert (a != b).mean() > 0.01
     assert float((EVIDENCE / "03_samples" / "readout.txt").read_text()) == pytest.approx(0.5)
+
+
+def test_batch_report_of_a_smoke_batch_in_chromium(browser):
+    """summary.html opened from disk: every image loaded, one headline row per figure and
+    class, real and generated slices on the first screen, no flattened eval.json key."""
+    from smoke_batch import refresh, smoke_batch
+
+    from brainlib.summary import BOTH_CLASSES_HEADLINE, MIN_GRID_SIDE, PER_CLASS_HEADLINE
+    report = smoke_batch() / refresh.SMOKE_NAME / "summary.html"
+    evidence = EVIDENCE / "summary"
+    evidence.mkdir(parents=True, exist_ok=True)
+    page = browser.new_page(viewport={"width": 1280, "height": 800})
+    try:
+        page.goto(report.as_uri(), wait_until="load")
+        images = page.eval_on_selector_all(
+            "img", "els => els.map(e => ({alt: e.alt, done: e.complete, w: e.naturalWidth, grid: e.classList.contains('grid')}))")
+        assert len(images) >= 10
+        assert all(im["done"] and im["w"] > 0 for im in images), [im for im in images if not im["w"]]
+        judged = [im for im in images if im["alt"].startswith("step ") or im["alt"].endswith((": real", ": generated"))]
+        assert len(judged) == 2 * 2 + 4  # two steps per smoke run; real and generated per class
+        assert all(im["grid"] and im["w"] >= MIN_GRID_SIDE for im in judged), judged
+        rows = page.eval_on_selector_all("tr[data-metric]", "els => els.map(e => [e.dataset.metric, e.dataset.class])")
+        expected = [[h.key, c] for c in ("AD", "NC") for h in PER_CLASS_HEADLINE] + \
+                   [[h.key, "AD+NC"] for h in BOTH_CLASSES_HEADLINE]
+        assert rows == expected
+        for selector in ("tr[data-metric]", "img[alt='AD: real']", "img[alt='AD: generated']"):
+            box = page.locator(selector).first.bounding_box()
+            assert box is not None and box["y"] < 800, f"{selector} is not on the first screen: {box}"
+        text = page.inner_text("body")
+        flattened = re.search(r"per_class|swd_x1e3|floor_std|written_to|fingerprint|\w+\[\d+\]\.", text)
+        assert flattened is None, flattened
+        assert "How close to real are these images?" in text and "Reproduce this batch" in text
+        page.screenshot(path=str(evidence / "first_screen.png"))
+    finally:
+        page.close()

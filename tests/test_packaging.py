@@ -28,9 +28,21 @@ def test_environment_yml_matches_pyproject():
     assert _conda_packages() == _pyproject_packages()
 
 
-def test_torch_is_never_required_newer_than_the_local_wheels():
-    text = (ROOT / "pyproject.toml").read_text()
-    assert '"torch>=2.3,<=2.14.1"' in text and '"torchvision>=0.18,<=0.29.1"' in text
+def _bounds(requirement: str) -> str:
+    return requirement.strip().split(" ")[0][len(_name(requirement)):]
+
+
+def test_torch_has_lower_bounds_only_and_the_same_in_both_files():
+    """A newer torch than today's must install: no upper cap, and conda asks for what pip asks for."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    pip = {_name(r): _bounds(r) for r in project["dependencies"]}
+    conda = {CONDA_NAMES.get(_name(d), _name(d)): _bounds(d)
+             for d in (l.strip()[2:] for l in (ROOT / "environment.yml").read_text().splitlines()
+                       if l.strip().startswith("- "))}
+    for name in ("torch", "torchvision"):
+        assert pip[name].startswith(">=") and not re.search(r"<|==|~=|,", pip[name]), pip[name]
+        assert conda[name] == pip[name]
+    assert pip["torch"] == ">=2.3" and pip["torchvision"] == ">=0.18"
 
 
 def test_repo_layout_is_the_one_the_user_fixed():

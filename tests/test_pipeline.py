@@ -49,18 +49,18 @@ def stand_in_notebooks(folder: Path, fail_in: str | None = None) -> Path:
                    "for sub in ('checkpoints', 'samples', 'plots'): (run / sub).mkdir(parents=True, exist_ok=True)\n"
                    "(run / 'checkpoints' / '02-16px.json').write_text(json.dumps(dict(finished=True)))\n"
                    "(run / 'checkpoints' / 'latest.json').write_text(json.dumps(dict(checkpoint='02-16px.safetensors')))\n"
-                   + PNG_CODE.format(v=10, path="run / 'samples' / '16px.png'") + "\n"
-                   + PNG_CODE.format(v=20, path="run / 'samples' / '8px.png'") + "\n"
+                   + PNG_CODE.format(v=10, path="run / 'samples' / '02-16px.png'") + "\n"
+                   + PNG_CODE.format(v=20, path="run / 'samples' / '01-8px.png'") + "\n"
                    + PNG_CODE.format(v=30, path="run / 'plots' / 'loss_per_batch.png'"))
     write_notebook(folder / "03_samples.ipynb", common + 'runs = ["demo-AD", "demo-NC"]\n',
                    log + "log.open('a').write(json.dumps(dict(nb='03', runs=runs)) + '\\n')",
                    "raise ValueError('the sampler broke')" if fail_in == "03" else "print('ok')")
     write_notebook(folder / "04_umap.ipynb", common + 'runs = ["demo-AD", "demo-NC"]\n',
                    log + "log.open('a').write(json.dumps(dict(nb='04', runs=runs)) + '\\n')",
-                   "run = pathlib.Path(out_root) / runs[0]\n"
+                   "run = pathlib.Path(out_root) / runs[0]\n(run / 'eval').mkdir(parents=True, exist_ok=True)\n"
                    "for r in runs: (pathlib.Path(out_root) / r / 'eval.json').write_text("
                    "json.dumps({'fid': {'value': 12.5, 'floor': 3.25}, 'n': 64}))\n"
-                   + PNG_CODE.format(v=40, path="run / 'umap_real_vs_generated.png'"))
+                   + PNG_CODE.format(v=40, path="run / 'eval' / 'umap.png'"))
     return folder
 
 
@@ -94,13 +94,13 @@ def test_batch_runs_each_notebook_with_its_parameters_and_writes_the_summary(tmp
     assert all(re.search(r"done in (\d+\.\d+s|\d+m\d\ds)$", l) for l in lines)
 
     page = summary.read_text()
-    assert page.count("<img src='data:image/png;base64,") == 1 + 2 * 3 + 1  # data, 2 runs x (2 grids + loss), UMAP
-    assert "samples_per_class.png" in page
-    assert page.index("8px.png") < page.index("16px.png")  # resolutions in order
-    assert "fid.value" in page and "12.5" in page and "fid.floor" in page
-    assert page.count("<td>fid.value</td>") == 1  # evaluate's identical copies in each run: one table
+    assert page.count("src='data:image/png;base64,") == 1 + 2 * 3 + 1  # data, 2 runs x (2 grids + loss), UMAP
+    assert "samples per class" in page
+    assert page.index("step 01: 8px") < page.index("step 02: 16px")  # steps in the trainer's order
+    # the stand-in eval.json is no evaluation report: the page says so instead of dumping its keys
+    assert "Not measured: no run of this batch holds an eval.json" in page and "fid.value" not in page
     md = (out / "b1" / "summary.md").read_text()
-    assert "![umap_real_vs_generated](../b1-AD/umap_real_vs_generated.png)" in md
+    assert "![umap](summary_files/b1-AD_umap.png)" in md and (out / "b1" / "summary_files" / "b1-AD_umap.png").is_file()
     assert "| 02_train_progressive NC | done |" in md
     timings = json.loads((out / "b1" / "timings.json").read_text())
     assert [t["status"] for t in timings] == ["done"] * 5 and all(t["seconds"] > 0 for t in timings)
@@ -146,8 +146,10 @@ def test_failing_notebook_stops_the_batch_names_the_cell_and_keeps_the_notebook(
     errors = [o for c in executed.cells if c.cell_type == "code" for o in c.get("outputs", []) if o.output_type == "error"]
     assert errors and errors[0]["evalue"] == "the sampler broke"
     assert "04" not in [c["nb"] for c in calls(out)]  # the batch stopped
-    assert not (out / "smoke" / "summary.html").exists()
-    assert "03_samples ... FAILED after" in capsys.readouterr().out
+    page = (out / "smoke" / "summary.html").read_text()  # what the batch made, with the failure on top
+    assert "The batch stopped: 03_samples failed in cell 3" in page and "Run smoke-AD: training" in page
+    printed = capsys.readouterr().out
+    assert "03_samples ... FAILED after" in printed and "what the batch made so far:" in printed
     statuses = {t["label"]: t["status"] for t in json.loads((out / "smoke" / "timings.json").read_text())}
     assert statuses == {"01_data": "done", "02_train_progressive AD": "done", "03_samples": "failed", "04_umap": "pending"}
 
@@ -214,9 +216,10 @@ def test_smoke_batch_of_the_workbook_notebooks_then_a_rerun_that_skips_training(
         assert training_finished(out_root / f"smoke-{cls}")
         assert list((out_root / f"smoke-{cls}" / "samples").glob("*.png"))
     page = (batch / "summary.html").read_text()
-    assert page.count("data:image/png;base64,") >= 2 * 2 + 1  # grids of two runs, an embedding at least
-    assert "(no eval.json found)" not in page and "(none found)" not in page.split("<h2>Embeddings</h2>")[1][:200]
-    assert (batch / "summary.md").is_file()
+    assert page.count("data:image/png;base64,") >= 2 * 2 + 4 + 1  # grids of two runs, real/generated, UMAP
+    assert "Not measured" not in page and "data-metric='swd' data-class='NC'" in page
+    assert "<img class='grid' src='data:image/png;base64," in page and "alt='NC: real'" in page
+    assert (batch / "summary.md").is_file() and (batch / "eval.json").is_file()
 
     latest = {c: (out_root / f"smoke-{c}" / "checkpoints" / "latest.json").stat().st_mtime_ns for c in ("AD", "NC")}
     capsys.readouterr()

@@ -1,0 +1,54 @@
+"""Loss plots: every title readable in the drawn figure (no text box over another)."""
+import itertools
+
+import pytest
+from PIL import Image
+
+from brainlib.plots import LOSS_KEYS, _panels, _batch_rows, epoch_means, loss_figure, plot_losses_per_batch
+
+
+def metrics_rows(n_steps: int, batches: int = 6) -> list[dict]:
+    rows = []
+    for step in range(1, n_steps + 1):
+        for b in range(batches):
+            rows.append({"kind": "batch", "step": step, "res": 4 * 2 ** step, "epoch": b // 3,
+                         "d_loss": 1.0 + 0.1 * b, "g_loss": -0.5 * b})
+    return rows
+
+
+def title_boxes(fig) -> dict[str, object]:
+    """Window extents of the figure title and each panel's title, after a real draw."""
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    boxes = {"suptitle": fig._suptitle.get_window_extent(renderer)}
+    for i, ax in enumerate(fig.axes):
+        boxes[f"panel {i}"] = ax.title.get_window_extent(renderer)
+        boxes[f"panel {i} axes"] = ax.get_window_extent(renderer)
+    return boxes
+
+
+@pytest.mark.parametrize("n_steps", [1, 2, 4, 5])
+@pytest.mark.parametrize("kind", ["batch", "epoch"])
+def test_no_title_overlaps_another_title_or_a_panel(n_steps, kind):
+    import matplotlib.pyplot as plt
+    rows = metrics_rows(n_steps)
+    panels = _panels(_batch_rows(rows) if kind == "batch" else epoch_means(rows), None)
+    fig = loss_figure(panels, LOSS_KEYS, kind=kind, point=lambda i, r: i, ylabel="loss")
+    try:
+        boxes = title_boxes(fig)
+        texts = [k for k in boxes if not k.endswith("axes")]
+        for a, b in itertools.combinations(texts, 2):
+            assert not boxes[a].overlaps(boxes[b]), f"{a} overlaps {b}"
+        for k in texts:  # a title sits above the plotting area, never on it
+            for axes in (k2 for k2 in boxes if k2.endswith("axes")):
+                assert not boxes[k].overlaps(boxes[axes]), f"{k} overlaps {axes}"
+        assert fig._suptitle.get_text() == (f"Loss per {kind}: step 1" if n_steps == 1
+                                            else f"Loss per {kind}: steps 1 to {n_steps}")
+    finally:
+        plt.close(fig)
+
+
+def test_plot_losses_per_batch_writes_a_png(tmp_path):
+    path = plot_losses_per_batch(metrics_rows(3), tmp_path / "plots" / "loss_per_batch.png")
+    with Image.open(path) as im:
+        assert im.format == "PNG" and im.width > 2 * im.height > 0

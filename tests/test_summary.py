@@ -1,0 +1,207 @@
+"""The batch report: headline figures judged against their floors, real beside generated,
+enlarged grids, no raw key dumps, and a folder that works on its own once moved."""
+import base64
+import io
+import json
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from brainlib.config import preset
+from brainlib.summary import (BOTH_CLASSES_HEADLINE, MIN_GRID_SIDE, PER_CLASS_HEADLINE, headline_rows, verdict,
+                              write_summary)
+
+FLATTENED = re.compile(r"per_class|swd_x1e3|floor_std|written_to|fingerprint|\w+\[\d+\]|\w+\.\w+\.(generated|floor|ratio)")
+
+
+def pair(gen, floor, **extra):
+    return {"generated": gen, "floor": floor, "ratio": gen / floor if gen is not None and floor and floor > 0 else None, **extra}
+
+
+def class_report(swd_ratio: float) -> dict:
+    return {"sizes": {"generated": 100, "compared": 40, "train": 160, "heldout": 40},
+            "swd_x1e3": {"mean": pair(9.0 * swd_ratio, 9.0), "levels": {"16": pair(9.0 * swd_ratio, 9.0)}, "n_images": 40},
+            "ms_ssim": pair(0.3, 0.31), "fid_encoder": pair(50.0, 5.0),
+            "kid_encoder": pair(0.004, -1e-5, generated_std=3e-4, floor_std=2e-5),
+            "precision_encoder": pair(0.7, 0.92), "recall_encoder": pair(0.9, 0.93), "inception_fid": None,
+            "c2st_accuracy": pair(0.99, 0.52, std=0.01, seeds=[0.99]),
+            "memorisation": {}, "memorised_share_pixels": pair(0.0, 0.01), "memorised_share_encoder": pair(0.004, 0.01),
+            "seconds": {"swd": 0.1}}
+
+
+def eval_report(runs: list[str], classes=("AD", "NC")) -> dict:
+    return {"runs": runs, "n_per_class": 100, "seed": 0, "res": 16, "quick": True,
+            "floor": {"definition": "...", "optimistic": False, "note": ""},
+            "encoder": {"name": "brainlib-slice-encoder", "heldout_accuracy": 0.9}, "inception_note": "no weights",
+            "per_class": {c: class_report(1.2 if c == "AD" else 2.5) for c in classes},
+            "usefulness": {"real": {"balanced_accuracy": 0.87, "auc": 0.9},
+                           "synthetic": {"balanced_accuracy": 0.6, "auc": 0.7},
+                           "real+synthetic": {"balanced_accuracy": 0.89, "auc": 0.93}},
+            "class_contrast": pair(0.73, 1.03), "figures": {}, "seconds": {"total": 12.0},
+            "fingerprint": {"version": 2}, "written_to": []}
+
+
+def png(path: Path, side: int, value: int = 100) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(value)
+    Image.fromarray(rng.integers(0, 255, (side, side), dtype=np.uint8)).save(path)
+    return path
+
+
+def fake_run(out_root: Path, run: str, class_name: str, **changes) -> Path:
+    d = out_root / run
+    cfg = preset("smoke", run=run, class_name=class_name, out_root=str(out_root), **changes)
+    d.mkdir(parents=True)
+    cfg.save(d / "config.json")
+    png(d / "samples" / "01-8px.png", 22, 1)
+    png(d / "samples" / "02-16px.png", 38, 2)
+    png(d / "samples" / "03_truncation.png", 40, 3)
+    png(d / "plots" / "loss_per_batch.png", 120, 4)
+    return d
+
+
+def fake_batch(tmp_path: Path, *, classes=("AD", "NC"), conditional=False, evaluated=True) -> tuple[Path, list[Path]]:
+    out = tmp_path / "outputs"
+    names = ["b-both"] if conditional else [f"b-{c}" for c in classes]
+    runs = [fake_run(out, n, "both" if conditional else n.split("-")[1]) for n in names]
+    if evaluated:
+        for c in ("AD", "NC"):
+            png(runs[0] / "eval" / f"real_{c}.png", 74, 5)
+            png(runs[0] / "eval" / f"generated_{c}.png", 74, 6)
+            png(runs[0] / "eval" / f"memorisation_{c}.png", 90, 7)
+        png(runs[0] / "eval" / "umap.png", 200, 8)
+        for r in runs:
+            (r / "eval.json").write_text(json.dumps(eval_report(names)))
+    batch = out / "b"
+    (batch / "notebooks").mkdir(parents=True)
+    (batch / "notebooks" / "04_umap.ipynb").write_text("{}")
+    png(batch / "plots" / "samples_per_class.png", 150, 9)
+    return batch, runs
+
+
+def write(batch: Path, runs: list[Path], **kw) -> Path:
+    options = dict(preset="smoke", classes=["both"] if kw.pop("conditional", False) else [r.name[2:] for r in runs],
+                   conditional=runs[0].name.endswith("both"), data_root=None, name="b", out_root=str(batch.parent))
+    timings = [{"label": "04_umap", "status": "done", "seconds": 3.0}]
+    return write_summary(batch, runs, timings, total_seconds=60.0, batch=options, **kw)
+
+
+def embedded_images(page: str) -> list[Image.Image]:
+    return [Image.open(io.BytesIO(base64.b64decode(m))) for m in re.findall(r"src='data:image/png;base64,([^']+)'", page)]
+
+
+def test_verdicts_follow_the_distance_to_the_floor():
+    assert verdict("distance", pair(12.0, 9.0)) == "near"
+    assert verdict("distance", pair(22.0, 9.0)) == "off"
+    assert verdict("distance", pair(50.0, 5.0)) == "far"
+    assert verdict("distance", pair(3e-5, -1e-5, floor_std=2e-5)) == "near"  # a floor at KID's noise level
+    assert verdict("distance", pair(4e-3, -1e-5, floor_std=2e-5)) == "far"
+    assert verdict("score", pair(0.95, 0.92)) == "near" and verdict("score", pair(0.7, 0.92)) == "off"
+    assert verdict("score", pair(0.2, 0.92)) == "far"
+    assert verdict("excess", pair(0.55, 0.52)) == "near" and verdict("excess", pair(0.99, 0.52)) == "far"
+    assert verdict("share", pair(0.004, 0.01)) == "near" and verdict("share", pair(0.05, 0.01)) == "off"
+    assert verdict("contrast", pair(0.73, 1.03)) == "off"
+    assert verdict("distance", None) == verdict("score", pair(None, 0.9)) == "none"
+
+
+def test_first_screen_holds_one_headline_row_per_figure_and_class_then_real_beside_generated(tmp_path):
+    batch, runs = fake_batch(tmp_path)
+    page = write(batch, runs).read_text()
+    first = page[:page.index("</div></div>")]
+    rows = re.findall(r"<tr class='v-(\w+)' data-metric='([^']+)' data-class='([^']+)'", first)
+    expected = {(h.key, c) for h in PER_CLASS_HEADLINE for c in ("AD", "NC")} | \
+               {(h.key, "AD+NC") for h in BOTH_CLASSES_HEADLINE}
+    assert len(rows) == len(expected) and {(m, c) for _, m, c in rows} == expected
+    judged = {(m, c): v for v, m, c in rows}
+    assert judged[("swd", "AD")] == "near" and judged[("swd", "NC")] == "off"
+    assert judged[("fid_encoder", "AD")] == "far" and judged[("c2st_accuracy", "NC")] == "far"
+    assert judged[("usefulness_real+synthetic", "AD+NC")] == "near"
+    assert "real-vs-real floor" in first and "1.2×" in first
+    assert first.index("AD: real") < first.index("AD: generated") < first.index("NC: real")
+    assert not FLATTENED.search(page), FLATTENED.search(page)
+
+
+def test_grids_are_enlarged_by_a_whole_factor_without_smoothing(tmp_path):
+    batch, runs = fake_batch(tmp_path)
+    page = write(batch, runs).read_text()
+    step = Image.open(io.BytesIO((batch / "summary_files" / "b-AD_01-8px.png").read_bytes()))
+    original = Image.open(runs[0] / "samples" / "01-8px.png")
+    assert step.width >= MIN_GRID_SIDE and step.width % original.width == 0
+    factor = step.width // original.width
+    assert np.array_equal(np.asarray(step), np.asarray(original).repeat(factor, 0).repeat(factor, 1))
+    real = [im for im in embedded_images(page) if im.size == (74 * 4, 74 * 4)]
+    assert len(real) == 4  # real and generated, AD and NC, each 296 px
+    assert "image-rendering:pixelated" in page
+
+
+def test_the_batch_folder_alone_still_shows_everything(tmp_path):
+    batch, runs = fake_batch(tmp_path)
+    write(batch, runs)
+    moved = Path(shutil.copytree(batch, tmp_path / "elsewhere" / "b"))
+    page = (moved / "summary.html").read_text()
+    for src in re.findall(r"src='([^']+)'", page):
+        assert src.startswith("data:image/png;base64,")
+    for href in re.findall(r"href='([^']+)'", page):
+        assert not href.startswith(("/", "..")) and (moved / href).exists(), href
+    md = (moved / "summary.md").read_text()
+    links = re.findall(r"\]\(([^)]+)\)", md)
+    assert any(l.endswith("eval.json") for l in links) and any(l.startswith("summary_files/") for l in links)
+    for link in links:
+        assert (moved / link).is_file(), link
+    assert json.loads((moved / "eval.json").read_text())["runs"] == ["b-AD", "b-NC"]
+    assert "| swd |" not in md and "| AD | SWD ×1e3 | 10.8 | 9 | 1.2× | ● near floor |" in md
+
+
+def test_settings_show_what_differs_from_the_preset_and_the_commands_repeat_it(tmp_path):
+    batch, runs = fake_batch(tmp_path)
+    (runs[1] / "config.json").write_text(json.dumps({**json.loads((runs[1] / "config.json").read_text()), "lr": 0.0005}))
+    page = write(batch, runs).read_text()
+    assert "b-AD: the smoke preset as it is" in page
+    assert "<tr><td>lr</td><td class='n'>0.001</td><td class='n'>0.0005</td></tr>" in page
+    assert "brainlib run --preset smoke --classes AD NC --name b --out-root " in page
+    assert "brainlib train --preset smoke --class NC --run b-NC --out-root" in page and "--set lr=0.0005" in page
+    assert "brainlib evaluate --run b-AD b-NC --n 100" in page
+    assert "href='notebooks/04_umap.ipynb'" in page
+
+
+def test_a_batch_without_an_evaluation_says_so_and_how_to_make_one(tmp_path):
+    batch, runs = fake_batch(tmp_path, classes=("AD",), evaluated=False)
+    (batch / "eval.json").write_text("{}")  # an earlier batch's copy must not stay linked
+    page = write(batch, runs).read_text()
+    assert "Not measured: no run of this batch holds an eval.json" in page
+    assert "It needs an AD run and an NC run, or one conditional run" in page
+    assert "<code>brainlib evaluate --run b-AD --n 1000</code>" in page
+    assert "<tr class='v-" not in page and not (batch / "eval.json").exists()
+    assert all(im.width > 0 for im in embedded_images(page))
+
+
+def test_a_failed_batch_names_the_failure_above_what_it_made(tmp_path):
+    batch, runs = fake_batch(tmp_path, evaluated=False)
+    message = "04_umap failed in cell 3 (In [3]: 'path = ...') with ValueError: boom"
+    page = write(batch, runs, failure=message).read_text()
+    assert page.index("The batch stopped: 04_umap failed in cell 3") < page.index("How close to real")
+    assert "the evaluation (04_umap) did not finish" in page
+    assert "b-AD_02-16px.png" in (batch / "summary.md").read_text()
+
+
+def test_a_conditional_batch_has_both_classes_from_one_run(tmp_path):
+    batch, runs = fake_batch(tmp_path, conditional=True)
+    page = write(batch, runs, conditional=True).read_text()
+    assert "one conditional model (b-both)" in page
+    assert "brainlib run --preset smoke --conditional --name b" in page
+    assert "brainlib train --preset smoke --class both --run b-both" in page
+    classes = {c for c in re.findall(r"data-class='([^']+)'", page)}
+    assert classes == {"AD", "NC", "AD+NC"}
+
+
+def test_headline_rows_mark_missing_figures_not_measured():
+    report = eval_report(["b-AD", "b-NC"])
+    del report["per_class"]["AD"]["c2st_accuracy"]
+    del report["usefulness"]
+    rows = {(r["metric"], r["cls"]): r["verdict"] for r in headline_rows(report, ["AD", "NC"])}
+    assert rows[("c2st_accuracy", "AD")] == "none" and rows[("c2st_accuracy", "NC")] == "far"
+    assert rows[("usefulness_synthetic", "AD+NC")] == "none"
