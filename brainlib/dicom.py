@@ -111,6 +111,8 @@ def _header(path: str) -> _Header:
     except Exception as e:  # pydicom raises many types on damaged headers
         raise SkippedFile(f"unreadable DICOM header: {type(e).__name__}: {e}") from None
     modality = str(ds.get("Modality", "") or "")
+    if not getattr(ds, "file_meta", None) and not any(k in ds for k in ("SOPClassUID", "Modality", "Rows")):
+        raise SkippedFile("not a DICOM file: no DICM marker and no DICOM image elements")
     if not any(k in ds for k in ("PixelData", "FloatPixelData", "DoubleFloatPixelData")):
         kind = ds.get("SOPClassUID") or getattr(ds, "file_meta", {}).get("MediaStorageSOPClassUID")
         kind = getattr(kind, "name", None) or (f"Modality {modality}" if modality else "unknown object")
@@ -175,7 +177,8 @@ def _volume_series(uid: str, headers: list[_Header]) -> Series:
     """Several single-frame files of one series as a volume; raises SkippedFile when inconsistent."""
     sizes = sorted({f"{h.columns}x{h.rows}" for h in headers})
     if len(sizes) > 1:
-        counts = ", ".join(f"{s} ({sum(f'{h.columns}x{h.rows}' == s for h in headers)} files)" for s in sizes)
+        n = {s: sum(f"{h.columns}x{h.rows}" == s for h in headers) for s in sizes}
+        counts = ", ".join(f"{s} ({n[s]} file{'s' * (n[s] > 1)})" for s in sizes)
         raise SkippedFile(f"inconsistent series: mixed image sizes {counts}; expected one size per series")
     if any(h.orientation is None or h.position is None for h in headers):
         missing = sum(h.orientation is None or h.position is None for h in headers)
