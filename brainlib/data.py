@@ -52,6 +52,7 @@ ACCEPTED_LAYOUTS = (
     "or <root>/<images> for one class (pass classes=['AD'] or ['NC']); class folder names can be "
     "changed with class_dirs, e.g. {'NC': 'CN'}; images: .jpg .jpeg .png .bmp .tif .tiff .nii .nii.gz, and DICOM series (.dcm or no extension)"
 )
+EVERY_SPLIT = "to read every split instead, set splits=None (on the command line: --set splits=null)"
 
 
 class DataError(ValueError):
@@ -232,12 +233,13 @@ def discover(root: str | Path, *, classes: Iterable[str] = ("AD", "NC"), class_d
         for s in chosen:
             if s not in split_dirs:
                 raise DataError(f"split {s!r} not found in {base} (found: {', '.join(sorted(split_dirs))}); "
-                                + ACCEPTED_LAYOUTS)
+                                f"{EVERY_SPLIT}; " + ACCEPTED_LAYOUTS)
         for c in classes:
             folders = [(_class_folder(split_dirs[s], class_dirs[c]), s) for s in chosen]
             if all(f is None for f, _ in folders):
+                way_out = f"{EVERY_SPLIT}; " if splits is not None and len(chosen) < len(split_dirs) else ""
                 raise DataError(f"no folder {class_dirs[c]!r} for class {c} under {base}/{{{','.join(chosen)}}}; "
-                                + ACCEPTED_LAYOUTS)
+                                f"{way_out}" + ACCEPTED_LAYOUTS)
             groups += [(f, CLASS_LABELS[c], s) for f, s in folders if f is not None]
     if layout != "adni" and splits is not None:
         warnings.warn(f"{base} has no split folders, so splits={list(splits)} is ignored and every image is used",
