@@ -585,13 +585,17 @@ def _decode_to_cache(entries: list[_Entry], options: dict, array_path: Path, met
 _CONFIG_SPLITS = object()
 
 
-def dataset_for_config(cfg, *, splits=_CONFIG_SPLITS, cache_dir=None, progress=True) -> SliceDataset:
-    """The dataset a RunConfig trains on; `data_root=None` is the embedded phantom dataset."""
+def dataset_root(cfg) -> Path:
+    """The folder a RunConfig reads; `data_root=None` is the embedded phantom dataset (built on first use)."""
     if cfg.data_root is None:
         from brainlib.phantom import ensure_default_dataset
-        root = ensure_default_dataset()
-    else:
-        root = Path(cfg.data_root)
+        return ensure_default_dataset()
+    return Path(cfg.data_root)
+
+
+def dataset_for_config(cfg, *, splits=_CONFIG_SPLITS, cache_dir=None, progress=True) -> SliceDataset:
+    """The dataset a RunConfig trains on; `data_root=None` is the embedded phantom dataset."""
+    root = dataset_root(cfg)
     return load_dataset(root, classes=tuple(cfg.classes), class_dirs=cfg.class_dirs,
                         splits=cfg.splits if splits is _CONFIG_SPLITS else splits,
                         image_size=cfg.image_size, pad_to_square=cfg.pad_to_square,
