@@ -275,7 +275,7 @@ def metric_rows(report: dict) -> list[dict]:
     emb = report.get("embedding")
     pair_evaluated = "not_applicable" not in (report.get("class_contrast") or {})
     if emb:
-        add("5-NN acc real vs generated (features)", "both",
+        add("5-NN acc real vs generated (features)", "both" if pair_evaluated else "+".join(report["classes"]),
             _pair(emb["features"]["real_vs_generated"]["knn_accuracy"], 0.5), "0.5")
         if pair_evaluated:
             add("5-NN acc AD vs NC generated (features)", "both",

@@ -119,6 +119,7 @@ def test_one_class_gets_every_per_class_figure_and_marks_the_pair_figures(one_cl
 
     rows = metric_rows(report)
     assert {r["class"] for r in rows} == {"NC", "both"}
+    assert next(r for r in rows if r["metric"].startswith("5-NN acc real vs generated"))["class"] == "NC"
     marked = {r["metric"]: r for r in rows if r["better"].startswith("not applicable")}
     assert set(marked) == {"AD/NC classifier (synthetic vs real)", "AD-NC contrast (encoder)",
                            "5-NN acc AD vs NC generated (features)"}
