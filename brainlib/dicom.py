@@ -217,6 +217,8 @@ def find_series(paths: list[str]) -> tuple[list[Series], list[tuple[str, str]]]:
                 headers.append(_header(path))
             except SkippedFile as e:
                 skipped.append((path, str(e)))
+            except Exception as e:  # a malformed functional group or value: never a traceback on user data
+                skipped.append((path, f"unreadable DICOM header: {type(e).__name__}: {e}"))
     groups: dict[str, list[_Header]] = {}
     for h in headers:
         groups.setdefault(h.uid or f"(no SeriesInstanceUID) {h.path}", []).append(h)
@@ -247,7 +249,7 @@ def _decode_failure(ds, error: Exception) -> str:
     syntax = getattr(getattr(ds, "file_meta", None), "get", lambda _: None)("TransferSyntaxUID")
     message = " ".join(str(error).split())
     if syntax is not None and getattr(syntax, "is_compressed", False):
-        return (f"compressed pixel data ({syntax.name}) that no installed decoder reads: {message} "
+        return (f"compressed pixel data ({syntax.name}) that no installed decoder can read: {message} "
                 "(pydicom's decoder plugins, e.g. pylibjpeg with pylibjpeg-libjpeg, add support)")
     return f"pixel data cannot be decoded: {message}"
 

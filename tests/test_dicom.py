@@ -87,12 +87,17 @@ def test_bad_files_and_inconsistent_series_are_skipped_with_reasons(tmp_path, mn
     write_image(nc / "no_pixels.dcm", np.zeros((12, 12)), "1.2.826.0.1.3680043.8.498.25", pixel_data=False)
     shutil.copy(pydicom.data.get_testdata_file("reportsi.dcm", download=False), nc / "report.dcm")
     shutil.copy(pydicom.data.get_testdata_file("MR_truncated.dcm", download=False), nc / "truncated.dcm")
+    short = write_multiframe(nc / "short_groups.dcm", volume, affine, "1.2.826.0.1.3680043.8.498.26")
+    broken = pydicom.dcmread(short)
+    del broken.PerFrameFunctionalGroupsSequence[-1]  # one frame without its position group
+    broken.save_as(short)
     (nc / "notes.dcm").write_text("not a DICOM file")
     (nc / "README").write_text("scanner export")
     expected = {"gap/slice_000.dcm": "missing slices", "sizes/slice_000.dcm": "mixed image sizes 25x30 (23 files), 8x8 (1 file)",
                 "echo1/slice_000.dcm": "lie at the same position", "no_pixels.dcm": "no pixel data",
                 "report.dcm": "no pixel data (basic text sr storage)", "truncated.dcm": "pixel data cannot be decoded",
-                "notes.dcm": "not a dicom file", "README": "not an image, nifti or dicom file"}
+                "notes.dcm": "not a dicom file", "README": "not an image, nifti or dicom file",
+                "short_groups.dcm": "unreadable dicom header: indexerror"}
 
     with pytest.warns(DataWarning, match="were skipped"):
         ds = _load(tmp_path / "data", tmp_path, classes=["NC"])
