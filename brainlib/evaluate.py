@@ -432,6 +432,10 @@ def evaluate(runs: list[str], n: int = 1000, out_root: str | Path = "outputs", *
         emb = embedding_report(feats, labels, is_gen, method=embed_method, seed=seed)
         arrays[f"{embed_method}_points"] = emb["points"]
         report["embedding"] = {"method": embed_method, "embedding": emb["embedding"], "features": emb["features"]}
+        if len(classes) == 1:
+            for space in ("embedding", "features"):
+                for key in ("generated_AD_vs_NC", "real_AD_vs_NC"):
+                    report["embedding"][space][key].update(NEEDS_BOTH)
         fig_path = fig_dir / f"{embed_method}.png"
         import matplotlib.pyplot as plt
         plt.close(plot_embedding(emb, labels, is_gen, path=fig_path,

@@ -10,14 +10,13 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+import pydicom
+import pydicom.data
 import pytest
 
 from brainlib.cli import main
 from brainlib.data import DataWarning, census, load_dataset
-from tests.dicom_files import (PYDICOM_SAMPLES, copy_pydicom_samples, mni_volume, write_image, write_multiframe,
-                               write_series)
-
-pydicom = pytest.importorskip("pydicom")  # a declared dependency: missing only in a broken install
+from tests.dicom_files import copy_pydicom_samples, mni_volume, write_image, write_multiframe, write_series
 
 
 @pytest.fixture(scope="module")

@@ -116,6 +116,8 @@ def test_one_class_gets_every_per_class_figure_and_marks_the_pair_figures(one_cl
     arrays = load_features(report)
     assert set(arrays["labels"].tolist()) == {CLASS_LABELS["NC"]} and arrays["generated"].sum() == 40
     assert report["embedding"]["features"]["real_vs_generated"]["knn_accuracy"] is not None
+    assert report["embedding"]["features"]["real_AD_vs_NC"] == {"knn_accuracy": None, "silhouette": None,
+                                                                 "not_applicable": "needs both AD and NC"}
 
     rows = metric_rows(report)
     assert {r["class"] for r in rows} == {"NC", "both"}
