@@ -10,12 +10,14 @@ case-insensitively; AD has label 1, NC label 0):
 Files: JPEG, PNG, BMP, TIFF slices, and NIfTI volumes (.nii, .nii.gz) sliced along
 `nifti_axis` over the band `nifti_band` (fractions of the axis), near-empty slices
 left out. DICOM files (.dcm or any name with the DICOM marker) are grouped into
-series and stacked into volumes that are sliced the same way (brainlib.dicom). Preprocessing follows the original: greyscale, optional pad to square,
-antialiased resize to `image_size`, stored as uint8. Nothing is flipped or rotated.
+series and stacked into volumes that are sliced the same way (brainlib.dicom).
+Preprocessing follows the original: greyscale, optional pad to square, antialiased
+resize to `image_size`, stored as uint8. Nothing is flipped or rotated.
 
 Files that cannot be used (macOS metadata, zero bytes, truncated, not an image,
 decompression bombs, symlink loops, unreadable, NaN or 4D volumes, DICOM without
-pixel data or in inconsistent series) are skipped and reported with their reason. Problems with the folder itself raise `DataError`.
+pixel data or in inconsistent series) are skipped and reported with their reason.
+Problems with the folder itself raise `DataError`.
 
 Decoding happens once: the array is cached as `.npy` (loaded back with mmap) keyed
 on the file list with sizes and modification times plus the preprocessing options,
@@ -50,7 +52,8 @@ CACHE_VERSION = 1
 ACCEPTED_LAYOUTS = (
     "accepted layouts: <root>/{train,test}/{AD,NC}/<images> (ADNI 2D), <root>/{AD,NC}/<images>, "
     "or <root>/<images> for one class (pass classes=['AD'] or ['NC']); class folder names can be "
-    "changed with class_dirs, e.g. {'NC': 'CN'}; images: .jpg .jpeg .png .bmp .tif .tiff .nii .nii.gz, and DICOM series (.dcm or no extension)"
+    "changed with class_dirs, e.g. {'NC': 'CN'}; images: .jpg .jpeg .png .bmp .tif .tiff .nii .nii.gz "
+    "and DICOM series (.dcm or no extension)"
 )
 EVERY_SPLIT = "to read every split instead, set splits=None (on the command line: --set splits=null)"
 

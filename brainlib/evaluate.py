@@ -122,15 +122,15 @@ def real_images(cfg, res: int, progress: bool, seed: int,
     80/20 (seeded) and the floor is marked optimistic."""
     from brainlib.data import DataError, dataset_for_config, to_model_input
 
-    both = cfg.replace(class_name="both" if len(classes) == 2 else classes[0])
+    scope = cfg.replace(class_name="both" if len(classes) == 2 else classes[0])
     try:
-        train = dataset_for_config(both, splits=["train"], progress=progress)
+        train = dataset_for_config(scope, splits=["train"], progress=progress)
     except DataError:  # no train/ folder: every image is a training image
-        train = dataset_for_config(both, splits=None, progress=progress)
+        train = dataset_for_config(scope, splits=None, progress=progress)
     trained_on = cfg.splits
     notes = {"trained_splits": trained_on, "heldout": "the test split", "optimistic": False, "note": ""}
     try:
-        test = dataset_for_config(both, splits=["test"], progress=progress)
+        test = dataset_for_config(scope, splits=["test"], progress=progress)
     except DataError:
         test = None
     if trained_on is None or "test" in trained_on:
@@ -260,6 +260,7 @@ def metric_rows(report: dict) -> list[dict]:
         add("C2ST accuracy", c, m.get("c2st_accuracy"), "0.5")
         add("memorised share (pixels)", c, m["memorised_share_pixels"], "lower")
         add("memorised share (encoder)", c, m["memorised_share_encoder"], "lower")
+
     def not_applicable(metric, reason):
         rows.append({"metric": metric, "class": "both", "generated": None, "floor": None, "ratio": None,
                      "better": f"not applicable: {reason}"})

@@ -92,7 +92,8 @@ def test_bad_files_and_inconsistent_series_are_skipped_with_reasons(tmp_path, mn
     broken.save_as(short)
     (nc / "notes.dcm").write_text("not a DICOM file")
     (nc / "README").write_text("scanner export")
-    expected = {"gap/slice_000.dcm": "missing slices", "sizes/slice_000.dcm": "mixed image sizes 25x30 (23 files), 8x8 (1 file)",
+    expected = {"gap/slice_000.dcm": "missing slices",
+                "sizes/slice_000.dcm": "mixed image sizes 25x30 (23 files), 8x8 (1 file)",
                 "echo1/slice_000.dcm": "lie at the same position", "no_pixels.dcm": "no pixel data",
                 "report.dcm": "no pixel data (basic text sr storage)", "truncated.dcm": "pixel data cannot be decoded",
                 "notes.dcm": "not a dicom file", "README": "not an image, nifti or dicom file",
