@@ -119,7 +119,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.set_defaults(func=_generate)
 
     e = sub.add_parser("evaluate", help="metrics with real-vs-real floors; writes eval.json")
-    e.add_argument("--run", nargs="+", required=True, help="one conditional run, or an AD and an NC run")
+    e.add_argument("--run", nargs="+", required=True,
+                   help="one conditional run, an AD and an NC run, or one run of one class")
     e.add_argument("--n", type=int, default=1000, help="generated images per class")
     e.add_argument("--out-root", default=None)
     e.set_defaults(func=_evaluate)

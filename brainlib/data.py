@@ -1,4 +1,4 @@
-"""Real user data: folders of 2D slices or NIfTI volumes -> validated -> cached uint8 array.
+"""Real user data: folders of 2D slices, NIfTI volumes or DICOM series -> validated -> cached uint8 array.
 
 Accepted layouts (class folder names configurable with `class_dirs`, matched
 case-insensitively; AD has label 1, NC label 0):
@@ -9,12 +9,15 @@ case-insensitively; AD has label 1, NC label 0):
 
 Files: JPEG, PNG, BMP, TIFF slices, and NIfTI volumes (.nii, .nii.gz) sliced along
 `nifti_axis` over the band `nifti_band` (fractions of the axis), near-empty slices
-left out. Preprocessing follows the original: greyscale, optional pad to square,
-antialiased resize to `image_size`, stored as uint8. Nothing is flipped or rotated.
+left out. DICOM files (.dcm or any name with the DICOM marker) are grouped into
+series and stacked into volumes that are sliced the same way (brainlib.dicom).
+Preprocessing follows the original: greyscale, optional pad to square, antialiased
+resize to `image_size`, stored as uint8. Nothing is flipped or rotated.
 
 Files that cannot be used (macOS metadata, zero bytes, truncated, not an image,
-decompression bombs, symlink loops, unreadable, NaN or 4D volumes) are skipped and
-reported with their reason. Problems with the folder itself raise `DataError`.
+decompression bombs, symlink loops, unreadable, NaN or 4D volumes, DICOM without
+pixel data or in inconsistent series) are skipped and reported with their reason.
+Problems with the folder itself raise `DataError`.
 
 Decoding happens once: the array is cached as `.npy` (loaded back with mmap) keyed
 on the file list with sizes and modification times plus the preprocessing options,
@@ -30,8 +33,9 @@ import warnings
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
-from typing import Iterable
+from typing import Callable, Iterable
 
 import numpy as np
 import torch
@@ -48,8 +52,10 @@ CACHE_VERSION = 1
 ACCEPTED_LAYOUTS = (
     "accepted layouts: <root>/{train,test}/{AD,NC}/<images> (ADNI 2D), <root>/{AD,NC}/<images>, "
     "or <root>/<images> for one class (pass classes=['AD'] or ['NC']); class folder names can be "
-    "changed with class_dirs, e.g. {'NC': 'CN'}; images: .jpg .jpeg .png .bmp .tif .tiff .nii .nii.gz"
+    "changed with class_dirs, e.g. {'NC': 'CN'}; images: .jpg .jpeg .png .bmp .tif .tiff .nii .nii.gz "
+    "and DICOM series (.dcm or no extension)"
 )
+EVERY_SPLIT = "to read every split instead, set splits=None (on the command line: --set splits=null)"
 
 
 class DataError(ValueError):
@@ -92,6 +98,7 @@ class _Entry:
     split: str
     size: int
     mtime_ns: int
+    dicom: bool = False
 
 
 def _is_image_name(name: str) -> bool:
@@ -99,7 +106,16 @@ def _is_image_name(name: str) -> bool:
     return lower.endswith(IMAGE_SUFFIXES) or lower.endswith(NIFTI_SUFFIXES)
 
 
-def _junk_reason(name: str) -> str | None:
+def _is_dicom(path: str | os.PathLike) -> bool:
+    from brainlib.dicom import is_dicom
+    return is_dicom(path)
+
+
+def _is_data_file(path: Path) -> bool:
+    return path.is_file() and (_is_image_name(path.name) or _is_dicom(path))
+
+
+def _junk_reason(name: str, path: str) -> str | None:
     if name.startswith("._"):
         return "macOS AppleDouble metadata file (._*)"
     if name == ".DS_Store":
@@ -108,8 +124,8 @@ def _junk_reason(name: str) -> str | None:
         return "Windows folder metadata"
     if name.startswith("."):
         return "hidden file"
-    if not _is_image_name(name):
-        return "not an image or NIfTI file (by extension)"
+    if not _is_image_name(name) and not _is_dicom(path):
+        return "not an image, NIfTI or DICOM file (by extension, and no DICOM marker)"
     return None
 
 
@@ -149,7 +165,7 @@ def _walk_files(folder: Path, skipped: list[tuple[str, str]]) -> list[os.DirEntr
                     continue
             except OSError:
                 pass
-            reason = _junk_reason(e.name)
+            reason = _junk_reason(e.name, e.path)
             if reason:
                 skipped.append((e.path, reason))
             else:
@@ -170,7 +186,7 @@ def _layout(root: Path, class_dirs: dict[str, str]) -> tuple[str, Path]:
         if wanted & set(children):
             return "classes", root
         try:
-            has_files = any(f.is_file() and _is_image_name(f.name) for f in root.iterdir())
+            has_files = any(_is_data_file(f) for f in root.iterdir())
         except OSError as e:
             raise DataError(f"dataset folder {root} cannot be read ({e.strerror or e}); " + ACCEPTED_LAYOUTS) from None
         if has_files:
@@ -220,12 +236,13 @@ def discover(root: str | Path, *, classes: Iterable[str] = ("AD", "NC"), class_d
         for s in chosen:
             if s not in split_dirs:
                 raise DataError(f"split {s!r} not found in {base} (found: {', '.join(sorted(split_dirs))}); "
-                                + ACCEPTED_LAYOUTS)
+                                f"{EVERY_SPLIT}; " + ACCEPTED_LAYOUTS)
         for c in classes:
             folders = [(_class_folder(split_dirs[s], class_dirs[c]), s) for s in chosen]
             if all(f is None for f, _ in folders):
+                way_out = f"{EVERY_SPLIT}; " if splits is not None and len(chosen) < len(split_dirs) else ""
                 raise DataError(f"no folder {class_dirs[c]!r} for class {c} under {base}/{{{','.join(chosen)}}}; "
-                                + ACCEPTED_LAYOUTS)
+                                f"{way_out}" + ACCEPTED_LAYOUTS)
             groups += [(f, CLASS_LABELS[c], s) for f, s in folders if f is not None]
     if layout != "adni" and splits is not None:
         warnings.warn(f"{base} has no split folders, so splits={list(splits)} is ignored and every image is used",
@@ -243,7 +260,8 @@ def discover(root: str | Path, *, classes: Iterable[str] = ("AD", "NC"), class_d
             if st.st_size == 0:
                 skipped.append((found.path, "empty file (0 bytes)"))
                 continue
-            entries.append(_Entry(found.path, label, split, st.st_size, st.st_mtime_ns))
+            entries.append(_Entry(found.path, label, split, st.st_size, st.st_mtime_ns,
+                                  dicom=not _is_image_name(found.name) and _is_dicom(found.path)))
     for c in classes:
         if not any(e.label == CLASS_LABELS[c] for e in entries):
             where = [str(f) for f, label, _ in groups if label == CLASS_LABELS[c]]
@@ -324,39 +342,53 @@ def _nifti_slice(volume: np.ndarray, axis: int, index: int) -> np.ndarray:
     return np.take(volume, index, axis=axis).T[::-1]
 
 
-def decode_nifti(path: Path, image_size: int, pad_to_square: bool, axis: int = 2,
-                 band: tuple[float, float] = (0.25, 0.75)) -> list[tuple[int, np.ndarray]]:
-    """One NIfTI volume -> [(slice index, uint8 [S, S])] over the band, near-empty slices left out.
+def canonical_volume(img) -> np.ndarray:
+    """A nibabel image -> float32 3D volume reoriented to RAS (axis 2 axial, 1 coronal, 0 sagittal).
 
-    The volume is reoriented to RAS first, so axis 2 is axial, 1 coronal, 0 sagittal;
-    intensities are scaled per volume (0 .. 99.5th percentile of the foreground)."""
+    Raises SkippedFile for 4D data and NaN or infinite voxels."""
     import nibabel as nib
-    try:
-        img = nib.as_closest_canonical(nib.load(str(path)))
-        shape = img.shape
-        while len(shape) > 3 and shape[-1] == 1:
-            shape = shape[:-1]
-        if len(shape) != 3:
-            raise SkippedFile(f"{len(shape)}D volume of shape {tuple(img.shape)}: expected one 3D volume per file")
-        volume = np.asarray(img.dataobj, dtype=np.float32).reshape(shape)
-    except SkippedFile:
-        raise
-    except PermissionError as e:
-        raise SkippedFile(f"permission denied: {e.strerror or e}") from None
-    except Exception as e:  # nibabel raises many types on corrupt files
-        raise SkippedFile(f"not a readable NIfTI volume: {type(e).__name__}: {e}") from None
+    img = nib.as_closest_canonical(img)
+    shape = img.shape
+    while len(shape) > 3 and shape[-1] == 1:
+        shape = shape[:-1]
+    if len(shape) != 3:
+        raise SkippedFile(f"{len(shape)}D volume of shape {tuple(img.shape)}: expected one 3D volume per file")
+    volume = np.asarray(img.dataobj, dtype=np.float32).reshape(shape)
     if not np.isfinite(volume).all():
         raise SkippedFile(f"volume contains {int((~np.isfinite(volume)).sum())} NaN/infinite voxels")
+    return volume
+
+
+def _intensity_top(values: np.ndarray) -> float:
+    """The 99.5th percentile of the foreground of `values` (already shifted to a minimum of 0)."""
+    foreground = values[values > 0]
+    if foreground.size == 0:
+        raise SkippedFile("image is empty (constant intensity)")
+    return float(np.percentile(foreground, 99.5)) or float(foreground.max())
+
+
+def scale_slice(image: np.ndarray, image_size: int, pad_to_square: bool) -> np.ndarray:
+    """One 2D scan image (any intensity unit) -> uint8 [S, S], scaled as volumes are."""
+    image = np.asarray(image, dtype=np.float32)
+    image = image - image.min()
+    return _resize(np.clip(image / _intensity_top(image), 0, 1) * 255.0, image_size, pad_to_square)
+
+
+def slice_volume(volume: np.ndarray, image_size: int, pad_to_square: bool, axis: int = 2,
+                 band: tuple[float, float] = (0.25, 0.75)) -> list[tuple[int, np.ndarray]]:
+    """A RAS volume -> [(slice index, uint8 [S, S])] over the band, near-empty slices left out.
+
+    Intensities are scaled per volume (0 .. 99.5th percentile of the foreground)."""
     if not 0 <= axis <= 2:
         raise ValueError(f"nifti_axis={axis} must be 0 (sagittal), 1 (coronal) or 2 (axial)")
     lo, hi = band
     n = volume.shape[axis]
     first, last = int(np.floor(lo * n)), int(np.ceil(hi * n))
     volume = volume - volume.min()
-    foreground = volume[volume > 0]
-    if foreground.size == 0:
-        raise SkippedFile("volume is empty (constant intensity)")
-    top = float(np.percentile(foreground, 99.5)) or float(foreground.max())
+    try:
+        top = _intensity_top(volume)
+    except SkippedFile:
+        raise SkippedFile("volume is empty (constant intensity)") from None
     out = []
     for k in range(max(first, 0), min(last, n)):
         s = _nifti_slice(volume, axis, k)
@@ -366,6 +398,24 @@ def decode_nifti(path: Path, image_size: int, pad_to_square: bool, axis: int = 2
     if not out:
         raise SkippedFile(f"no non-empty slices in band {band} along axis {axis}")
     return out
+
+
+def decode_nifti(path: Path, image_size: int, pad_to_square: bool, axis: int = 2,
+                 band: tuple[float, float] = (0.25, 0.75)) -> list[tuple[int, np.ndarray]]:
+    """One NIfTI volume -> [(slice index, uint8 [S, S])] over the band, near-empty slices left out.
+
+    The volume is reoriented to RAS first, so axis 2 is axial, 1 coronal, 0 sagittal;
+    intensities are scaled per volume (0 .. 99.5th percentile of the foreground)."""
+    import nibabel as nib
+    try:
+        volume = canonical_volume(nib.load(str(path)))
+    except SkippedFile:
+        raise
+    except PermissionError as e:
+        raise SkippedFile(f"permission denied: {e.strerror or e}") from None
+    except Exception as e:  # nibabel raises many types on corrupt files
+        raise SkippedFile(f"not a readable NIfTI volume: {type(e).__name__}: {e}") from None
+    return slice_volume(volume, image_size, pad_to_square, axis, band)
 
 
 def decode_file(path: Path, image_size: int, pad_to_square: bool, nifti_axis: int,
@@ -383,12 +433,42 @@ def _quiet_pil_bomb_warning():
     from PIL import Image
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        warnings.filterwarnings("ignore", module="pydicom")  # odd header values it tolerates, from threads
         yield
 
 
-def _decode_or_reason(args) -> list[tuple[str, np.ndarray]] | str:
+@dataclass
+class _Unit:
+    """What decodes as one: a file, or the files of one DICOM series (class and split from `entry`)."""
+    entry: _Entry
+    decode: Callable[[], list[tuple[str, np.ndarray]]]
+
+
+def _units(entries: list[_Entry], options: dict) -> tuple[list[_Unit], list[tuple[str, str]]]:
+    """Decoding jobs in dataset order, and the DICOM files that fit no series."""
+    args = (options["image_size"], options["pad"], options["nifti_axis"], tuple(options["nifti_band"]))
+    units = [_Unit(e, partial(decode_file, Path(e.path), *args)) for e in entries if not e.dicom]
+    skipped: list[tuple[str, str]] = []
+    groups: dict[tuple[int, str], list[_Entry]] = {}
+    for e in sorted((e for e in entries if e.dicom), key=lambda e: (e.split != "train", e.path)):
+        groups.setdefault((e.label, e.split), []).append(e)
+    if groups:
+        from brainlib.dicom import decode_series, find_series
+        left = {label: options.get("max_dicom_series") for label, _ in groups}  # None: no cap
+        for (label, _), group in groups.items():
+            by_path = {e.path: e for e in group}
+            series, bad = find_series(list(by_path))
+            skipped += bad
+            series = series if left[label] is None else series[:left[label]]
+            if left[label] is not None:
+                left[label] -= len(series)
+            units += [_Unit(by_path[s.files[0]], partial(decode_series, s, *args)) for s in series]
+    return sorted(units, key=lambda u: (-u.entry.label, u.entry.split, u.entry.path)), skipped
+
+
+def _decode_or_reason(decode: Callable[[], list[tuple[str, np.ndarray]]]) -> list[tuple[str, np.ndarray]] | str:
     try:
-        return decode_file(*args)
+        return decode()
     except SkippedFile as e:
         return str(e)
     except Exception as e:  # never a bare traceback on user data
@@ -412,11 +492,12 @@ def default_cache_dir() -> Path:
 
 
 def _limit_per_class(entries: list[_Entry], max_per_class: int | None) -> list[_Entry]:
-    """The first `max_per_class` files of each class in path order, train split first."""
+    """The first `max_per_class` files of each class in path order, train split first.
+    DICOM files are all kept: a series is never cut (decoding caps the number of series)."""
     if max_per_class is None:
         return entries
-    kept, count = [], {}
-    for e in sorted(entries, key=lambda e: (e.split != "train", e.path)):
+    kept, count = [e for e in entries if e.dicom], {}
+    for e in sorted((e for e in entries if not e.dicom), key=lambda e: (e.split != "train", e.path)):
         if count.get(e.label, 0) < max_per_class:
             count[e.label] = count.get(e.label, 0) + 1
             kept.append(e)
@@ -443,6 +524,8 @@ def load_dataset(root, *, classes=("AD", "NC"), class_dirs=None, splits=None, im
     entries = _limit_per_class(sorted(entries, key=lambda e: (-e.label, e.split, e.path)), max_per_class)
     options = dict(image_size=int(image_size), pad=bool(pad_to_square), nifti_axis=int(nifti_axis),
                    nifti_band=[float(b) for b in nifti_band])
+    if any(e.dicom for e in entries):
+        options["max_dicom_series"] = max_per_class
     cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     key = _cache_key(entries, root, options)
     array_path, meta_path = cache_dir / f"{key}.npy", cache_dir / f"{key}.json"
@@ -475,19 +558,19 @@ def _decode_to_cache(entries: list[_Entry], options: dict, array_path: Path, met
     from brainlib.atomic import atomic_write, atomic_write_json
     from brainlib.progress import progress_bar
     size = options["image_size"]
-    jobs = [(Path(e.path), size, options["pad"], options["nifti_axis"], tuple(options["nifti_band"])) for e in entries]
-    images, labels, splits, sources, skipped = [], [], [], [], []
+    units, skipped = _units(entries, options)
+    images, labels, splits, sources = [], [], [], []
     with ThreadPoolExecutor(max_workers=min(4, (os.cpu_count() or 1) + 1)) as pool, _quiet_pil_bomb_warning():
-        results = pool.map(_decode_or_reason, jobs, chunksize=16)
-        for entry, result in progress_bar(zip(entries, results), total=len(entries), desc="decoding images",
-                                          unit="file", disable=not progress, mininterval=0.5):
+        results = pool.map(_decode_or_reason, [u.decode for u in units], chunksize=16)
+        for unit, result in progress_bar(zip(units, results), total=len(units), desc="decoding images",
+                                         unit="file", disable=not progress, mininterval=0.5):
             if isinstance(result, str):
-                skipped.append((entry.path, result))
+                skipped.append((unit.entry.path, result))
                 continue
             for source, image in result:
                 images.append(image)
-                labels.append(entry.label)
-                splits.append(entry.split)
+                labels.append(unit.entry.label)
+                splits.append(unit.entry.split)
                 sources.append(source)
     array = np.stack(images) if images else np.zeros((0, size, size), np.uint8)
 
@@ -504,13 +587,17 @@ def _decode_to_cache(entries: list[_Entry], options: dict, array_path: Path, met
 _CONFIG_SPLITS = object()
 
 
-def dataset_for_config(cfg, *, splits=_CONFIG_SPLITS, cache_dir=None, progress=True) -> SliceDataset:
-    """The dataset a RunConfig trains on; `data_root=None` is the embedded phantom dataset."""
+def dataset_root(cfg) -> Path:
+    """The folder a RunConfig reads; `data_root=None` is the embedded phantom dataset (built on first use)."""
     if cfg.data_root is None:
         from brainlib.phantom import ensure_default_dataset
-        root = ensure_default_dataset()
-    else:
-        root = Path(cfg.data_root)
+        return ensure_default_dataset()
+    return Path(cfg.data_root)
+
+
+def dataset_for_config(cfg, *, splits=_CONFIG_SPLITS, cache_dir=None, progress=True) -> SliceDataset:
+    """The dataset a RunConfig trains on; `data_root=None` is the embedded phantom dataset."""
+    root = dataset_root(cfg)
     return load_dataset(root, classes=tuple(cfg.classes), class_dirs=cfg.class_dirs,
                         splits=cfg.splits if splits is _CONFIG_SPLITS else splits,
                         image_size=cfg.image_size, pad_to_square=cfg.pad_to_square,
@@ -568,7 +655,10 @@ def _inspect(path: Path) -> dict:
 
 def census(root, *, class_dirs=None) -> dict:
     """Counts per split and class, image sizes, modes and file types seen, and skipped files
-    with reasons. JSON-able. Reads every file (to find truncated ones) but decodes no cache."""
+    with reasons. JSON-able. Reads every file (to find truncated ones) but decodes no cache.
+
+    DICOM files count in `counts` when their series is usable; `series` and `slices` count,
+    per split and class, the DICOM series and the slices they give with the default options."""
     root = Path(root).expanduser()
     class_dirs = {"AD": "AD", "NC": "NC", **(class_dirs or {})}
     if not root.exists() or not root.is_dir():
@@ -588,9 +678,28 @@ def census(root, *, class_dirs=None) -> dict:
             skipped += junk
     from collections import Counter
     counts: dict[str, dict[str, int]] = {}
+    series: dict[str, dict[str, int]] = {}
+    slices: dict[str, dict[str, int]] = {}
     sizes, modes, types = Counter(), Counter(), Counter()
+    dicom_groups: dict[tuple[str, str], list[str]] = {}
+    for entry, cls in entries:
+        if entry.dicom:
+            dicom_groups.setdefault((entry.split or "(no split)", cls), []).append(entry.path)
+    entries = [(e, cls) for e, cls in entries if not e.dicom]
     with ThreadPoolExecutor(max_workers=min(4, (os.cpu_count() or 1) + 1)) as pool, _quiet_pil_bomb_warning():
         infos = list(pool.map(_inspect, [Path(e.path) for e, _ in entries]))
+    if dicom_groups:
+        from brainlib.dicom import inspect_series
+        for (split, cls), paths in dicom_groups.items():
+            usable, bad = inspect_series(paths)
+            skipped += bad
+            for s, n_slices in usable:
+                for table, n in ((counts, len(s.files)), (series, 1), (slices, n_slices)):
+                    table.setdefault(split, {}).setdefault(cls, 0)
+                    table[split][cls] += n
+                sizes[s.size] += len(s.files)
+                modes[s.mode] += len(s.files)
+                types["dicom"] += len(s.files)
     for (entry, cls), info in zip(entries, infos):
         if "reason" in info:
             skipped.append((entry.path, info["reason"]))
@@ -606,7 +715,7 @@ def census(root, *, class_dirs=None) -> dict:
     for split_counts in counts.values():
         per_class.update(split_counts)
     return dict(root=str(root), layout=layout, class_dirs=class_dirs, counts=counts,
-                per_class=dict(per_class), total=int(sum(per_class.values())),
+                per_class=dict(per_class), total=int(sum(per_class.values())), series=series, slices=slices,
                 sizes=dict(sizes.most_common()), modes=dict(modes.most_common()), types=dict(types.most_common()),
                 skipped=[dict(path=p, reason=r) for p, r in skipped], n_skipped=len(skipped))
 
@@ -622,6 +731,11 @@ def format_census(report: dict, *, show_root: bool = True, max_skipped: int = 10
         lines.append(f"{split:<13}" + "".join(f"{report['counts'][split].get(c, 0):>12}" for c in classes))
     lines.append(f"{'total':<13}" + "".join(f"{report['per_class'].get(c, 0):>12}" for c in classes)
                  + f"   ({report['total']} images)")
+    for name, table in (("series", report.get("series")), ("slices", report.get("slices"))):
+        if table:  # DICOM: files above, series and the slices they give here
+            per_class = {c: sum(t.get(c, 0) for t in table.values()) for c in classes}
+            lines.append(f"{'DICOM ' + name:<13}" + "".join(f"{per_class[c]:>12}" for c in classes)
+                         + f"   ({sum(per_class.values())} {name})")
     lines.append("sizes: " + ", ".join(f"{k} ({v})" for k, v in report["sizes"].items()))
     lines.append("modes: " + ", ".join(f"{k} ({v})" for k, v in report["modes"].items()))
     lines.append("types: " + ", ".join(f"{k} ({v})" for k, v in report["types"].items()))

@@ -2,12 +2,19 @@
 
     evaluate(["demo-AD", "demo-NC"])      # a pair of per-class runs
     evaluate(["demo-both"])               # one conditional run
+    evaluate(["demo-NC"])                 # one class alone
 
 For each class: n generated images (seeded) against the real training images
 of that class, and, as the floor, the real held-out (`test` split) images of
 that class against the same training images, with the generated set cut to the
 held-out set's size so both carry the same finite-sample bias. The ratio is
 generated / floor (1 is as good as real data gets at this sample size).
+
+Every per-class figure needs only its class. The figures about the pair (the AD-NC
+class contrast, the usefulness of synthetic images for an AD/NC classifier) need both:
+evaluating one class writes them as {"not_applicable": "needs both AD and NC"}. The
+encoder learns from both classes wherever the dataset has both, so a class's figures
+are the same whether it is evaluated alone or beside the other.
 
 Where it writes: `<out_root>/<run>/eval.json` for every run listed (identical
 copies, so each run folder says how it was judged), and the figures and the
@@ -30,7 +37,8 @@ import torch
 from brainlib.atomic import atomic_write, atomic_write_json
 from brainlib.config import CLASS_LABELS
 
-EVAL_VERSION = 2  # 2: real and generated grids per class in eval/
+EVAL_VERSION = 3  # 3: C2ST at half resolution, one-class reports; 2: real and generated grids in eval/
+NEEDS_BOTH = {"not_applicable": "needs both AD and NC"}
 
 
 @dataclass(frozen=True)
@@ -61,16 +69,17 @@ class EvalSizes:
 
 
 def load_runs(runs: list[str], out_root: str | Path) -> list[tuple[str, object, object, dict]]:
-    """[(run, G, cfg, meta)]; checks the runs make one AD/NC evaluation."""
+    """[(run, G, cfg, meta)]; checks the runs make one evaluation: each class at most once."""
     from brainlib.sampling import load
 
     if not runs:
-        raise ValueError("evaluate needs one conditional run or an AD run and an NC run")
+        raise ValueError("evaluate needs one run of one class, one conditional run, or an AD run and an NC run")
     loaded = [(run, *load(run, out_root=out_root)) for run in runs]
     classes = [c for _, _, cfg, _ in loaded for c in cfg.classes]
-    if sorted(classes) != ["AD", "NC"]:
+    if sorted(classes) not in (["AD", "NC"], ["AD"], ["NC"]):
         described = ", ".join(f"{r} ({'+'.join(cfg.classes)})" for r, _, cfg, _ in loaded)
-        raise ValueError(f"evaluate needs the classes AD and NC exactly once each; got {described}")
+        raise ValueError(f"evaluate needs each class at most once (one run of one class, one conditional run, "
+                         f"or an AD run and an NC run); got {described}")
     first = loaded[0][2]
     for run, _, cfg, _ in loaded[1:]:
         for key in ("data_root", "class_dirs", "image_size", "pad_to_square"):
@@ -92,22 +101,37 @@ def generate(loaded, n: int, seed: int, progress: bool) -> dict[str, torch.Tenso
     return out
 
 
-def real_images(cfg, res: int, progress: bool, seed: int) -> tuple[dict, dict, dict]:
-    """(train, heldout, notes): per-class float images at `res` from the runs' dataset.
+def classes_in_data(cfg, classes: list[str]) -> list[str]:
+    """`classes`, with the other class added when the runs' dataset has it too (the encoder
+    then learns from both, as when the pair is evaluated together)."""
+    from brainlib.data import DataError, dataset_root, discover
+
+    if len(classes) == 2:
+        return list(classes)
+    try:
+        discover(dataset_root(cfg), classes=["AD", "NC"], class_dirs=cfg.class_dirs)
+    except DataError:
+        return list(classes)
+    return ["AD", "NC"]
+
+
+def real_images(cfg, res: int, progress: bool, seed: int,
+                classes: list[str] = ("AD", "NC")) -> tuple[dict, dict, dict]:
+    """(train, heldout, notes): float images at `res` of each of `classes` from the runs' dataset.
 
     Held-out = the `test` split. Without one, the training images are split
     80/20 (seeded) and the floor is marked optimistic."""
     from brainlib.data import DataError, dataset_for_config, to_model_input
 
-    both = cfg.replace(class_name="both")
+    scope = cfg.replace(class_name="both" if len(classes) == 2 else classes[0])
     try:
-        train = dataset_for_config(both, splits=["train"], progress=progress)
+        train = dataset_for_config(scope, splits=["train"], progress=progress)
     except DataError:  # no train/ folder: every image is a training image
-        train = dataset_for_config(both, splits=None, progress=progress)
+        train = dataset_for_config(scope, splits=None, progress=progress)
     trained_on = cfg.splits
     notes = {"trained_splits": trained_on, "heldout": "the test split", "optimistic": False, "note": ""}
     try:
-        test = dataset_for_config(both, splits=["test"], progress=progress)
+        test = dataset_for_config(scope, splits=["test"], progress=progress)
     except DataError:
         test = None
     if trained_on is None or "test" in trained_on:
@@ -115,8 +139,8 @@ def real_images(cfg, res: int, progress: bool, seed: int) -> tuple[dict, dict, d
                                           "the floor is optimistic (held-out images were seen in training)")
 
     def per_class(ds):
-        return {c: to_model_input(torch.from_numpy(np.asarray(ds.images[ds.labels == lab])), res)
-                for c, lab in CLASS_LABELS.items()}
+        return {c: to_model_input(torch.from_numpy(np.asarray(ds.images[ds.labels == CLASS_LABELS[c]])), res)
+                for c in classes}
 
     tr = per_class(train)
     if test is None or any(len(v) < 4 for v in per_class(test).values()):
@@ -254,20 +278,34 @@ def metric_rows(report: dict) -> list[dict]:
         add("C2ST accuracy (half resolution)", c, m.get("c2st_accuracy_half_res"), "0.5")
         add("memorised share (pixels)", c, m["memorised_share_pixels"], "lower")
         add("memorised share (encoder)", c, m["memorised_share_encoder"], "lower")
+
+    def not_applicable(metric, reason):
+        rows.append({"metric": metric, "class": "both", "generated": None, "floor": None, "ratio": None,
+                     "better": f"not applicable: {reason}"})
+
     use = report.get("usefulness")
-    if use:
+    if use and "not_applicable" in use:
+        not_applicable("AD/NC classifier (synthetic vs real)", use["not_applicable"])
+    elif use:
         for source in ("synthetic", "real+synthetic"):
             for key, name in (("balanced_accuracy", "balanced acc"), ("auc", "AUC")):
                 add(f"AD/NC classifier {name} ({source} vs real)", "both",
                     _pair(use[source][key], use["real"][key]), "higher")
     emb = report.get("embedding")
+    pair_evaluated = "not_applicable" not in (report.get("class_contrast") or {})
     if emb:
-        add("5-NN acc real vs generated (features)", "both",
+        add("5-NN acc real vs generated (features)", "both" if pair_evaluated else "+".join(report["classes"]),
             _pair(emb["features"]["real_vs_generated"]["knn_accuracy"], 0.5), "0.5")
-        add("5-NN acc AD vs NC generated (features)", "both",
-            _pair(emb["features"]["generated_AD_vs_NC"]["knn_accuracy"],
-                  emb["features"]["real_AD_vs_NC"]["knn_accuracy"]), "near floor")
-    add("AD-NC contrast (encoder)", "both", report.get("class_contrast"), "near floor")
+        if pair_evaluated:
+            add("5-NN acc AD vs NC generated (features)", "both",
+                _pair(emb["features"]["generated_AD_vs_NC"]["knn_accuracy"],
+                      emb["features"]["real_AD_vs_NC"]["knn_accuracy"]), "near floor")
+        else:
+            not_applicable("5-NN acc AD vs NC generated (features)", report["class_contrast"]["not_applicable"])
+    if pair_evaluated:
+        add("AD-NC contrast (encoder)", "both", report.get("class_contrast"), "near floor")
+    else:
+        not_applicable("AD-NC contrast (encoder)", report["class_contrast"]["not_applicable"])
     return rows
 
 
@@ -339,21 +377,27 @@ def evaluate(runs: list[str], n: int = 1000, out_root: str | Path = "outputs", *
     res = next(iter(generated.values())).shape[-1]
     seconds["sample"] = time.perf_counter() - tick
     tick = time.perf_counter()
-    train, held, floor_notes = real_images(loaded[0][2], res, progress, seed)
+    classes = [c for c in ("AD", "NC") if c in generated]
+    encoder_classes = classes_in_data(loaded[0][2], classes)
+    train, held, floor_notes = real_images(loaded[0][2], res, progress, seed, encoder_classes)
     seconds["load_real"] = time.perf_counter() - tick
 
     tick = time.perf_counter()
-    labels_of = {c: CLASS_LABELS[c] for c in ("AD", "NC")}
-    cat = lambda d: torch.cat([d[c] for c in labels_of])  # noqa: E731
-    lab = lambda d: torch.cat([torch.full((len(d[c]),), labels_of[c]) for c in labels_of])  # noqa: E731
-    enc = load_or_train_encoder(cat(train), lab(train), cat(held), lab(held), cache_dir=encoder_cache,
-                                epochs=sizes.encoder_epochs, seed=seed, progress=progress)
+    cat = lambda d, cs: torch.cat([d[c] for c in cs])  # noqa: E731
+    lab = lambda d, cs: torch.cat([torch.full((len(d[c]),), CLASS_LABELS[c]) for c in cs])  # noqa: E731
+    enc = load_or_train_encoder(cat(train, encoder_classes), lab(train, encoder_classes), cat(held, encoder_classes),
+                                lab(held, encoder_classes), cache_dir=encoder_cache, epochs=sizes.encoder_epochs,
+                                seed=seed, progress=progress)
+    encoder_info = {**enc.info, "classes": encoder_classes}
+    if len(encoder_classes) == 1:  # the class head had one label to learn: its accuracy means nothing
+        encoder_info.update(heldout_accuracy=None, heldout_accuracy_note="one class only: nothing to separate")
     inception, inception_note = load_inception()
     seconds["encoder"] = time.perf_counter() - tick
 
     fig_dir = run_dirs[0] / "eval"
     figures: dict[str, str] = {}
     per_class = {}
+    labels_of = {c: CLASS_LABELS[c] for c in classes}
     held_f = {c: enc.features(held[c]) for c in labels_of}
     for c in labels_of:
         tick = time.perf_counter()
@@ -366,17 +410,21 @@ def evaluate(runs: list[str], n: int = 1000, out_root: str | Path = "outputs", *
         "floor": {"definition": "the same metric for real held-out images of the class against its real "
                                 "training images, at the same sample sizes; ratio = generated / floor",
                   **floor_notes},
-        "encoder": {k: v for k, v in enc.info.items()},
+        "classes": classes,
+        "encoder": encoder_info,
         "inception_fid": {c: per_class[c]["inception_fid"] for c in per_class} if inception else None,
         "inception_note": inception_note,
         "swd_note": "SWD on Laplacian-pyramid 7x7 patches as in ProGAN (arXiv 1710.10196, app. D), x1e3",
         "per_class": per_class,
     }
-    if usefulness:
+    if usefulness and len(classes) == 1:
+        report["usefulness"] = dict(NEEDS_BOTH)
+    elif usefulness:
         tick = time.perf_counter()
         syn_cap = {c: min(len(generated[c]), len(train[c])) for c in labels_of}  # as many synthetic as real
         syn = {c: generated[c][:syn_cap[c]] for c in labels_of}
-        report["usefulness"] = {**usefulness_study(cat(train), lab(train), cat(syn), lab(syn), cat(held), lab(held),
+        report["usefulness"] = {**usefulness_study(cat(train, classes), lab(train, classes), cat(syn, classes),
+                                                   lab(syn, classes), cat(held, classes), lab(held, classes),
                                                    epochs=sizes.usefulness_epochs, seed=seed,
                                                    max_per_class=sizes.usefulness_max_per_class),
                                 "note": "fixed SliceEncoder classifier, class head only; trained on each source, "
@@ -394,7 +442,7 @@ def evaluate(runs: list[str], n: int = 1000, out_root: str | Path = "outputs", *
     arrays = {"features": feats, "labels": labels, "generated": is_gen}
     real_f = {c: feats[(labels == labels_of[c]) & ~is_gen] for c in labels_of}
     gen_f = {c: feats[(labels == labels_of[c]) & is_gen] for c in labels_of}
-    report["class_contrast"] = {
+    report["class_contrast"] = dict(NEEDS_BOTH) if len(classes) == 1 else {
         **_pair(class_contrast(gen_f["AD"], gen_f["NC"], real_f["AD"], real_f["NC"]),
                 class_contrast(held_f["AD"], held_f["NC"], real_f["AD"], real_f["NC"])),
         "note": "distance between the AD and NC means in encoder features, along the real training "
@@ -403,6 +451,10 @@ def evaluate(runs: list[str], n: int = 1000, out_root: str | Path = "outputs", *
         emb = embedding_report(feats, labels, is_gen, method=embed_method, seed=seed)
         arrays[f"{embed_method}_points"] = emb["points"]
         report["embedding"] = {"method": embed_method, "embedding": emb["embedding"], "features": emb["features"]}
+        if len(classes) == 1:
+            for space in ("embedding", "features"):
+                for key in ("generated_AD_vs_NC", "real_AD_vs_NC"):
+                    report["embedding"][space][key].update(NEEDS_BOTH)
         fig_path = fig_dir / f"{embed_method}.png"
         import matplotlib.pyplot as plt
         plt.close(plot_embedding(emb, labels, is_gen, path=fig_path,
@@ -425,8 +477,10 @@ def evaluate(runs: list[str], n: int = 1000, out_root: str | Path = "outputs", *
     for d in run_dirs:
         atomic_write_json(d / "eval.json", _jsonable(report))
     print(format_table(report["table"]))
-    print(f"encoder: {enc.info['name']} (train set {enc.info['train_set_hash']}, held-out AD/NC accuracy "
-          f"{enc.info['heldout_accuracy']}); Inception: {inception_note}")
+    print(f"encoder: {enc.info['name']} (train set {enc.info['train_set_hash']} of {'+'.join(encoder_classes)}, "
+          f"held-out AD/NC accuracy {encoder_info['heldout_accuracy']}); Inception: {inception_note}")
+    if len(classes) == 1:
+        print(f"one class ({classes[0]}): the AD-NC contrast and the usefulness study need both AD and NC")
     if floor_notes["optimistic"]:
         print(f"note: {floor_notes['note']}")
     return first_json

@@ -88,6 +88,20 @@ def test_bad_dataset_folders_raise_clear_errors(tmp_path, setup, match):
     assert "accepted layouts" in str(err.value) and "{train,test}/{AD,NC}" in str(err.value)
 
 
+def test_a_preset_missing_its_split_says_how_to_read_every_split(tmp_path, capsys):
+    from brainlib.cli import main
+    _write(tmp_path / "d" / "test" / "AD", 8)
+    args = ["train", "--preset", "smoke", "--class", "AD", "--data", str(tmp_path / "d"),
+            "--out-root", str(tmp_path / "runs")]  # smoke reads the train split only
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "split 'train' not found" in err and "accepted layouts" in err
+    assert "set splits=None (on the command line: --set splits=null)" in err
+    assert main(args + ["--set", "splits=null"]) == 0  # the way out works
+    assert (tmp_path / "runs" / "smoke-AD" / "checkpoints" / "latest.json").is_file()
+    assert "8 images of AD" in capsys.readouterr().out
+
+
 def test_max_per_class_takes_train_first(tmp_path):
     _write(tmp_path / "d" / "train" / "AD", 3)
     _write(tmp_path / "d" / "test" / "AD", 3, seed=10)

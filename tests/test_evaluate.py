@@ -82,13 +82,68 @@ def test_metric_table_rows_and_reuse(report_path, runs_root, capsys):
     assert "FID (encoder)" in capsys.readouterr().out
 
 
-def test_evaluate_refuses_runs_that_are_not_one_ad_and_one_nc(runs_root):
-    with pytest.raises(ValueError, match="AD and NC exactly once"):
-        evaluate([RUNS[0]], n=8, out_root=runs_root, quick=True, progress=False)
-    with pytest.raises(ValueError, match="AD and NC exactly once"):
+def test_evaluate_refuses_a_class_twice(runs_root):
+    with pytest.raises(ValueError, match="each class at most once"):
         evaluate([RUNS[0], RUNS[0]], n=8, out_root=runs_root, quick=True, progress=False)
     with pytest.raises(FileNotFoundError, match="no-such-run"):
         evaluate(["no-such-run", RUNS[1]], n=8, out_root=runs_root, quick=True, progress=False)
+
+
+@pytest.fixture(scope="module")
+def one_class_path(runs_root, report_path, tmp_path_factory) -> Path:
+    """The NC run alone, in its own copy (the pair's eval.json stays in the pair's folders)."""
+    out = tmp_path_factory.mktemp("one_class_runs")
+    shutil.copytree(runs_root / RUNS[1], out / RUNS[1])
+    (out / RUNS[1] / "eval.json").unlink()
+    return evaluate([RUNS[1]], n=40, out_root=out, quick=True, progress=False,
+                    encoder_cache=tmp_path_factory.mktemp("encoders_one"))
+
+
+def test_one_class_gets_every_per_class_figure_and_marks_the_pair_figures(one_class_path, report_path, capsys):
+    report, pair = load_report(one_class_path), load_report(report_path)
+    assert report["runs"] == [RUNS[1]] and report["classes"] == ["NC"] and list(report["per_class"]) == ["NC"]
+    assert report["usefulness"] == {"not_applicable": "needs both AD and NC"}
+    assert report["class_contrast"] == {"not_applicable": "needs both AD and NC"}
+    assert report["encoder"]["classes"] == ["AD", "NC"]  # the dataset has both: the same encoder as the pair's
+    alone, beside = report["per_class"]["NC"], pair["per_class"]["NC"]
+    assert set(alone) == set(beside)  # every per-class figure, C2ST and memorisation included
+    for key in ("fid_encoder", "kid_encoder", "ms_ssim", "precision_encoder", "recall_encoder",
+                "memorised_share_pixels", "memorised_share_encoder"):
+        assert alone[key]["generated"] == pytest.approx(beside[key]["generated"], rel=1e-5, abs=1e-8), key
+        assert alone[key]["floor"] == pytest.approx(beside[key]["floor"], rel=1e-5, abs=1e-8), key
+    assert alone["swd_x1e3"]["mean"]["generated"] == pytest.approx(beside["swd_x1e3"]["mean"]["generated"], rel=1e-6)
+    assert Path(report["figures"]["memorisation_NC"]).is_file() and "memorisation_AD" not in report["figures"]
+    arrays = load_features(report)
+    assert set(arrays["labels"].tolist()) == {CLASS_LABELS["NC"]} and arrays["generated"].sum() == 40
+    assert report["embedding"]["features"]["real_vs_generated"]["knn_accuracy"] is not None
+    assert report["embedding"]["features"]["real_AD_vs_NC"] == {"knn_accuracy": None, "silhouette": None,
+                                                                 "not_applicable": "needs both AD and NC"}
+
+    rows = metric_rows(report)
+    assert {r["class"] for r in rows} == {"NC", "both"}
+    assert next(r for r in rows if r["metric"].startswith("5-NN acc real vs generated"))["class"] == "NC"
+    marked = {r["metric"]: r for r in rows if r["better"].startswith("not applicable")}
+    assert set(marked) == {"AD/NC classifier (synthetic vs real)", "AD-NC contrast (encoder)",
+                           "5-NN acc AD vs NC generated (features)"}
+    assert all(r["generated"] is None and "needs both AD and NC" in r["better"] for r in marked.values())
+    assert "not applicable: needs both AD and NC" in format_table(rows)
+
+
+def test_one_class_whose_dataset_lacks_the_other_class(tmp_path, capsys):
+    """A user with normal controls only: the encoder learns from NC alone and says so."""
+    from smoke_batch import tiny_data
+
+    from brainlib.config import preset
+    from brainlib.train import train
+    data = tmp_path / "NC_only"
+    shutil.copytree(tiny_data(), data, ignore=shutil.ignore_patterns("AD"))
+    train(preset("smoke", class_name="NC", run="nc-only", out_root=str(tmp_path / "runs"), data_root=str(data)))
+    report = load_report(evaluate(["nc-only"], n=16, out_root=tmp_path / "runs", quick=True, progress=False,
+                                  encoder_cache=tmp_path / "encoders", embed_method=None))
+    assert report["encoder"]["classes"] == ["NC"] and report["encoder"]["heldout_accuracy"] is None
+    assert list(report["per_class"]) == ["NC"] and report["per_class"]["NC"]["fid_encoder"]["floor"] is not None
+    assert report["class_contrast"] == report["usefulness"] == {"not_applicable": "needs both AD and NC"}
+    assert "one class (NC)" in capsys.readouterr().out
 
 
 def test_quick_sizes_are_smaller():
@@ -98,17 +153,19 @@ def test_quick_sizes_are_smaller():
     assert full.c2st_seeds == 3 and q.c2st_seeds == 1  # a full evaluation averages three classifiers
 
 
-def test_notebook_04_runs_headless_on_smoke_runs(runs_root, tmp_path):
+@pytest.mark.parametrize("runs", [RUNS, RUNS[1:]], ids=["pair", "one-class"])
+def test_notebook_04_runs_headless_on_smoke_runs(runs, runs_root, tmp_path):
     import papermill
     out = tmp_path / "04_umap.ipynb"
     papermill.execute_notebook(str(ROOT / "notebooks" / "04_umap.ipynb"), str(out), kernel_name="python3",
-                               parameters=dict(runs=RUNS, n_per_class=40, out_root=str(runs_root)),
+                               parameters=dict(runs=runs, n_per_class=40, out_root=str(runs_root)),
                                progress_bar=False)
     nb = nbformat.read(out, as_version=4)
     checked = [c for c in nb.cells if c.cell_type == "code" and c.source.startswith("# NBVAL_CHECK_OUTPUT")]
     printed = "".join(o.get("text", "") for c in checked for o in c.outputs)
     assert "FID (encoder)" in printed and "SWD x1e3 (avg)" in printed
-    assert len(list((runs_root / RUNS[0] / "eval").glob("*.png"))) >= 3
+    assert len(list((runs_root / runs[0] / "eval").glob("*.png"))) >= 1 + len(runs)  # umap, memorisation per class
+    assert load_report(runs_root / runs[0])["runs"] == runs
 
 
 def test_committed_notebook_is_clean_and_parameterised():

@@ -229,3 +229,23 @@ def test_smoke_batch_of_the_workbook_notebooks_then_a_rerun_that_skips_training(
     assert re.search(r"\[5/5\] 04_umap \.\.\. done in", printed)
     assert latest == {c: (out_root / f"smoke-{c}" / "checkpoints" / "latest.json").stat().st_mtime_ns
                       for c in ("AD", "NC")}
+
+
+@pytest.mark.slow
+def test_one_class_batch_on_a_dataset_of_normal_controls_only(tmp_path):
+    """The real notebooks with one class on a dataset without AD: 01 loads NC alone, 04
+    evaluates it alone and marks the AD-NC figures not applicable."""
+    import shutil
+
+    from smoke_batch import tiny_data
+    data = tmp_path / "NC_only"
+    shutil.copytree(tiny_data(), data, ignore=shutil.ignore_patterns("AD"))
+    summary = run_batch(preset="smoke", classes=["NC"], data_root=data, name="nc", out_root=tmp_path / "out",
+                        parameters={"n_per_class": 40})
+    report = json.loads((tmp_path / "out" / "nc-NC" / "eval.json").read_text())
+    assert report["runs"] == ["nc-NC"] and list(report["per_class"]) == ["NC"]
+    assert report["class_contrast"] == {"not_applicable": "needs both AD and NC"}
+    executed = nbformat.read(tmp_path / "out" / "nc" / "notebooks" / "01_data.ipynb", as_version=4)
+    assert "per class {'NC': " in "".join(o.get("text", "") for c in executed.cells if c.cell_type == "code"
+                                            for o in c.get("outputs", []))
+    assert "needs both AD and NC" in summary.read_text()
