@@ -56,6 +56,8 @@ PER_CLASS_HEADLINE = (
              "manifold (diversity)"),
     Headline("c2st_accuracy", "C2ST accuracy", "excess", "a classifier telling generated from real: "
              "0.5 cannot tell them apart, 1.0 always can"),
+    Headline("c2st_accuracy_half_res", "C2ST, half resolution", "excess", "the same on 2x2-averaged "
+             "images: high at full size but low here means the texture is wrong, not the anatomy"),
     Headline("memorised_share_pixels", "memorised (pixels)", "share", "generated images closer to a "
              "training image than 99% of held-out real ones are"),
     Headline("memorised_share_encoder", "memorised (encoder)", "share", "the same in encoder features"),
