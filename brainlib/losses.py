@@ -104,20 +104,27 @@ class LogisticR1(Loss):
     """StyleGAN's loss: critic softplus(D(fake)) + softplus(-D(real)) + gamma/2 * R1;
     non-saturating generator softplus(-D(fake))."""
 
+    penalise_fakes = False  # R2, the same zero-centred penalty on fakes
+
     def __init__(self, gamma: float = 1.0, *, augment_policy: str | None = None):
         super().__init__(augment_policy)
         self.gamma = gamma
+
+    def adversarial(self, d_real: Tensor, d_fake: Tensor) -> Tensor:
+        return F.softplus(d_fake).mean() + F.softplus(-d_real).mean()
 
     def critic_loss(self, D: nn.Module, real: Tensor, fake: Tensor, label: Tensor | None, *,
                     alpha: float | Tensor = 1.0, regularise: bool = True,
                     reg_scale: float = 1.0) -> tuple[Tensor, dict[str, Tensor]]:
         real, fake, d_real, d_fake = self.critic_scores(D, real, fake, label, alpha)
-        loss = F.softplus(d_fake).mean() + F.softplus(-d_real).mean()
+        loss = self.adversarial(d_real, d_fake)
         stats = {"d_real": d_real.mean().detach(), "d_fake": d_fake.mean().detach()}
         if regularise and self.gamma > 0:
-            r1 = r1_penalty(D, real, label, alpha=alpha)
-            loss = loss + self.gamma / 2 * reg_scale * r1
-            stats["r1"] = r1.detach()
+            penalties = {"r1": r1_penalty(D, real, label, alpha=alpha)}
+            if self.penalise_fakes:
+                penalties["r2"] = r1_penalty(D, fake, label, alpha=alpha)
+            loss = loss + self.gamma / 2 * reg_scale * sum(penalties.values())
+            stats |= {k: v.detach() for k, v in penalties.items()}
         stats["d_loss"] = loss.detach()
         return loss, stats
 
@@ -127,29 +134,17 @@ class LogisticR1(Loss):
         return loss, {"g_loss": loss.detach()}
 
 
-class RelativisticR1R2(Loss):
+class RelativisticR1R2(LogisticR1):
     """The relativistic pairing GAN with both zero-centred penalties (Huang et al. 2024,
     arXiv 2501.05441, "R3GAN"): critic softplus(D(fake) - D(real)) over pairs, generator
     softplus(D(real) - D(fake)), plus gamma/2 * (R1 on reals + R2 on fakes). Each image is
     judged against a real one, not against a fixed threshold, and the two penalties keep the
     game convergent near both distributions."""
 
-    def __init__(self, gamma: float = 1.0, *, augment_policy: str | None = None):
-        super().__init__(augment_policy)
-        self.gamma = gamma
+    penalise_fakes = True
 
-    def critic_loss(self, D: nn.Module, real: Tensor, fake: Tensor, label: Tensor | None, *,
-                    alpha: float | Tensor = 1.0, regularise: bool = True,
-                    reg_scale: float = 1.0) -> tuple[Tensor, dict[str, Tensor]]:
-        real, fake, d_real, d_fake = self.critic_scores(D, real, fake, label, alpha)
-        loss = F.softplus(d_fake - d_real).mean()
-        stats = {"d_real": d_real.mean().detach(), "d_fake": d_fake.mean().detach()}
-        if regularise and self.gamma > 0:
-            r1, r2 = r1_penalty(D, real, label, alpha=alpha), r1_penalty(D, fake, label, alpha=alpha)
-            loss = loss + self.gamma / 2 * reg_scale * (r1 + r2)
-            stats |= {"r1": r1.detach(), "r2": r2.detach()}
-        stats["d_loss"] = loss.detach()
-        return loss, stats
+    def adversarial(self, d_real: Tensor, d_fake: Tensor) -> Tensor:
+        return F.softplus(d_fake - d_real).mean()
 
     def generator_loss(self, D: nn.Module, fake: Tensor, label: Tensor | None, *,
                        alpha: float | Tensor = 1.0, real: Tensor | None = None) -> tuple[Tensor, dict[str, Tensor]]:

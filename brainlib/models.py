@@ -155,10 +155,12 @@ class InputBlock(nn.Module):
 class SynthesisBlock(nn.Module):
     """A block at 8 px and up: upsample + conv, then conv, each with noise and AdaIN (two styles)."""
 
+    conv_type: type[nn.Module] = StyledConv
+
     def __init__(self, in_ch: int, out_ch: int, w_dim: int, res: int, *, noise: bool = True):
         super().__init__()
-        self.conv0 = StyledConv(in_ch, out_ch, w_dim, res, upsample=True, noise_seed=10 * res, noise=noise)
-        self.conv1 = StyledConv(out_ch, out_ch, w_dim, res, upsample=False, noise_seed=10 * res + 1, noise=noise)
+        self.conv0 = self.conv_type(in_ch, out_ch, w_dim, res, upsample=True, noise_seed=10 * res, noise=noise)
+        self.conv1 = self.conv_type(out_ch, out_ch, w_dim, res, upsample=False, noise_seed=10 * res + 1, noise=noise)
 
     def forward(self, x: Tensor, ws: Tensor, noise_mode: str = "random", noise_strength: float = 1.0) -> Tensor:
         x = self.conv0(x, ws[:, 0], noise_mode, noise_strength)

@@ -28,7 +28,7 @@ from brainlib.layers import (
     RELU_GAIN, ConvDownFiltered, EqualConv2d, ModulatedConv2d, NoiseInjection, bilinear_2x, fir_downsample_2x,
     lrelu,
 )
-from brainlib.models import Discriminator, StyleGenerator, is_fading
+from brainlib.models import Discriminator, StyleGenerator, SynthesisBlock, is_fading
 
 SKIP_GAIN = 1 / math.sqrt(2)  # the residual critic's sum keeps unit variance
 
@@ -76,17 +76,10 @@ class InputBlock2(nn.Module):
         return self.conv(x, ws[:, 0], noise_mode, noise_strength)
 
 
-class SynthesisBlock2(nn.Module):
+class SynthesisBlock2(SynthesisBlock):
     """A block at 8 px and up: upsampling styled conv, then styled conv (two styles)."""
 
-    def __init__(self, in_ch: int, out_ch: int, w_dim: int, res: int, *, noise: bool = True):
-        super().__init__()
-        self.conv0 = StyledConv2(in_ch, out_ch, w_dim, res, upsample=True, noise_seed=10 * res, noise=noise)
-        self.conv1 = StyledConv2(out_ch, out_ch, w_dim, res, upsample=False, noise_seed=10 * res + 1, noise=noise)
-
-    def forward(self, x: Tensor, ws: Tensor, noise_mode: str = "random", noise_strength: float = 1.0) -> Tensor:
-        x = self.conv0(x, ws[:, 0], noise_mode, noise_strength)
-        return self.conv1(x, ws[:, 1], noise_mode, noise_strength)
+    conv_type = StyledConv2
 
 
 class SkipGenerator(StyleGenerator):
