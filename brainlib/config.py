@@ -196,45 +196,27 @@ class RunConfig:
 
 PRESETS: dict[str, dict[str, Any]] = {
     "paper": {},
-    # the paper's widths and batches (a GPU) with what beat the original recipe per CPU minute
-    # (benchmarks/quality_per_minute.py, docs/quality.md): non-saturating logistic loss with lazy
-    # R1, DiffAugment, lr 2e-3 (mapping 0.01 x), shorter fade. EMA stays at the paper's 10 kimg:
-    # a GPU run sees millions of images, where 1 kimg (the CPU winner) would be needlessly noisy.
-    # DiffAugment stays on here though the demo dropped it: a GPU run makes dozens of passes over a
-    # few thousand slices per class, the over-fitting regime it is for; the demo's short CPU runs
-    # are not (D stays near chance with it, docs/quality.md).
+    # the paper's widths and batches (a GPU) with the loss and schedule that beat the original
+    # recipe per CPU minute; EMA stays at 10 kimg (a GPU run sees millions of images) and
+    # DiffAugment stays on (dozens of passes over a few thousand slices). docs/experiments.md
     "paper-plus": dict(
         loss="logistic-r1", reg_every=4, r1_gamma=1.0, augment="diffaugment",
         lr=2e-3, mapping_lr=2e-5, fade_fraction=0.3,
     ),
+    # a CPU run of minutes per class (docs/quality.md: what it reaches; docs/experiments.md: how
+    # each setting was chosen)
     "demo": dict(
         image_size=64, z_dim=128, w_dim=128, mapping_layers=8,
         channels={4: 64, 8: 64, 16: 64, 32: 32, 64: 16},
         batch_sizes={8: 16, 16: 16, 32: 16, 64: 16},
-        # image counts, not seconds, so runs are reproducible. 17,800 per resolution spends on
-        # 27% more images the time bf16 autocast saves on CPUs with bf16 instructions (below) at
-        # one thread; with two it saves less, and a run takes 12-19% longer than 14,000 in float32
-        images_per_res=17800, fade_fraction=0.3,
+        images_per_res=17800, fade_fraction=0.3,  # image counts, not seconds: reproducible runs
         lr=2e-3, mapping_lr=2e-5,  # the mapping network at 0.01 x lr, as StyleGAN
-        # chosen by benchmarks/quality_per_minute.py and class_quality.py (docs/quality.md):
-        # logistic loss + lazy R1 and a short EMA beat the original recipe per CPU minute;
-        # DiffAugment is off because at this budget it keeps D near chance and G collapses onto
-        # one slice level (SWD 2.7x against 2.6x its floor, coarse band 28 vs 23). R1 gamma 4, not
-        # 1: the later steps narrow the layout the 8 px step learned, less with a smoother critic;
-        # SWD fell at each of four pairs (AD 2.21x / 1.94x against 2.42x / 2.41x, NC 2.21x against
-        # 2.51x, second dataset 1.32x against 1.64x; docs/quality.md, session 8)
+        # logistic loss with lazy R1 and a short EMA learn faster than WGAN-GP; DiffAugment keeps
+        # the critic near chance at this budget; gamma 4 keeps the layout learned at 8 px
         loss="logistic-r1", reg_every=4, r1_gamma=4.0, augment="none",
         ema_half_life_kimg=0.3, mbstd_group=4,
-        # no noise inputs at 64 px: there the 16-channel layers turned per-pixel noise into
-        # bright speckle; without it SWD fell at each of three pairs (AD 2.42x / 2.41x against
-        # 2.70x / 2.83x its floor, NC 2.51x against 2.62x; docs/quality.md, session 7)
-        noise_max_res=32,
-        # cpu_bf16 is left to the CPU. bf16 at float32's 14,000 images lost at each of four pairs
-        # (SWD AD 2.37x / 2.23x against 2.21x / 1.94x, NC 2.30x against 2.21x, second dataset
-        # 1.44x against 1.32x); with the saved time spent on 17,800 images it was lower at each
-        # of five (AD 2.06x / 1.86x, NC 2.19x / 2.06x against 2.21x / 1.94x / 2.21x / 2.37x,
-        # second dataset 1.31x against 1.32x, a tie; docs/quality.md, sessions 10-11). A CPU
-        # without bf16 instructions runs the same schedule in float32, 27% longer than 14,000 took.
+        noise_max_res=32,  # at 64 px the 16-channel layers turn per-pixel noise into speckle
+        # cpu_bf16 is left to the CPU: bf16 autocast where it has bf16 instructions, float32 elsewhere
         splits=["train"], checkpoint_minutes=2.0,
     ),
     "smoke": dict(
