@@ -203,6 +203,13 @@ PRESETS: dict[str, dict[str, Any]] = {
         loss="logistic-r1", reg_every=4, r1_gamma=1.0, augment="diffaugment",
         lr=2e-3, mapping_lr=2e-5, fade_fraction=0.3,
     ),
+    # StyleGAN2 at 128 px with the paper's widths and batches, for a GPU: demodulation and the
+    # skip / residual networks (StyleGAN2's own gains at scale), the logistic loss with lazy R1,
+    # adaptive augmentation (it stays off unless the critic overfits a small dataset)
+    "gpu": dict(
+        arch="stylegan2", loss="logistic-r1", reg_every=4, r1_gamma=1.0, augment="adaptive",
+        lr=2e-3, mapping_lr=2e-5, fade_fraction=0.3,
+    ),
     # a CPU run of minutes per class (docs/quality.md: what it reaches; docs/experiments.md: how
     # each setting was chosen)
     "demo": dict(

@@ -29,6 +29,13 @@ def test_paper_preset_is_the_original_recipe():
     assert cfg.resolutions == [8, 16, 32, 64, 128] and cfg.loss == "wgan-gp" and cfg.augment == "none"
 
 
+def test_gpu_preset_is_stylegan2_at_the_papers_size():
+    cfg, paper = preset("gpu"), preset("paper")
+    assert (cfg.arch, cfg.image_size, cfg.augment, cfg.loss) == ("stylegan2", 128, "adaptive", "logistic-r1")
+    assert (cfg.channels, cfg.batch_sizes, cfg.resolutions) == (paper.channels, paper.batch_sizes, paper.resolutions)
+    assert paper.arch == "stylegan1"
+
+
 @pytest.mark.parametrize("overrides, words", [
     ({"class_name": "MCI"}, "class 'MCI'"),
     ({"image_size": 100}, "power of two"),
@@ -36,6 +43,8 @@ def test_paper_preset_is_the_original_recipe():
     ({"batch_sizes": {8: 0, 16: 8}}, "batch size for 8 px"),
     ({"data_root": "/no/such/folder"}, "/no/such/folder does not exist"),
     ({"loss": "hinge"}, "loss 'hinge'"),
+    ({"arch": "stylegan3"}, "arch 'stylegan3' is not one of stylegan1, stylegan2"),
+    ({"augment": "ada"}, "augment 'ada'"),
     ({"fade_fraction": 1.5}, "fade_fraction"),
     ({"images_per_res": {8: 64, 16: 0}}, "images_per_res"),
 ])
