@@ -259,7 +259,8 @@ def datasheet(models: dict[str, ExportModel], *, n_train: int, n_test: int, seed
              f"- Sampling: seed {seed} (class seed = 2 x seed + label, NC = 0, AD = 1), truncation psi = {psi:g}, "
              f"noise mode {noise_mode}.",
              f"- Made by: `brainlib export --model {' '.join(runs)} --n {n_train + n_test} "
-             f"--test-fraction {n_test / (n_train + n_test):g} --seed {seed} --truncation {psi:g}`; the same "
+             f"--test-fraction {n_test / (n_train + n_test):g} --seed {seed} --truncation {psi:g}"
+             f"{'' if noise_mode == 'random' else ' --noise-mode ' + noise_mode}`; the same "
              "command writes the same bytes.", "",
              "## Models", "", "| class | run | checkpoint | sha256 | resolution | images seen | finished |",
              "|---|---|---|---|---|---|---|"]

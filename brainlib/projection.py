@@ -31,7 +31,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from brainlib.atomic import new_folder
+from brainlib.atomic import FolderExistsError, new_folder
 
 POOR_FIT_PSNR = 20.0  # dB; below it the projection is reported as a poor fit
 MS_SSIM_WEIGHT = 0.5
@@ -280,7 +280,7 @@ def project_file(model: str | Path, image: str | Path, *, out: str | Path | None
     stem = Path(image).name.split(".")[0] + ("" if slice_index is None else f"-{slice_index}")
     folder = Path(out) if out is not None else run_dir_of(model, out_root=out_root) / "projections" / stem
     if folder.exists() and any(folder.iterdir()):  # checked before the minutes of fitting, and again on writing
-        raise FileExistsError(f"{folder} already exists and is not empty; choose another --out")
+        raise FolderExistsError(f"{folder} already exists and is not empty; choose another --out")
     result = project(G, target, class_name=class_name, steps=steps, per_layer=per_layer,
                      optimize_noise=optimize_noise, seed=seed, progress=progress)
     ckpt = resolve_checkpoint(model, out_root)
