@@ -114,8 +114,6 @@ def write_class(m: ExportModel, root: Path, n_train: int, n_test: int, seed: int
     s = class_seed(seed, m.class_name)
     n = n_train + n_test
     rows = []
-    for split in ("train", "test"):
-        (root / split / m.class_name).mkdir(parents=True, exist_ok=True)
     for lo in range(0, n, BATCH_SIZE):
         b = min(BATCH_SIZE, n - lo)
         images = to_uint8(sample_images(m.G, b, seed=s, class_name=m.class_name if m.conditional else None,
@@ -123,6 +121,7 @@ def write_class(m: ExportModel, root: Path, n_train: int, n_test: int, seed: int
         for i, image in enumerate(images, start=lo):
             split = "train" if i < n_train else "test"
             rel = f"{split}/{m.class_name}/syn_{m.class_name}_{i:05d}.png"
+            (root / rel).parent.mkdir(parents=True, exist_ok=True)
             (root / rel).write_bytes(png_bytes(image, text=png_text(m, s, i, psi)))
             rows.append({"file": rel, "class": m.class_name, "split": split, "seed": s, "index": i,
                          "truncation": f"{psi:g}", "checkpoint": checkpoint_label(m), "checkpoint_sha256": m.sha256})
