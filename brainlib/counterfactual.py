@@ -94,9 +94,9 @@ def save_strip_figure(images: torch.Tensor, differences: torch.Tensor, strengths
     limit = max(float(differences.abs().max()), 1e-6)
     fig, axes = plt.subplots(2, k, figsize=(1.7 * k + 0.6, 3.8), dpi=100, squeeze=False)
     for i, s in enumerate(strengths):
-        axes[0, i].imshow(images[i, 0], cmap="gray", vmin=-1, vmax=1)
+        axes[0, i].imshow(images[i, 0].numpy(), cmap="gray", vmin=-1, vmax=1)
         axes[0, i].set_title(f"NC→AD ×{s:g}", fontsize=9)
-        shown = axes[1, i].imshow(differences[i, 0], cmap="RdBu_r", vmin=-limit, vmax=limit)
+        shown = axes[1, i].imshow(differences[i, 0].numpy(), cmap="RdBu_r", vmin=-limit, vmax=limit)
     for ax in axes.flat:
         ax.set_axis_off()
     fig.colorbar(shown, ax=axes[1].tolist(), fraction=0.025, pad=0.01, label="change")
@@ -199,7 +199,7 @@ def save_agreement_figure(result: dict, path: str | Path) -> Path:
                               ("real: mean AD − mean NC", f"model: NC→AD ×{result['strength']:g}, mean change")):
         m = maps[key].masked_fill(~maps["mask"], 0)
         limit = max(float(m.abs().max()), 1e-6)
-        im = ax.imshow(m, cmap="RdBu_r", vmin=-limit, vmax=limit)
+        im = ax.imshow(m.numpy(), cmap="RdBu_r", vmin=-limit, vmax=limit)
         ax.set_title(title, fontsize=9)
         ax.set_axis_off()
         fig.colorbar(im, ax=ax, fraction=0.046, pad=0.02)

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from smoke_conditional import train_smoke_both
 
 from brainlib.checkpoints import module_tensors, save_checkpoint
 from brainlib.cli import main
@@ -21,12 +22,9 @@ from brainlib.sampling import sample_images, to_uint8
 def out_root(tmp_path_factory, tiny_phantom, tiny_dataset_cache) -> Path:
     """smoke-both trained on the tiny phantom, evaluated (eval.json in its folder)."""
     from brainlib.evaluate import evaluate
-    from brainlib.train import train
 
     root = tmp_path_factory.mktemp("export_runs")
-    cfg = preset("smoke", class_name="both", run="smoke-both", out_root=str(root), data_root=str(tiny_phantom))
-    data = load_dataset(tiny_phantom, splits=["train"], image_size=16, cache_dir=tiny_dataset_cache, progress=False)
-    train(cfg, dataset=data)
+    train_smoke_both(root, tiny_phantom, tiny_dataset_cache)
     evaluate(["smoke-both"], n=16, out_root=root, quick=True, usefulness=False, embed_method=None,
              encoder_cache=tmp_path_factory.mktemp("encoders"), progress=False)
     return root
