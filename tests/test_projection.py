@@ -109,3 +109,14 @@ def test_psnr_is_measured_in_0_1_over_the_whole_frame():
     x = torch.rand(2, 1, 8, 8) - 0.5
     assert torch.allclose(psnr(x, x + 0.2), torch.tensor([20.0, 20.0]), atol=1e-4)  # error 0.1 in [0, 1]
     assert (psnr(x, x) > 100).all() and (psnr(x, x + 0.1) > psnr(x, x + 0.4)).all()
+
+
+def test_ssim_is_one_for_identical_images_and_the_luminance_term_for_flat_ones():
+    from brainlib.metrics import ssim
+
+    x = torch.rand(3, 1, 16, 16) * 2 - 1
+    assert torch.allclose(ssim(x, x), torch.ones(3), atol=1e-5)
+    a, b = torch.full((1, 1, 16, 16), -0.5), torch.full((1, 1, 16, 16), 0.5)  # 0.25 and 0.75 in [0, 1]
+    expected = (2 * 0.25 * 0.75 + 1e-4) / (0.25**2 + 0.75**2 + 1e-4)
+    assert float(ssim(a, b)[0]) == pytest.approx(expected, rel=1e-4)
+    assert float(ssim(x, x.flip(-1)).mean()) < 0.5
