@@ -118,5 +118,5 @@ def test_ssim_is_one_for_identical_images_and_the_luminance_term_for_flat_ones()
     assert torch.allclose(ssim(x, x), torch.ones(3), atol=1e-5)
     a, b = torch.full((1, 1, 16, 16), -0.5), torch.full((1, 1, 16, 16), 0.5)  # 0.25 and 0.75 in [0, 1]
     expected = (2 * 0.25 * 0.75 + 1e-4) / (0.25**2 + 0.75**2 + 1e-4)
-    assert float(ssim(a, b)[0]) == pytest.approx(expected, rel=1e-4)
+    assert float(ssim(a, b)[0]) == pytest.approx(expected, rel=1e-3)  # float32 variances: E[x^2] - E[x]^2
     assert float(ssim(x, x.flip(-1)).mean()) < 0.5
