@@ -9,9 +9,11 @@ strength 0 show which structures the model moves.
 On data with a known class difference (the embedded phantom: larger ventricles, wider sulci,
 medial-temporal loss) this can be checked: `agreement` correlates the mean counterfactual
 difference map of many NC samples with the real mean AD - NC difference, over brain pixels.
-Two references sit beside it: the same correlation between the difference maps of two random
-halves of the real data (how well real data agrees with itself at half the size), and the
-counterfactual along a random direction of the same length (what any move in W gives).
+References sit beside it: the same correlation between the difference maps of two random
+halves of the real data (how well real data agrees with itself at half the size), between the
+map of as many real images per class as generated ones and the map of the other real images
+(real data at the counterfactual's sample size), and the counterfactual along a random
+direction of the same length (what any move in W gives).
 """
 from __future__ import annotations
 
@@ -146,7 +148,8 @@ def agreement(G, real_ad: torch.Tensor, real_nc: torch.Tensor, *, n: int = 200, 
     real_ad, real_nc: real images [N, 1, S, S] in [-1, 1] at the model's size. Returns the
     correlations (over brain pixels: mean real image above BRAIN_THRESHOLD) of the mean
     counterfactual difference map with the real mean difference map ("counterfactual"), of
-    the two halves' real difference maps ("real_half_vs_half", the reference), and of a
+    the two halves' real difference maps ("real_half_vs_half", the reference), of the map of
+    min(n, half) real images per class with the map of the others ("real_same_size"), and of a
     random direction's counterfactual with the real map ("random_direction"), plus the maps."""
     require_conditional(G)
     if min(len(real_ad), len(real_nc)) < 4:
@@ -164,6 +167,10 @@ def agreement(G, real_ad: torch.Tensor, real_nc: torch.Tensor, *, n: int = 200, 
         halves.append((x[perm[:len(x) // 2]], x[perm[len(x) // 2:]]))
     half_a = real_difference(halves[0][0], halves[1][0])
     half_b = real_difference(halves[0][1], halves[1][1])
+    m = min(n, len(real_ad) // 2, len(real_nc) // 2)
+    few = [torch.randperm(len(x), generator=gen) for x in (real_ad, real_nc)]
+    few_map = real_difference(real_ad[few[0][:m]], real_nc[few[1][:m]])
+    rest_map = real_difference(real_ad[few[0][m:]], real_nc[few[1][m:]])
     random_dir = torch.randn(direction.shape, generator=gen)
     random_dir = random_dir * direction.norm() / random_dir.norm()
     cf_map = counterfactual_difference(G, direction, n=n, strength=strength, seed=seed)
@@ -171,6 +178,7 @@ def agreement(G, real_ad: torch.Tensor, real_nc: torch.Tensor, *, n: int = 200, 
     return {
         "counterfactual": map_correlation(cf_map, real_map, mask),
         "real_half_vs_half": map_correlation(half_a, half_b, mask),
+        "real_same_size": map_correlation(few_map, rest_map, mask), "real_same_size_n": m,
         "random_direction": map_correlation(random_map, real_map, mask),
         "n_generated": n, "strength": strength, "n_real": {"AD": len(real_ad), "NC": len(real_nc)},
         "brain_pixels": int(mask.sum()), "maps": {"real": real_map, "counterfactual": cf_map, "mask": mask},
@@ -181,7 +189,8 @@ def format_agreement(result: dict) -> str:
     return (f"counterfactual agreement (correlation over {result['brain_pixels']} brain pixels with the real "
             f"AD-NC mean difference map): {result['counterfactual']:.3f}; real-vs-real reference (two halves of "
             f"the real data, {result['n_real']['AD']}+{result['n_real']['NC']} images): "
-            f"{result['real_half_vs_half']:.3f}; random direction of the same length: "
+            f"{result['real_half_vs_half']:.3f}; real {result['real_same_size_n']} per class against the other "
+            f"real images: {result['real_same_size']:.3f}; random direction of the same length: "
             f"{result['random_direction']:.3f} ({result['n_generated']} NC samples, strength {result['strength']:g})")
 
 

@@ -59,7 +59,8 @@ def test_agreement_figures_are_correlations_in_range(G, tiny_phantom):
     real_ad, real_nc = cf.real_class_images(G.cfg, 16)
     assert len(real_ad) == len(real_nc) == 24
     result = cf.agreement(G, real_ad, real_nc, n=16)
-    for key in ("counterfactual", "real_half_vs_half", "random_direction"):
+    assert result["real_same_size_n"] == 12  # at most half of each class, so the rest is not empty
+    for key in ("counterfactual", "real_half_vs_half", "real_same_size", "random_direction"):
         assert math.isfinite(result[key]) and -1 <= result[key] <= 1
     mask = result["maps"]["mask"]
     assert 0 < result["brain_pixels"] == int(mask.sum()) < 256
