@@ -120,3 +120,21 @@ def test_ssim_is_one_for_identical_images_and_the_luminance_term_for_flat_ones()
     expected = (2 * 0.25 * 0.75 + 1e-4) / (0.25**2 + 0.75**2 + 1e-4)
     assert float(ssim(a, b)[0]) == pytest.approx(expected, rel=1e-3)  # float32 variances: E[x^2] - E[x]^2
     assert float(ssim(x, x.flip(-1)).mean()) < 0.5
+
+
+def test_a_volume_needs_a_slice_index_and_gives_that_slice(model, tmp_path):
+    import nibabel as nib
+
+    from brainlib.data import decode_nifti
+
+    cfg = model[1]
+    volume = np.zeros((20, 20, 12), np.float32)
+    volume[4:16, 4:16, :] = np.linspace(1, 2, 12)  # a bright square whose level changes along z
+    path = tmp_path / "vol.nii.gz"
+    nib.save(nib.Nifti1Image(volume, np.eye(4)), str(path))
+    with pytest.raises(ValueError, match=r"volume with \d+ usable slices .* choose one with slice_index"):
+        load_slice(path, cfg)
+    k, expected = decode_nifti(path, 16, False)[1]
+    assert np.array_equal(to_uint8(load_slice(path, cfg, slice_index=k))[0], expected)
+    with pytest.raises(ValueError, match="choose one"):
+        load_slice(path, cfg, slice_index=0)  # outside the band the loader takes
