@@ -93,6 +93,9 @@ def new_folder(final: Path) -> Iterator[Path]:
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
     try:
         yield tmp
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o777 & ~umask)  # mkdtemp's 0700 would keep a shared dataset private
         os.rename(tmp, final)  # replaces at most an empty folder; fails if one was filled meanwhile
         _fsync_dir(final.parent)
     except BaseException:

@@ -83,25 +83,30 @@ def sampled_styles(G, seed: int, *, class_name: str = "NC", psi: float = 1.0) ->
 
 
 def save_strip_figure(images: torch.Tensor, differences: torch.Tensor, strengths: Sequence[float], path: str | Path,
-                      *, title: str = "") -> Path:
-    """Top row: the slice at each strength; bottom row: its difference from strength 0
-    (blue darker, red brighter, one symmetric scale for the row)."""
+                      *, title: str = "", reference: torch.Tensor | None = None) -> Path:
+    """Top row: the slice at each strength (after `reference`, the real slice [1, S, S] of a
+    projection, when given); bottom row: its difference from strength 0 (blue darker, red
+    brighter, one symmetric scale for the row: the 99.5th percentile of |difference|)."""
     import matplotlib
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
     from brainlib.atomic import atomic_write
 
-    k = len(strengths)
-    limit = max(float(differences.abs().max()), 1e-6)
+    first = 0 if reference is None else 1
+    k = len(strengths) + first
+    limit = max(float(torch.quantile(differences.abs().flatten(), 0.995)), 1e-6)
     fig, axes = plt.subplots(2, k, figsize=(1.7 * k + 0.6, 3.8), dpi=100, squeeze=False)
-    for i, s in enumerate(strengths):
-        axes[0, i].imshow(images[i, 0].numpy(), cmap="gray", vmin=-1, vmax=1)
+    if reference is not None:
+        axes[0, 0].imshow(reference[0].numpy(), cmap="gray", vmin=-1, vmax=1)
+        axes[0, 0].set_title("real slice", fontsize=9)
+    for i, s in enumerate(strengths, start=first):
+        axes[0, i].imshow(images[i - first, 0].numpy(), cmap="gray", vmin=-1, vmax=1)
         axes[0, i].set_title(f"NC→AD ×{s:g}", fontsize=9)
-        shown = axes[1, i].imshow(differences[i, 0].numpy(), cmap="RdBu_r", vmin=-limit, vmax=limit)
+        shown = axes[1, i].imshow(differences[i - first, 0].numpy(), cmap="RdBu_r", vmin=-limit, vmax=limit)
     for ax in axes.flat:
         ax.set_axis_off()
-    fig.colorbar(shown, ax=axes[1].tolist(), fraction=0.025, pad=0.01, label="change")
+    fig.colorbar(shown, ax=axes[1].tolist(), fraction=0.025, pad=0.01, label="change from ×0")
     if title:
         fig.suptitle(title, fontsize=10)
     atomic_write(Path(path), lambda tmp: fig.savefig(tmp, format="png", metadata={"Software": None}))
@@ -267,9 +272,12 @@ def strip_file(model: str | Path, *, image: str | Path | None = None, seed: int 
         from brainlib.projection import load_slice, project
         result = project(G, load_slice(image, cfg, res=G.trained_res), class_name=class_name, steps=steps,
                          per_layer=per_layer, progress=progress)
-        ws, note = result.ws, f"projection of {image}: {result.verdict()}"
+        ws, reference = result.ws, result.target[0]
+        note = f"projection of {image}: {result.verdict()}"
     else:
-        ws, note = sampled_styles(G, seed, class_name=class_name or "NC"), f"sample {seed} of class {class_name or 'NC'}"
+        ws, reference = sampled_styles(G, seed, class_name=class_name or "NC"), None
+        note = f"sample {seed} of class {class_name or 'NC'}"
     images, differences = strip(G, ws, strengths)
-    save_strip_figure(images, differences, strengths, path, title=f"{Path(str(model)).name}: {note.split(':')[0]}")
+    save_strip_figure(images, differences, strengths, path, title=f"{Path(str(model)).name}: {note.split(':')[0]}",
+                      reference=reference)
     return path, note

@@ -212,7 +212,7 @@ def project(G, target: torch.Tensor, *, class_name: str | None = None, steps: in
                 for n in maps.values():
                     n.sub_(n.mean()).div_(n.std().clamp_min(1e-8))
         if progress and step % max(1, steps // 10) == 0:
-            tqdm.write(f"step {step}/{steps}: loss {float(loss):.4f}, PSNR {curve[-1]['psnr']:.2f} dB")
+            tqdm.write(f"step {step}/{steps}: loss {float(loss.detach()):.4f}, PSNR {curve[-1]['psnr']:.2f} dB")
     ws = w.detach().expand(-1, num_ws, -1).clone()
     return Projection(ws=ws, image=image.detach(), target=target, curve=curve,
                       noise={k: v.detach() for k, v in maps.items()} or None, class_name=class_name)
