@@ -157,7 +157,8 @@ def project(G, target: torch.Tensor, *, class_name: str | None = None, steps: in
 
     res = trained_res(G)
     if target.shape != (1, 1, res, res):
-        raise ValueError(f"the target must be one slice [1, 1, {res}, {res}] (the model's size); got {list(target.shape)}")
+        raise ValueError(f"the target must be one slice [1, 1, {res}, {res}] (the model's size); "
+                         f"got {list(target.shape)}")
     if steps < 1:
         raise ValueError(f"steps must be at least 1 (got {steps})")
     if class_name is not None:
