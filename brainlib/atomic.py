@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -97,3 +98,30 @@ def file_lock(path: Path) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(f, fcntl.LOCK_UN)
+
+
+class FolderExistsError(FileExistsError, ValueError):
+    """The output folder exists and holds files: we never write into or over it."""
+
+
+@contextmanager
+def new_folder(final: Path) -> Iterator[Path]:
+    """Yield a hidden temporary folder beside `final`; when the block ends without error it is
+    renamed to `final`, else deleted. An existing non-empty `final` is refused before anything is
+    written, so a reader sees either nothing or the whole folder, and no user file is touched."""
+    final = Path(final)
+    if final.exists() and (not final.is_dir() or any(final.iterdir())):
+        raise FolderExistsError(f"{final} already exists and is not empty; choose another output folder "
+                                "(nothing was written, the existing files are kept)")
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
+    try:
+        yield tmp
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o777 & ~umask)  # mkdtemp's 0700 would keep a shared dataset private
+        os.rename(tmp, final)  # replaces at most an empty folder; fails if one was filled meanwhile
+        _fsync_dir(final.parent)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise

@@ -58,6 +58,40 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export(args: argparse.Namespace) -> int:
+    from brainlib.export import export_dataset
+    out = export_dataset(args.model, args.out, args.n, test_fraction=args.test_fraction, seed=args.seed,
+                         psi=args.truncation, noise_mode=args.noise_mode, out_root=args.out_root or "outputs")
+    print(f"wrote a synthetic dataset to {out} (manifest.csv, DATASHEET.md)")
+    return 0
+
+
+def _project(args: argparse.Namespace) -> int:
+    from brainlib.projection import project_file
+    folder, result = project_file(args.model, args.image, out=args.out, class_name=args.class_name,
+                                  slice_index=args.slice, steps=args.steps, per_layer=args.per_layer,
+                                  optimize_noise=args.noise, seed=args.seed, out_root=args.out_root or "outputs")
+    print(result.verdict())
+    print(f"wrote {folder}")
+    return 0
+
+
+def _counterfactual(args: argparse.Namespace) -> int:
+    from brainlib import counterfactual as cf
+    out_root = args.out_root or "outputs"
+    if args.agreement:
+        result, path = cf.run_agreement(args.model, n=args.n, seed=args.seed, out_root=out_root)
+        print(cf.format_agreement(result))
+        print(f"wrote {path} and {path.with_suffix('.png')}")
+        return 0
+    path, note = cf.strip_file(args.model, image=args.image, seed=args.seed, strengths=args.strengths, out=args.out,
+                               steps=args.steps, per_layer=args.per_layer, class_name=args.class_name,
+                               out_root=out_root)
+    print(note)
+    print(f"wrote {path}")
+    return 0
+
+
 def _run(args: argparse.Namespace) -> int:
     from brainlib.pipeline import run_batch
     summary = run_batch(preset=args.preset, classes=args.classes, conditional=args.conditional,
@@ -124,6 +158,47 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--n", type=int, default=1000, help="generated images per class")
     e.add_argument("--out-root", default=None)
     e.set_defaults(func=_evaluate)
+
+    x = sub.add_parser("export", help="a synthetic dataset in ADNI's layout, with manifest.csv and DATASHEET.md")
+    x.add_argument("--model", nargs="+", required=True, help="one conditional run, or an AD run and an NC run")
+    x.add_argument("--out", required=True, help="a new folder (refused if it exists with files)")
+    x.add_argument("--n", type=int, required=True, help="images per class (train + test)")
+    x.add_argument("--test-fraction", type=float, default=0.2, help="share of each class in test/")
+    x.add_argument("--seed", type=int, default=0)
+    x.add_argument("--truncation", type=float, default=1.0, help="psi; 1 = no truncation")
+    x.add_argument("--noise-mode", choices=("random", "const", "none"), default="random")
+    x.add_argument("--out-root", default=None)
+    x.set_defaults(func=_export)
+
+    pj = sub.add_parser("project", help="find the latent that reproduces a real slice")
+    pj.add_argument("--model", required=True, help="run name under outputs/ or a checkpoint path")
+    pj.add_argument("--image", required=True, help="a 2D slice (PNG, JPEG, TIFF, BMP) or a NIfTI volume with --slice")
+    pj.add_argument("--slice", type=int, default=None, help="slice index, for a volume")
+    pj.add_argument("--class", dest="class_name", default=None, choices=("AD", "NC"),
+                    help="start from this class's mean w (conditional models; default: both classes' mean)")
+    pj.add_argument("--steps", type=int, default=400)
+    pj.add_argument("--per-layer", action="store_true", help="one w per style input")
+    pj.add_argument("--noise", action="store_true", help="optimise the noise maps too")
+    pj.add_argument("--seed", type=int, default=0)
+    pj.add_argument("--out", default=None, help="default: <run>/projections/<image name>")
+    pj.add_argument("--out-root", default=None)
+    pj.set_defaults(func=_project)
+
+    cf = sub.add_parser("counterfactual", help="NC-to-AD edits of a slice by a conditional model, "
+                                               "or (--agreement) how they match the real AD-NC difference")
+    cf.add_argument("--model", required=True, help="a conditional run (trained with --class both)")
+    cf.add_argument("--image", default=None, help="project this slice first (default: sample --seed)")
+    cf.add_argument("--seed", type=int, default=0, help="the NC sample to edit; with --agreement, the sampling seed")
+    cf.add_argument("--class", dest="class_name", default=None, choices=("AD", "NC"))
+    cf.add_argument("--strengths", type=float, nargs="+", default=[0.0, 0.5, 1.0, 1.5, 2.0])
+    cf.add_argument("--steps", type=int, default=400, help="projection steps, with --image")
+    cf.add_argument("--per-layer", action="store_true", help="projection with one w per style input")
+    cf.add_argument("--out", default=None, help="the figure (default: <run>/counterfactuals/<name>.png)")
+    cf.add_argument("--agreement", action="store_true",
+                    help="print the correlation of the counterfactual and real AD-NC difference maps")
+    cf.add_argument("--n", type=int, default=200, help="NC samples averaged, with --agreement")
+    cf.add_argument("--out-root", default=None)
+    cf.set_defaults(func=_counterfactual)
 
     r = sub.add_parser("run", help="run the numbered notebooks end to end with papermill")
     r.add_argument("--preset", default="demo")

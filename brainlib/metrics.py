@@ -171,6 +171,20 @@ def _gaussian_window(size: int, sigma: float = 1.5) -> torch.Tensor:
     return (g[:, None] * g[None, :]).view(1, 1, size, size)
 
 
+def ssim(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Single-scale SSIM per pair of images -> [N]: the mean of the per-pixel SSIM map (Wang et al.
+    2004; data range 1 after mapping [-1,1] to [0,1], Gaussian window 11x11 sigma 1.5, no padding)."""
+    x, y = (as_model_images(x) + 1) / 2, (as_model_images(y) + 1) / 2
+    size = min(11, x.shape[-1])
+    win = _gaussian_window(size, 1.5 * size / 11)
+    c1, c2 = 0.01**2, 0.03**2
+    mx, my = F.conv2d(x, win), F.conv2d(y, win)
+    vx, vy = F.conv2d(x * x, win) - mx**2, F.conv2d(y * y, win) - my**2
+    cov = F.conv2d(x * y, win) - mx * my
+    ssim_map = ((2 * mx * my + c1) * (2 * cov + c2)) / ((mx**2 + my**2 + c1) * (vx + vy + c2))
+    return ssim_map.mean(dim=(1, 2, 3))
+
+
 def ms_ssim(x: torch.Tensor, y: torch.Tensor, *, scales: int | None = None) -> torch.Tensor:
     """MS-SSIM per pair of images (data range 1 after mapping [-1,1] to [0,1]) -> [N].
 

@@ -301,16 +301,24 @@ def noise_variations(G, seed: int, n: int = 8, *, class_name: str | None = None,
 # ----------------------------------------------------------------------
 # PNG files
 
-def png_bytes(image_u8: np.ndarray, size: int | None = None) -> bytes:
-    """A greyscale PNG of one uint8 [S, S] image, optionally resized (antialiased) to size x size.
+def png_bytes(image_u8: np.ndarray, size: int | None = None, text: dict[str, str] | None = None) -> bytes:
+    """A greyscale PNG of one uint8 [S, S] image, optionally resized (antialiased) to size x size,
+    with `text` as tEXt chunks (in the dict's order).
 
-    Deterministic: PIL writes no timestamp or text chunk, and optimize is off."""
+    Deterministic: PIL writes no timestamp, and optimize is off."""
     import io
+
+    from PIL.PngImagePlugin import PngInfo
     img = Image.fromarray(np.ascontiguousarray(image_u8), mode="L")
     if size is not None and size != img.width:
         img = img.resize((size, size), Image.Resampling.LANCZOS)
+    info = None
+    if text:
+        info = PngInfo()
+        for key, value in text.items():
+            info.add_text(key, value)
     buf = io.BytesIO()
-    img.save(buf, format="PNG", optimize=False, compress_level=6)
+    img.save(buf, format="PNG", optimize=False, compress_level=6, pnginfo=info)
     return buf.getvalue()
 
 

@@ -2,14 +2,15 @@
 
 `LatentExplorer(G, cfg)` holds the current settings (seed, psi, the top-k
 principal directions in standard deviations, noise strength, a style-mixing
-seed and crossover layer, the class of a conditional model) and renders one
+seed and crossover layer, the class of a conditional model and, for a conditional
+model, the strength of the NC-to-AD direction (brainlib.counterfactual)) and renders one
 image from them. `render(**settings)` is plain computation, testable without a
 browser; `widget` builds the ipywidgets view (imported lazily) whose sliders
 call `update`, which re-renders and replaces the PNG bytes of an
 `ipywidgets.Image`. `save()` writes the current image and its settings into
 the run's `explorer/` folder.
 
-At default settings (directions 0, noise strength 1, no mixing) the image is
+At default settings (directions 0, NC-to-AD 0, noise strength 1, no mixing) the image is
 exactly `sampling.sample_images(G, 1, seed=seed, psi=psi)[0]`, i.e. image 0 of
 `brainlib generate --seed <seed> --truncation <psi>`.
 """
@@ -43,13 +44,18 @@ class LatentExplorer:
         self.k = min(k, self.directions.k)
         self.num_ws = G.num_ws_at(self.res)
         self.classes = model_classes(G)
+        self.ad_direction = None
+        if len(self.classes) > 1:
+            from brainlib.counterfactual import class_direction
+            self.ad_direction = class_direction(G, n_samples=5000)
         self.display_size = display_size
         self.slider_range = slider_range
         self.save_dir = Path(save_dir) if save_dir is not None else Path(cfg.out_root) / cfg.run / "explorer"
         self.settings: dict[str, Any] = dict(
             seed=seed, psi=psi, directions=[0.0] * self.k, noise_strength=1.0,
             mix_seed=seed + 1, mix_layer=self.num_ws,  # mix_layer == num_ws: no mixing
-            class_name=self.classes[0] if len(self.classes) > 1 else None)
+            class_name=self.classes[0] if len(self.classes) > 1 else None,
+            nc_to_ad=0.0)  # strength along the NC-to-AD direction (conditional models only)
         self.image = self.render()
         self._widget = None
         self._image_widget = None
@@ -65,14 +71,23 @@ class LatentExplorer:
         """The uint8 [S, S] image for the current settings updated by `changes` (which are not kept)."""
         s = self._merged(changes)
         label = class_labels(self.G, s["class_name"], 1)
-        w = self.directions.shift(self._w(s["seed"], s, label), s["directions"])
+        w = self._edit(self._w(s["seed"], s, label), s)
         ws = w
         if s["mix_layer"] < self.num_ws:
-            w_mix = self.directions.shift(self._w(s["mix_seed"], s, label), s["directions"])
+            w_mix = self._edit(self._w(s["mix_seed"], s, label), s)
             ws = mix_styles(w, w_mix, s["mix_layer"], self.num_ws)
         img = synthesize(self.G, ws, res=self.res, noise_mode="random", noise_strength=s["noise_strength"],
                          noise_seeds=[image_seed(s["seed"], 0)])
         return to_uint8(img.clamp(-1, 1))[0]
+
+    def _edit(self, w: torch.Tensor, s: dict) -> torch.Tensor:
+        """w moved along the principal directions and, if set, along NC-to-AD."""
+        w = self.directions.shift(w, s["directions"])
+        if s["nc_to_ad"]:
+            if self.ad_direction is None:
+                raise ValueError("nc_to_ad needs a conditional model (trained with --class both)")
+            w = w + float(s["nc_to_ad"]) * self.ad_direction.to(w)
+        return w
 
     def _merged(self, changes: dict) -> dict:
         unknown = sorted(set(changes) - set(self.settings))
@@ -141,6 +156,8 @@ class LatentExplorer:
         if len(self.classes) > 1:
             self.controls["class_name"] = W.ToggleButtons(options=self.classes, value=s["class_name"],
                                                           description="class")
+            self.controls["nc_to_ad"] = W.FloatSlider(s["nc_to_ad"], min=-1.0, max=2.0, step=0.1,
+                                                      description="NC → AD ×")
         r = self.slider_range
         self.direction_sliders = [
             W.FloatSlider(v, min=-r, max=r, step=0.1,
