@@ -19,7 +19,7 @@ decided by benchmarks/train_speed.py --baseline):
     `grad_outputs=ones`, `.view(B, -1).norm(2, dim=1)`;
   - the EMA as a Python loop over parameters (`p_ema.copy_(beta * p_ema + (1 - beta) * p)`)
     rather than one fused `_foreach_lerp_`; losses read back with `.item()` every step;
-  - each layer's plain twin (`fused=False`): the discriminator's 3x3 conv at full resolution
+  - each layer's plain twin (`fast=False`): the discriminator's 3x3 conv at full resolution
     then average pooling, where brainlib runs one 4x4 strided convolution; the generator's
     nearest upsampling, blur, then 3x3 conv, where brainlib runs one bilinear upsampling (and on
     large maps a transposed conv on the small map with the border ring redone); AdaIN's
@@ -81,8 +81,8 @@ class BaselineTrainer:
         self.G = Generator(cfg).to(self.device)
         self.D = Discriminator(cfg).to(self.device)
         for m in [*self.G.modules(), *self.D.modules()]:
-            if hasattr(m, "fused"):
-                m.fused = False  # each layer's plain twin (layers.py): unfused resampling, torch's norms
+            if hasattr(m, "fast"):
+                m.fast = False  # each layer's plain twin (layers.py): unfused resampling, torch's norms
         self.G_ema = copy.deepcopy(self.G).eval()
         self.opt_G = torch.optim.Adam(self.G.parameters(), lr=cfg.lr, betas=cfg.betas, eps=1e-8)
         self.opt_D = torch.optim.Adam(self.D.parameters(), lr=cfg.lr, betas=cfg.betas, eps=1e-8)

@@ -2,7 +2,7 @@
 class, as `make workbook` does, then SWD and C2ST of its images beside their real-vs-real floors.
 
     .venv/bin/python benchmarks/class_quality.py --name demo --class AD
-    .venv/bin/python benchmarks/class_quality.py --name lrelu --class AD --set mapping_activation=lrelu
+    .venv/bin/python benchmarks/class_quality.py --name fast --class AD --set lr=0.002
     .venv/bin/python benchmarks/class_quality.py --quick --data <tiny dataset> --results <dir>
 
 quality_per_minute.py ranks configurations of one class-conditional model at a fixed number

@@ -14,6 +14,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import json
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,7 @@ from safetensors.torch import save as safetensors_save
 from torch import nn
 
 from brainlib.atomic import atomic_write_bytes, atomic_write_json
-from brainlib.config import RunConfig
+from brainlib.config import ConfigError, RunConfig
 from brainlib.models import ARCHITECTURE
 from brainlib.networks import build_generator
 
@@ -193,9 +194,83 @@ def load_optimizer(opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor],
         n_saved, n_now = sum(len(g["params"]) for g in saved), sum(len(g["params"]) for g in current)
         if n_saved != n_now:
             raise ValueError(f"{prefix}: the checkpoint's optimiser holds {n_saved} parameters, this model {n_now}")
-        saved = current  # the same parameters in the same order, grouped differently (an older checkpoint)
+        # older checkpoints split G's synthesis parameters into one group per block, in the same
+        # order: the per-parameter state fits, the group settings come from this optimiser
+        saved = current
     groups = [dict(g, betas=tuple(g["betas"])) if "betas" in g else dict(g) for g in saved]
     opt.load_state_dict({"state": state, "param_groups": groups})
+
+
+# ----------------------------------------------------------------------
+# A training run's checkpoints: networks, optimisers and the rest of its state
+
+
+def save_training_checkpoint(run_dir: Path, name: str, *, networks: dict[str, nn.Module],
+                             optimizers: dict[str, torch.optim.Optimizer], state: dict[str, torch.Tensor],
+                             meta: dict) -> Path:
+    """One checkpoint of a training run (`state`: its other tensors, RNGs and sample latents);
+    the periodic checkpoints it supersedes are deleted."""
+    tensors = {k: v for prefix, m in networks.items() for k, v in module_tensors(m, prefix).items()}
+    signature = architecture_signature(tensors)
+    optimizer_meta = {}
+    for prefix, opt in optimizers.items():
+        opt_tensors, optimizer_meta[prefix] = optimizer_tensors(opt, prefix)
+        tensors |= opt_tensors
+    meta = {**meta, "optimizers": optimizer_meta, "signature": signature,
+            "saved_at": datetime.now().isoformat(timespec="seconds")}
+    path = save_checkpoint(run_dir, name, tensors | state, meta)
+    prune_periodic(run_dir, keep=path)
+    return path
+
+
+def restore_training_checkpoint(path: Path, tensors: dict[str, torch.Tensor], meta: dict, *,
+                                networks: dict[str, nn.Module], optimizers: dict[str, torch.optim.Optimizer]) -> None:
+    for prefix, module in networks.items():
+        load_module(module, tensors, prefix, path)
+    for prefix, opt in optimizers.items():
+        load_optimizer(opt, tensors, meta["optimizers"][prefix], prefix)
+
+
+def prune_periodic(run_dir: Path, keep: Path) -> None:
+    """Periodic checkpoints (`*img`) are superseded by any newer one; end-of-step ones stay."""
+    for old in (Path(run_dir) / "checkpoints").glob("*img.safetensors"):
+        if old != keep:
+            old.with_suffix(".json").unlink(missing_ok=True)
+            old.unlink(missing_ok=True)
+
+
+def rng_to_json(state: tuple) -> list:
+    """Python's random.getstate() as JSON."""
+    version, internal, gauss = state
+    return [version, list(internal), gauss]
+
+
+def rng_from_json(state: list) -> tuple:
+    version, internal, gauss = state
+    return (version, tuple(internal), gauss)
+
+
+# settings that shape the networks: a resumed run must keep them
+ARCHITECTURE_FIELDS = ("arch", "image_size", "z_dim", "w_dim", "mapping_layers", "channels",
+                       "mbstd_group", "noise_max_res", "label_embed", "class_name")
+
+
+def check_same_architecture(saved: dict, cfg: RunConfig, source: Path) -> None:
+    """Refuse, naming the settings, to resume a run whose networks these settings would not build
+    (for example after a preset changed between versions)."""
+    old = RunConfig.from_dict(saved)
+    changed = {k: (getattr(old, k), getattr(cfg, k)) for k in ARCHITECTURE_FIELDS if getattr(old, k) != getattr(cfg, k)}
+    if changed:
+        listed = "; ".join(f"{k} was {was!r}, now {now!r}" for k, (was, now) in changed.items())
+        raise ConfigError(f"cannot resume {source}: it was trained with other network settings ({listed}). "
+                          f"Resume with the run's own settings (e.g. --set {next(iter(changed))}=...) or train a new run.")
+
+
+def model_config(cfg: RunConfig, lrs: dict[str, float] | None) -> RunConfig:
+    """The config the networks are built with: the mapping network's lr multiplier
+    (mapping_lr / lr) is part of its weights' meaning, so it stays as the run began even
+    when a resume lowers the learning rates (the optimiser groups take the new ones)."""
+    return cfg.replace(**lrs) if lrs else cfg
 
 
 # ----------------------------------------------------------------------

@@ -8,7 +8,7 @@ import json
 import sys
 
 from brainlib.config import ConfigError
-from brainlib.pipeline import PipelineError
+from brainlib.batch.pipeline import PipelineError
 
 
 class UserError(Exception):
@@ -52,7 +52,7 @@ def _generate(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from brainlib.evaluate import evaluate
+    from brainlib.eval.evaluate import evaluate
     result_path = evaluate(runs=args.run, n=args.n, out_root=args.out_root or "outputs")
     print(f"wrote {result_path}")
     return 0
@@ -93,7 +93,7 @@ def _counterfactual(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from brainlib.pipeline import run_batch
+    from brainlib.batch.pipeline import run_batch
     summary = run_batch(preset=args.preset, classes=args.classes, conditional=args.conditional,
                         data_root=args.data, name=args.name, out_root=args.out_root or "outputs",
                         retrain=args.retrain)

@@ -13,12 +13,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from brainlib.atomic import atomic_write_text
+
 CLASS_LABELS = {"NC": 0, "AD": 1}  # AD is the positive class, as in the ADNI papers
 CLASS_CHOICES = ("AD", "NC", "both")  # "both" trains one class-conditional model
 ARCHS = ("stylegan1", "stylegan2")  # models.py, stylegan2.py
 LOSSES = ("wgan-gp", "logistic-r1", "rpgan-r1r2")
 AUGMENTS = ("none", "diffaugment", "adaptive")  # adaptive: DiffAugment with ADA's adaptive probability
-MAPPING_ACTIVATIONS = ("relu", "lrelu")
+# settings taken out of RunConfig: a saved config may still name them at the value that changed nothing
+REMOVED_SETTINGS = {"mapping_activation": "relu", "coarse_lr_scale": 1.0, "coarse_lr_spared": 0,
+                    "n_critic": 1, "lr_rampdown": 0.0}
 
 
 def project_root() -> Path:
@@ -55,7 +59,6 @@ class RunConfig:
     z_dim: int = 256
     w_dim: int = 256
     mapping_layers: int = 8
-    mapping_activation: str = "relu"
     channels: dict[int, int] = field(default_factory=lambda: {4: 256, 8: 256, 16: 256, 32: 256, 64: 128, 128: 64})
     mbstd_group: int = 4
     noise_max_res: int | None = None  # noise inputs up to this resolution; None: every layer, as StyleGAN
@@ -72,16 +75,12 @@ class RunConfig:
     loss: str = "wgan-gp"
     lr: float = 1e-3
     mapping_lr: float = 1e-5
-    coarse_lr_scale: float = 1.0  # lr multiplier of G's blocks below the step's resolution (1: ProGAN's all-equal)
-    coarse_lr_spared: int = 0  # how many blocks just below the step's resolution keep the full lr
     betas: tuple[float, float] = (0.0, 0.99)
     gp_weight: float = 10.0
     drift: float = 0.001
     r1_gamma: float = 1.0
     reg_every: int = 1  # lazy regularisation: penalty every k critic steps, scaled by k
-    n_critic: int = 1
     ema_half_life_kimg: float = 10.0
-    lr_rampdown: float = 0.0  # last fraction of the final step over which the lrs fall to 0 (cosine)
     style_mixing_prob: float = 0.0
     augment: str = "none"
 
@@ -134,7 +133,6 @@ class RunConfig:
             need(self.batch_sizes.get(r, 0) > 0, f"batch size for {r} px must be a positive integer (got {self.batch_sizes.get(r)})")
         need(self.z_dim > 0 and self.w_dim > 0, "z_dim and w_dim must be positive")
         need(self.mapping_layers >= 1, "mapping_layers must be at least 1")
-        need(self.mapping_activation in MAPPING_ACTIVATIONS, f"mapping_activation must be one of {MAPPING_ACTIVATIONS}")
         need(self.arch in ARCHS, f"arch {self.arch!r} is not one of {', '.join(ARCHS)}")
         need(self.loss in LOSSES, f"loss {self.loss!r} is not one of {', '.join(LOSSES)}")
         need(self.augment in AUGMENTS, f"augment {self.augment!r} is not one of {', '.join(AUGMENTS)}")
@@ -144,10 +142,7 @@ class RunConfig:
         per_step = self.images_per_res.values() if isinstance(self.images_per_res, dict) else [self.images_per_res or 1]
         need(all(n > 0 for n in per_step), f"images_per_res={self.images_per_res} must be positive")
         need(self.lr > 0 and self.mapping_lr > 0, "learning rates must be positive")
-        need(0.0 < self.coarse_lr_scale <= 1.0, f"coarse_lr_scale={self.coarse_lr_scale} must be within (0, 1]")
-        need(self.coarse_lr_spared >= 0, f"coarse_lr_spared={self.coarse_lr_spared} must be 0 or more")
-        need(0.0 <= self.lr_rampdown <= 1.0, f"lr_rampdown={self.lr_rampdown} must be within [0, 1]")
-        need(self.reg_every >= 1 and self.n_critic >= 1, "reg_every and n_critic must be at least 1")
+        need(self.reg_every >= 1, "reg_every must be at least 1")
         need(self.mbstd_group >= 1, "mbstd_group must be at least 1")
         need(self.noise_max_res is None or self.noise_max_res >= 4,
              f"noise_max_res={self.noise_max_res} must be a resolution (>= 4) or None")
@@ -166,11 +161,11 @@ class RunConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "RunConfig":
+        d = drop_removed_settings(d)
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:
             raise ConfigError(f"unknown config keys: {', '.join(unknown)}")
-        d = dict(d)
         for key, value_type in PER_RES_FIELDS.items():
             if isinstance(d.get(key), dict):
                 d[key] = {int(k): value_type(v) for k, v in d[key].items()}
@@ -179,7 +174,6 @@ class RunConfig:
         return cls(**d)
 
     def save(self, path: str | Path) -> None:
-        from brainlib.atomic import atomic_write_text
         atomic_write_text(Path(path), json.dumps(self.to_dict(), indent=2))
 
     @classmethod
@@ -188,6 +182,16 @@ class RunConfig:
 
     def replace(self, **changes: Any) -> "RunConfig":
         return dataclasses.replace(self, **changes)
+
+
+def drop_removed_settings(d: dict[str, Any]) -> dict[str, Any]:
+    """`d` without the removed settings; one set to anything but its old default is refused,
+    since the run it describes trained with code that no longer exists."""
+    for name, default in REMOVED_SETTINGS.items():
+        if name in d and d[name] != default:
+            raise ConfigError(f"setting {name}={d[name]!r} was removed from brainlib (only {default!r}, "
+                              f"its old default, is accepted); train with this version's settings")
+    return {k: v for k, v in d.items() if k not in REMOVED_SETTINGS}
 
 
 # ----------------------------------------------------------------------
@@ -250,6 +254,8 @@ def coerce_overrides(overrides: dict[str, Any]) -> dict[str, Any]:
     fields = {f.name: f for f in dataclasses.fields(RunConfig)}
     out: dict[str, Any] = {}
     for key, value in overrides.items():
+        if key in REMOVED_SETTINGS:
+            raise ConfigError(f"setting {key!r} was removed from brainlib; see docs/experiments.md for what it did")
         if key not in fields:
             raise ConfigError(f"unknown setting {key!r}; see brainlib.config.RunConfig for the list")
         if isinstance(value, str) and fields[key].type not in ("str", "str | None"):

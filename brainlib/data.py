@@ -41,13 +41,16 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from brainlib.config import CLASS_LABELS
+from brainlib.atomic import atomic_write, atomic_write_json
+from brainlib.config import CLASS_LABELS, project_root
+from brainlib.dicom import decode_series, find_series, inspect_series, is_dicom
+from brainlib.progress import progress_bar
+from brainlib.slices import SkippedFile, canonical_volume, resize_slice, scale_slice, slice_volume  # noqa: F401
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
 SPLIT_NAMES = ("train", "test", "val", "valid", "validation")
 MAX_PIXELS = 64_000_000  # larger images are skipped as decompression bombs
-EMPTY_SLICE_FRACTION = 0.02  # a NIfTI slice with less foreground than this is left out
 CACHE_VERSION = 1
 ACCEPTED_LAYOUTS = (
     "accepted layouts: <root>/{train,test}/{AD,NC}/<images> (ADNI 2D), <root>/{AD,NC}/<images>, "
@@ -64,10 +67,6 @@ class DataError(ValueError):
 
 class DataWarning(UserWarning):
     """Some files were skipped; the message counts them and names the first few."""
-
-
-class SkippedFile(Exception):
-    """One file cannot be used; the message is the reason."""
 
 
 @dataclass
@@ -107,7 +106,6 @@ def _is_image_name(name: str) -> bool:
 
 
 def _is_dicom(path: str | os.PathLike) -> bool:
-    from brainlib.dicom import is_dicom
     return is_dicom(path)
 
 
@@ -290,25 +288,6 @@ def _to_greyscale(im) -> np.ndarray:
     return np.asarray(im.convert("L"), dtype=np.float32)
 
 
-def _pad_to_square(a: np.ndarray) -> np.ndarray:
-    h, w = a.shape
-    s = max(h, w)
-    out = np.zeros((s, s), a.dtype)
-    out[(s - h) // 2:(s - h) // 2 + h, (s - w) // 2:(s - w) // 2 + w] = a
-    return out
-
-
-def _resize(a: np.ndarray, image_size: int, pad_to_square: bool) -> np.ndarray:
-    """float [H, W] in 0..255 -> uint8 [S, S], antialiased (Lanczos)."""
-    from PIL import Image
-    if pad_to_square:
-        a = _pad_to_square(a)
-    im = Image.fromarray(np.clip(a, 0, 255).astype(np.float32))
-    if im.size != (image_size, image_size):
-        im = im.resize((image_size, image_size), Image.Resampling.LANCZOS)
-    return np.clip(np.rint(np.asarray(im)), 0, 255).astype(np.uint8)
-
-
 def decode_image(path: Path, image_size: int, pad_to_square: bool, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     """One 2D image file -> uint8 [S, S]; raises SkippedFile with the reason."""
     from PIL import Image, UnidentifiedImageError
@@ -334,70 +313,7 @@ def decode_image(path: Path, image_size: int, pad_to_square: bool, max_pixels: i
         raise SkippedFile(f"corrupt or truncated image: {e}") from None
     except (SyntaxError, ValueError, EOFError) as e:
         raise SkippedFile(f"corrupt image: {e}") from None
-    return _resize(grey, image_size, pad_to_square)
-
-
-def _nifti_slice(volume: np.ndarray, axis: int, index: int) -> np.ndarray:
-    """A 2D slice of a RAS volume, display-oriented: superior/anterior up."""
-    return np.take(volume, index, axis=axis).T[::-1]
-
-
-def canonical_volume(img) -> np.ndarray:
-    """A nibabel image -> float32 3D volume reoriented to RAS (axis 2 axial, 1 coronal, 0 sagittal).
-
-    Raises SkippedFile for 4D data and NaN or infinite voxels."""
-    import nibabel as nib
-    img = nib.as_closest_canonical(img)
-    shape = img.shape
-    while len(shape) > 3 and shape[-1] == 1:
-        shape = shape[:-1]
-    if len(shape) != 3:
-        raise SkippedFile(f"{len(shape)}D volume of shape {tuple(img.shape)}: expected one 3D volume per file")
-    volume = np.asarray(img.dataobj, dtype=np.float32).reshape(shape)
-    if not np.isfinite(volume).all():
-        raise SkippedFile(f"volume contains {int((~np.isfinite(volume)).sum())} NaN/infinite voxels")
-    return volume
-
-
-def _intensity_top(values: np.ndarray) -> float:
-    """The 99.5th percentile of the foreground of `values` (already shifted to a minimum of 0)."""
-    foreground = values[values > 0]
-    if foreground.size == 0:
-        raise SkippedFile("image is empty (constant intensity)")
-    return float(np.percentile(foreground, 99.5)) or float(foreground.max())
-
-
-def scale_slice(image: np.ndarray, image_size: int, pad_to_square: bool) -> np.ndarray:
-    """One 2D scan image (any intensity unit) -> uint8 [S, S], scaled as volumes are."""
-    image = np.asarray(image, dtype=np.float32)
-    image = image - image.min()
-    return _resize(np.clip(image / _intensity_top(image), 0, 1) * 255.0, image_size, pad_to_square)
-
-
-def slice_volume(volume: np.ndarray, image_size: int, pad_to_square: bool, axis: int = 2,
-                 band: tuple[float, float] = (0.25, 0.75)) -> list[tuple[int, np.ndarray]]:
-    """A RAS volume -> [(slice index, uint8 [S, S])] over the band, near-empty slices left out.
-
-    Intensities are scaled per volume (0 .. 99.5th percentile of the foreground)."""
-    if not 0 <= axis <= 2:
-        raise ValueError(f"nifti_axis={axis} must be 0 (sagittal), 1 (coronal) or 2 (axial)")
-    lo, hi = band
-    n = volume.shape[axis]
-    first, last = int(np.floor(lo * n)), int(np.ceil(hi * n))
-    volume = volume - volume.min()
-    try:
-        top = _intensity_top(volume)
-    except SkippedFile:
-        raise SkippedFile("volume is empty (constant intensity)") from None
-    out = []
-    for k in range(max(first, 0), min(last, n)):
-        s = _nifti_slice(volume, axis, k)
-        if (s > 0.05 * top).mean() < EMPTY_SLICE_FRACTION:
-            continue
-        out.append((k, _resize(np.clip(s / top, 0, 1) * 255.0, image_size, pad_to_square)))
-    if not out:
-        raise SkippedFile(f"no non-empty slices in band {band} along axis {axis}")
-    return out
+    return resize_slice(grey, image_size, pad_to_square)
 
 
 def decode_nifti(path: Path, image_size: int, pad_to_square: bool, axis: int = 2,
@@ -453,7 +369,6 @@ def _units(entries: list[_Entry], options: dict) -> tuple[list[_Unit], list[tupl
     for e in sorted((e for e in entries if e.dicom), key=lambda e: (e.split != "train", e.path)):
         groups.setdefault((e.label, e.split), []).append(e)
     if groups:
-        from brainlib.dicom import decode_series, find_series
         left = {label: options.get("max_dicom_series") for label, _ in groups}  # None: no cap
         for (label, _), group in groups.items():
             by_path = {e.path: e for e in group}
@@ -487,7 +402,7 @@ def _cache_key(entries: list[_Entry], root: Path, options: dict) -> str:
 
 
 def default_cache_dir() -> Path:
-    from brainlib.config import project_root
+    """Where decoded datasets (and, under encoders/, the evaluation's encoders) are cached."""
     return project_root() / "data" / "cache"
 
 
@@ -555,8 +470,6 @@ def _read_cache_meta(meta_path: Path, array_path: Path) -> dict | None:
 def _decode_to_cache(entries: list[_Entry], options: dict, array_path: Path, meta_path: Path,
                      progress: bool) -> dict:
     """Decode every file (threads: PIL and zlib release the GIL) and write the cache atomically."""
-    from brainlib.atomic import atomic_write, atomic_write_json
-    from brainlib.progress import progress_bar
     size = options["image_size"]
     units, skipped = _units(entries, options)
     images, labels, splits, sources = [], [], [], []
@@ -590,7 +503,7 @@ _CONFIG_SPLITS = object()
 def dataset_root(cfg) -> Path:
     """The folder a RunConfig reads; `data_root=None` is the embedded phantom dataset (built on first use)."""
     if cfg.data_root is None:
-        from brainlib.phantom import ensure_default_dataset
+        from brainlib.phantom import ensure_default_dataset  # scipy: only to build the default dataset
         return ensure_default_dataset()
     return Path(cfg.data_root)
 
@@ -604,21 +517,25 @@ def dataset_for_config(cfg, *, splits=_CONFIG_SPLITS, cache_dir=None, progress=T
                         max_per_class=cfg.max_images, cache_dir=cache_dir, progress=progress)
 
 
-def to_model_input(images_u8: torch.Tensor, res: int) -> torch.Tensor:
-    """uint8 [B,S,S] or [B,1,S,S] (any device) -> float32 [B,1,res,res] in [-1, 1].
+def to_model_input(images: torch.Tensor | np.ndarray, res: int | None = None) -> torch.Tensor:
+    """uint8 [N,S,S] / [N,1,S,S] (0..255, any device) or float [N,1,S,S] in [-1, 1] -> float32
+    [N,1,R,R] in [-1, 1], R = `res` if given, else S.
 
-    Down-sampling averages pixel blocks (area), as ProGAN's lower resolutions."""
-    x = torch.as_tensor(np.asarray(images_u8)) if isinstance(images_u8, np.ndarray) else images_u8
+    Down-sampling averages pixel blocks (area), as ProGAN's lower resolutions; up-sampling is
+    bilinear. uint8 images are resampled before scaling, as the trainer always did."""
+    x = torch.as_tensor(images)
     if x.dim() == 3:
         x = x.unsqueeze(1)
     if x.dim() != 4 or x.shape[1] != 1:
-        raise ValueError(f"expected uint8 images [B,S,S] or [B,1,S,S], got shape {tuple(x.shape)}")
-    if res > x.shape[-1]:
-        raise ValueError(f"cannot down-sample {x.shape[-1]} px images to {res} px")
+        raise ValueError(f"expected images [N,S,S] or [N,1,S,S], got shape {tuple(x.shape)}")
+    is_uint8 = x.dtype == torch.uint8
     x = x.float()
-    if x.shape[-1] != res or x.shape[-2] != res:
-        x = F.interpolate(x, size=(res, res), mode="area")
-    return x / 127.5 - 1.0
+    if res is not None and (x.shape[-1] != res or x.shape[-2] != res):
+        if x.shape[-1] >= res and x.shape[-2] >= res:
+            x = F.interpolate(x, size=(res, res), mode="area")
+        else:
+            x = F.interpolate(x, size=(res, res), mode="bilinear", align_corners=False)
+    return x / 127.5 - 1.0 if is_uint8 else x
 
 
 # ----------------------------------------------------------------------
@@ -689,7 +606,6 @@ def census(root, *, class_dirs=None) -> dict:
     with ThreadPoolExecutor(max_workers=min(4, (os.cpu_count() or 1) + 1)) as pool, _quiet_pil_bomb_warning():
         infos = list(pool.map(_inspect, [Path(e.path) for e, _ in entries]))
     if dicom_groups:
-        from brainlib.dicom import inspect_series
         for (split, cls), paths in dicom_groups.items():
             usable, bad = inspect_series(paths)
             skipped += bad

@@ -6,8 +6,8 @@ import numpy as np
 
 from brainlib.config import CLASS_LABELS
 from brainlib.data import SliceDataset
+from brainlib.plots import CLASS_COLOURS
 
-_CLASS_COLOURS = {"AD": "tab:red", "NC": "tab:blue"}
 
 
 def _class_indices(dataset: SliceDataset) -> dict[str, np.ndarray]:
@@ -40,7 +40,7 @@ def intensity_histograms(dataset: SliceDataset, max_images: int = 500, foregroun
     for name, idx in _class_indices(dataset).items():
         pixels = np.asarray(dataset.images[idx[:max_images]]).ravel()
         ax.hist(pixels[pixels >= foreground], bins=bins, density=True, histtype="step",
-                color=_CLASS_COLOURS[name], label=f"{name} ({min(len(idx), max_images)} images)")
+                color=CLASS_COLOURS[name], label=f"{name} ({min(len(idx), max_images)} images)")
     ax.set_xlabel(f"intensity (pixels >= {foreground})")
     ax.set_ylabel("density")
     ax.legend()

@@ -81,15 +81,15 @@ class AdaIN(nn.Module):
     initialisation the expected style is the identity, as in StyleGAN's `x * (y_s + 1) + y_b`.
     """
 
-    def __init__(self, channels: int, w_dim: int, eps: float = 1e-8, *, fused: bool = True):
+    def __init__(self, channels: int, w_dim: int, eps: float = 1e-8, *, fast: bool = True):
         super().__init__()
         bias_init = torch.cat([torch.ones(channels), torch.zeros(channels)])
         self.affine = EqualLinear(w_dim, 2 * channels, bias_init=bias_init, gain=1.0)
         self.eps = eps
-        self.fused = fused  # False: torch's instance_norm, the plain twin
+        self.fast = fast  # False: torch's instance_norm, the plain twin
 
     def forward(self, x: Tensor, w: Tensor) -> Tensor:
-        if self.fused:
+        if self.fast:
             centred, var = centred_and_variance(x.float(), dim=(2, 3))  # float32, also under autocast
             x = (centred * torch.rsqrt(var + self.eps)).to(x.dtype)
         else:
@@ -136,11 +136,11 @@ class MinibatchStdDev(nn.Module):
     reduced to a divisor of B when B is not a multiple of it.
     """
 
-    def __init__(self, group_size: int = 4, eps: float = 1e-8, *, fused: bool = True):
+    def __init__(self, group_size: int = 4, eps: float = 1e-8, *, fast: bool = True):
         super().__init__()
         self.group_size = group_size
         self.eps = eps
-        self.fused = fused  # False: torch's var, the plain twin
+        self.fast = fast  # False: torch's var, the plain twin
 
     def forward(self, x: Tensor) -> Tensor:
         b, c, h, w = x.shape
@@ -148,7 +148,7 @@ class MinibatchStdDev(nn.Module):
         if b % g:
             g = math.gcd(b, g)
         y = x.float().reshape(g, b // g, c, h, w)
-        var = centred_and_variance(y, dim=0)[1].squeeze(0) if self.fused else y.var(dim=0, unbiased=False)
+        var = centred_and_variance(y, dim=0)[1].squeeze(0) if self.fast else y.var(dim=0, unbiased=False)
         std = (var + self.eps).sqrt()  # [B/G, C, H, W]
         std = std.mean(dim=(1, 2, 3)).to(x.dtype)               # [B/G]
         feature = std.repeat(g).reshape(b, 1, 1, 1).expand(b, 1, h, w)
@@ -181,13 +181,13 @@ def sum_of_shifts(weight: Tensor) -> Tensor:
 
 
 class ResamplingConv2d(EqualConv2d):
-    """A 3x3 equalised convolution fused with 2x resampling; `fused=False` runs the two
+    """A 3x3 equalised convolution fused with 2x resampling; `fast=False` runs the two
     steps apart (the plain twin). Same weights either way."""
 
     def __init__(self, in_ch: int, out_ch: int, *, bias: bool = True, gain: float = RELU_GAIN,
-                 fused: bool = True):
+                 fast: bool = True):
         super().__init__(in_ch, out_ch, 3, bias=bias, gain=gain)
-        self.fused = fused
+        self.fast = fast
 
 
 class ConvDown2d(ResamplingConv2d):
@@ -199,7 +199,7 @@ class ConvDown2d(ResamplingConv2d):
 
     def forward(self, x: Tensor) -> Tensor:
         weight = self.weight * self.scale
-        if self.fused:
+        if self.fast:
             return F.conv2d(x, sum_of_shifts(weight) / 4, self.bias, stride=2, padding=1)
         return F.avg_pool2d(F.conv2d(x, weight, self.bias, padding=1), 2)
 
@@ -217,13 +217,13 @@ class UpConv2d(ResamplingConv2d):
     RING_MIN_SIZE, RING_MIN_CHANNELS = 32, 64  # input sizes where the ring form pays (measured)
 
     def __init__(self, in_ch: int, out_ch: int, *, bias: bool = True, gain: float = RELU_GAIN,
-                 fused: bool = True):
-        super().__init__(in_ch, out_ch, bias=bias, gain=gain, fused=fused)
+                 fast: bool = True):
+        super().__init__(in_ch, out_ch, bias=bias, gain=gain, fast=fast)
         self.blur = Blur()
 
     def forward(self, x: Tensor) -> Tensor:
         weight = self.weight * self.scale
-        if not self.fused:
+        if not self.fast:
             up = self.blur(F.interpolate(x, scale_factor=2, mode="nearest"))
         elif min(x.shape[-2:]) >= self.RING_MIN_SIZE and x.shape[1] >= self.RING_MIN_CHANNELS:
             return self._conv_then_blur_with_exact_border(x, weight)
@@ -278,26 +278,26 @@ class ModulatedConv2d(nn.Module):
 
     The fast path never builds per-sample weights: it scales the input by s, runs one shared
     convolution and scales the output by the demodulation coefficients, which is the same
-    function because both scalings are per channel. `fused=False` is the plain twin with
+    function because both scalings are per channel. `fast=False` is the plain twin with
     per-sample weights in a grouped convolution. `upsample` first doubles the map with the
     [1, 3, 3, 1] filter (bilinear_2x). The affine's bias starts at 1, so the initial style is
     the identity."""
 
     def __init__(self, in_ch: int, out_ch: int, kernel: int, w_dim: int, *, demodulate: bool = True,
-                 upsample: bool = False, fused: bool = True, eps: float = 1e-8):
+                 upsample: bool = False, fast: bool = True, eps: float = 1e-8):
         super().__init__()
         self.weight = nn.Parameter(torch.randn(out_ch, in_ch, kernel, kernel))
         self.affine = EqualLinear(w_dim, in_ch, bias_init=1.0)
         self.scale = 1 / math.sqrt(in_ch * kernel * kernel)
         self.padding = kernel // 2
-        self.demodulate, self.upsample, self.fused, self.eps = demodulate, upsample, fused, eps
+        self.demodulate, self.upsample, self.fast, self.eps = demodulate, upsample, fast, eps
 
     def forward(self, x: Tensor, w: Tensor) -> Tensor:
         if self.upsample:
             x = bilinear_2x(x)
         styles = self.affine(w).float()  # [B, in]
         weight = self.weight * self.scale
-        if not self.fused:
+        if not self.fast:
             return self._grouped(x, weight, styles)
         x = x * styles.to(x.dtype).reshape(*styles.shape, 1, 1)
         x = F.conv2d(x, weight.to(x.dtype), padding=self.padding)

@@ -50,7 +50,8 @@ class Loss:
         self.augment_policy = augment_policy
         self.adaptive: AdaptiveAugment | None = None  # make_loss sets it for augment="adaptive"
 
-    def augment(self, x: Tensor) -> Tensor:
+    def augment_for_critic(self, x: Tensor) -> Tensor:
+        """What D sees: DiffAugment (fixed or adaptive probability) when configured."""
         if self.adaptive is not None:
             return self.adaptive(x)
         return augment(x, self.augment_policy) if self.augment_policy else x
@@ -58,7 +59,7 @@ class Loss:
     def critic_scores(self, D: nn.Module, real: Tensor, fake: Tensor, label: Tensor | None,
                       alpha: float | Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """The (augmented) real and fake batches and D's float32 scores of each."""
-        real, fake = self.augment(real), self.augment(fake.detach())
+        real, fake = self.augment_for_critic(real), self.augment_for_critic(fake.detach())
         d_real, d_fake = D(real, label, alpha=alpha).float(), D(fake, label, alpha=alpha).float()
         if self.adaptive is not None:
             self.adaptive.observe(d_real)
@@ -96,7 +97,7 @@ class WGANGP(Loss):
 
     def generator_loss(self, D: nn.Module, fake: Tensor, label: Tensor | None, *,
                        alpha: float | Tensor = 1.0, real: Tensor | None = None) -> tuple[Tensor, dict[str, Tensor]]:
-        loss = -D(self.augment(fake), label, alpha=alpha).float().mean()
+        loss = -D(self.augment_for_critic(fake), label, alpha=alpha).float().mean()
         return loss, {"g_loss": loss.detach()}
 
 
@@ -130,7 +131,7 @@ class LogisticR1(Loss):
 
     def generator_loss(self, D: nn.Module, fake: Tensor, label: Tensor | None, *,
                        alpha: float | Tensor = 1.0, real: Tensor | None = None) -> tuple[Tensor, dict[str, Tensor]]:
-        loss = F.softplus(-D(self.augment(fake), label, alpha=alpha).float()).mean()
+        loss = F.softplus(-D(self.augment_for_critic(fake), label, alpha=alpha).float()).mean()
         return loss, {"g_loss": loss.detach()}
 
 
@@ -150,8 +151,8 @@ class RelativisticR1R2(LogisticR1):
                        alpha: float | Tensor = 1.0, real: Tensor | None = None) -> tuple[Tensor, dict[str, Tensor]]:
         if real is None:
             raise ValueError("the relativistic loss pairs each fake with a real image: pass real")
-        d_real = D(self.augment(real), label, alpha=alpha).float().detach()
-        loss = F.softplus(d_real - D(self.augment(fake), label, alpha=alpha).float()).mean()
+        d_real = D(self.augment_for_critic(real), label, alpha=alpha).float().detach()
+        loss = F.softplus(d_real - D(self.augment_for_critic(fake), label, alpha=alpha).float()).mean()
         return loss, {"g_loss": loss.detach()}
 
 

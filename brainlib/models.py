@@ -59,7 +59,7 @@ def one_hot(label: Tensor, dtype: torch.dtype) -> Tensor:
 
 class MappingNetwork(nn.Module):
     """z (and a class label) -> w: PixelNorm, then `num_layers` equalised dense layers, each
-    followed by the activation, as StyleGAN v1's G_mapping.
+    followed by a ReLU, as StyleGAN v1's G_mapping.
 
     `lr_mul` slows the whole network down: with Adam at learning rate `lr`, its effective
     learning rate is `lr * lr_mul`. The Generator sets `lr_mul = cfg.mapping_lr / cfg.lr`, so
@@ -69,12 +69,9 @@ class MappingNetwork(nn.Module):
     normalise it, and concatenate it with the normalised z.
     """
 
-    def __init__(self, z_dim: int, w_dim: int, num_layers: int, *, activation: str = "relu",
+    def __init__(self, z_dim: int, w_dim: int, num_layers: int, *,
                  lr_mul: float = 0.01, num_classes: int = 0, label_embed: bool = True):
         super().__init__()
-        if activation not in ("relu", "lrelu"):
-            raise ValueError(f"mapping activation {activation!r} must be 'relu' or 'lrelu'")
-        self.activation = activation
         self.num_classes = num_classes
         self.norm = PixelNorm()
         self.embed = None
@@ -88,9 +85,6 @@ class MappingNetwork(nn.Module):
         self.layers = nn.ModuleList(
             EqualLinear(a, b, gain=RELU_GAIN, lr_mul=lr_mul) for a, b in zip(dims[:-1], dims[1:]))
 
-    def act(self, x: Tensor) -> Tensor:
-        return F.relu(x) if self.activation == "relu" else lrelu(x)
-
     def forward(self, z: Tensor, label: Tensor | None = None) -> Tensor:
         x = self.norm(z)
         if self.num_classes:
@@ -100,7 +94,7 @@ class MappingNetwork(nn.Module):
             y = self.embed(y) if self.embed is not None else y
             x = torch.cat([x, self.norm(y)], dim=1)
         for layer in self.layers:
-            x = self.act(layer(x))
+            x = F.relu(layer(x))
         return x
 
 
@@ -191,7 +185,7 @@ class StyleGenerator(nn.Module):
         self.conditional = cfg.conditional
         self.resolutions = resolutions_up_to(cfg.image_size)
         self.mapping = MappingNetwork(
-            cfg.z_dim, cfg.w_dim, cfg.mapping_layers, activation=cfg.mapping_activation,
+            cfg.z_dim, cfg.w_dim, cfg.mapping_layers,
             lr_mul=cfg.mapping_lr / cfg.lr, num_classes=NUM_CLASSES if cfg.conditional else 0,
             label_embed=cfg.label_embed)
         self.register_buffer("w_avg", torch.zeros(cfg.w_dim))

@@ -16,3 +16,12 @@ def build_generator(cfg: RunConfig) -> StyleGenerator:
 
 def build_discriminator(cfg: RunConfig) -> Discriminator:
     return DISCRIMINATORS[cfg.arch](cfg)
+
+
+def parameter_counts(cfg: RunConfig) -> dict[str, int]:
+    """Parameters of the mapping network, the synthesis network, G and D."""
+    G, D = build_generator(cfg), build_discriminator(cfg)
+    mapping = sum(p.numel() for p in G.mapping.parameters())
+    total_g = sum(p.numel() for p in G.parameters())
+    return {"mapping": mapping, "synthesis": total_g - mapping, "generator": total_g,
+            "discriminator": sum(p.numel() for p in D.parameters())}

@@ -34,6 +34,10 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
+from brainlib.atomic import atomic_write_json, file_lock
+from brainlib.config import project_root
+from brainlib.progress import progress_bar
+
 FRAME_HEIGHT, FRAME_WIDTH = 240, 256  # as the ADNI 2D slices
 ORIENTATIONS = ("axial", "sagittal", "coronal")
 CLASS_INDEX = {"NC": 0, "AD": 1}
@@ -155,7 +159,7 @@ def atlas_band(orientation: str) -> tuple[list[SliceAtlas], tuple[float, float, 
 # ----------------------------------------------------------------------
 # One image.
 
-def image_seed(seed: int, class_name: str, index: int) -> np.random.Generator:
+def image_rng(seed: int, class_name: str, index: int) -> np.random.Generator:
     return np.random.default_rng([int(seed), CLASS_INDEX[class_name], int(index)])
 
 
@@ -248,7 +252,7 @@ def _write_images(job: tuple) -> np.ndarray:
     root, class_name, indices, n_per_class, severity, seed, orientation = job
     thumbs = []
     for i in indices:
-        rng = image_seed(seed, class_name, i)
+        rng = image_rng(seed, class_name, i)
         img = render_slice(rng, draw_severity(rng, class_name, severity), orientation)
         path = Path(root) / _split_of(i, n_per_class) / class_name / f"{class_name}_{i:05d}.png"
         Image.fromarray(img).save(path, optimize=False)
@@ -279,14 +283,12 @@ def build_phantom(out: str | Path | None = None, n_per_class: int = 2000, severi
     The folder is built under a temporary name and renamed when complete, so an
     interrupted build never leaves a half dataset. An existing `<out>/AD_NC` is
     replaced, unless `replace=False` (then a complete one is kept). Returns the AD_NC root."""
-    from brainlib.progress import progress_bar
     if orientation not in ORIENTATIONS:
         raise ValueError(f"orientation {orientation!r} is not one of {', '.join(ORIENTATIONS)}")
     if n_per_class < 2:
         raise ValueError(f"n_per_class={n_per_class} must be at least 2 (one train and one test image)")
     if severity < 0:
         raise ValueError(f"severity={severity} must be >= 0")
-    from brainlib.config import project_root
     out = Path(out) if out is not None else project_root() / "data" / "phantom"
     out.mkdir(parents=True, exist_ok=True)
     final = out / "AD_NC"
@@ -330,7 +332,6 @@ def build_phantom(out: str | Path | None = None, n_per_class: int = 2000, severi
             logistic_regression_test_images=int((~is_train).sum()),
             build_seconds=round(build_seconds, 1), workers=workers,
         )
-        from brainlib.atomic import atomic_write_json
         atomic_write_json(root / "phantom.json", meta)
         if replace or not (final / "phantom.json").exists():
             _replace_folder(root, final)
@@ -359,8 +360,6 @@ def _replace_folder(new: Path, final: Path) -> None:
 
 def ensure_default_dataset() -> Path:
     """`project_root()/data/phantom/AD_NC`, built with the default settings on first use."""
-    from brainlib.atomic import file_lock
-    from brainlib.config import project_root
     out = project_root() / "data" / "phantom"
     root = out / "AD_NC"
     if (root / "phantom.json").exists():

@@ -10,6 +10,7 @@ import torch
 
 from brainlib.atomic import atomic_write, atomic_write_bytes
 
+CLASS_COLOURS = {"AD": "tab:red", "NC": "tab:blue"}  # the same in every figure
 LOSS_KEYS = ("d_loss", "g_loss")
 LOSS_LABELS = {"d_loss": "critic (D)", "g_loss": "generator (G)"}
 
@@ -25,6 +26,13 @@ def save_grid(images: torch.Tensor, path: str | Path, nrow: int) -> Path:
     path = Path(path)
     atomic_write(path, lambda tmp: save_image(images, tmp, nrow=nrow, padding=2, pad_value=1.0, format="png"))
     return path
+
+
+def save_step_figures(run_dir: Path, name: str, samples: torch.Tensor, nrow: int, rows: list[dict]) -> None:
+    """After a resolution step: the fixed latents' sample grid and the loss curves so far."""
+    save_grid(samples, run_dir / "samples" / f"{name}.png", nrow=nrow)
+    plot_losses_per_batch(rows, run_dir / "plots" / "loss_per_batch.png")
+    plot_losses_per_epoch(rows, run_dir / "plots" / "loss_per_epoch.png")
 
 
 def _figure():

@@ -35,8 +35,8 @@ from PIL import Image
 
 from brainlib.atomic import atomic_write_json
 from brainlib.config import CLASS_LABELS
+from brainlib.layers import NOISE_MODES
 
-NOISE_MODES = ("random", "const", "none")
 
 
 # ----------------------------------------------------------------------

@@ -111,12 +111,12 @@ RING = UpConv2d.RING_MIN_CHANNELS, UpConv2d.RING_MIN_SIZE  # where UpConv2d take
 
 
 @pytest.mark.parametrize("make, shape", [
-    (lambda fused: ConvDown2d(5, 7, fused=fused).double(), (8, 5, 12, 10)),
-    (lambda fused: UpConv2d(5, 7, fused=fused).double(), (8, 5, 12, 10)),
-    (lambda fused: UpConv2d(RING[0], 3, fused=fused).double(), (2, RING[0], RING[1] + 2, RING[1])),
-    (lambda fused: MinibatchStdDev(4, fused=fused), (8, 5, 12, 10)),
+    (lambda fast: ConvDown2d(5, 7, fast=fast).double(), (8, 5, 12, 10)),
+    (lambda fast: UpConv2d(5, 7, fast=fast).double(), (8, 5, 12, 10)),
+    (lambda fast: UpConv2d(RING[0], 3, fast=fast).double(), (2, RING[0], RING[1] + 2, RING[1])),
+    (lambda fast: MinibatchStdDev(4, fast=fast), (8, 5, 12, 10)),
 ], ids=["conv_down", "up_conv", "up_conv_ring", "minibatch_std"])
-def test_fused_layers_equal_their_plain_twins_to_second_order(make, shape):
+def test_fast_layers_equal_their_plain_twins_to_second_order(make, shape):
     torch.manual_seed(0)
     fused, plain = make(True), make(False)
     with torch.no_grad():
@@ -124,7 +124,7 @@ def test_fused_layers_equal_their_plain_twins_to_second_order(make, shape):
             if p.ndim == 1:
                 p.normal_()  # a non-zero bias, so that path is compared too
     plain.load_state_dict(fused.state_dict())
-    assert fused.fused and not plain.fused
+    assert fused.fast and not plain.fast
     # a non-square map in channels_last, as the trainer feeds them, and a float64 copy for exactness
     x = (torch.randn(shape) * 3 + 1).contiguous(memory_format=torch.channels_last)
     dtype = torch.float32 if isinstance(fused, MinibatchStdDev) else torch.float64  # mbstd works in float32
@@ -134,9 +134,9 @@ def test_fused_layers_equal_their_plain_twins_to_second_order(make, shape):
         torch.testing.assert_close(a, b, **tol)
 
 
-def test_fused_adain_equals_instance_norm():
+def test_fast_adain_equals_instance_norm():
     torch.manual_seed(0)
-    fused, plain = AdaIN(6, 16), AdaIN(6, 16, fused=False)
+    fused, plain = AdaIN(6, 16), AdaIN(6, 16, fast=False)
     plain.load_state_dict(fused.state_dict())
     x = (torch.randn(4, 6, 9, 9) * 5 + 3).contiguous(memory_format=torch.channels_last).requires_grad_(True)
     w = torch.randn(4, 16)
@@ -160,9 +160,9 @@ def test_baseline_loader_and_step(tiny_phantom):
     assert images.shape == (8, 1, 16, 16) and images.dtype == torch.float32
     assert -1.0 <= images.min() and images.max() <= 1.0 and images.std() > 0.1
     trainer = BaselineTrainer(preset("smoke"))
-    twins = [m for m in [*trainer.G.modules(), *trainer.D.modules()] if hasattr(m, "fused")]
+    twins = [m for m in [*trainer.G.modules(), *trainer.D.modules()] if hasattr(m, "fast")]
     kinds = {type(m) for m in twins}
-    assert kinds == {AdaIN, ConvDown2d, MinibatchStdDev, UpConv2d} and not any(m.fused for m in twins)
+    assert kinds == {AdaIN, ConvDown2d, MinibatchStdDev, UpConv2d} and not any(m.fast for m in twins)
     before = trainer.D.epilogue.out.weight.detach().clone()
     stats = trainer.train_step(images, 16, 0.5)
     assert set(stats) == {"d_loss", "g_loss", "gp"} and all(math.isfinite(v) for v in stats.values())

@@ -143,15 +143,15 @@ def test_a_full_disk_keeps_the_previous_checkpoint(saved, monkeypatch):
 
 
 def test_adam_state_saved_in_one_grouping_loads_into_another():
-    """A checkpoint from before G's per-block groups (one synthesis group) resumes into them."""
+    """Older checkpoints held one Adam group per synthesis block; they resume into one synthesis group."""
     params = [torch.nn.Parameter(torch.randn(3)) for _ in range(4)]
-    before = torch.optim.Adam([{"params": params[:3]}, {"params": params[3:]}], lr=0.1)
+    before = torch.optim.Adam([{"params": params[:1]}, {"params": params[1:3]}, {"params": params[3:]}], lr=0.1)
     sum(p.square().sum() for p in params).backward()
     before.step()
     tensors, extra = ckpt.optimizer_tensors(before, "opt")
-    after = torch.optim.Adam([{"params": params[:1]}, {"params": params[1:3]}, {"params": params[3:]}], lr=0.1)
+    after = torch.optim.Adam([{"params": params[:3]}, {"params": params[3:]}], lr=0.1)
     ckpt.load_optimizer(after, tensors, extra, "opt")
-    assert len(after.param_groups) == 3
+    assert len(after.param_groups) == 2
     for p in params:
         assert torch.equal(after.state[p]["exp_avg"], before.state[p]["exp_avg"])
     fewer = torch.optim.Adam([{"params": params[:2]}], lr=0.1)

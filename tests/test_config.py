@@ -21,7 +21,7 @@ def test_presets_validate_and_round_trip(name, tmp_path):
 
 def test_paper_preset_is_the_original_recipe():
     cfg = preset("paper")
-    assert (cfg.z_dim, cfg.w_dim, cfg.mapping_layers, cfg.mapping_activation) == (256, 256, 8, "relu")
+    assert (cfg.z_dim, cfg.w_dim, cfg.mapping_layers) == (256, 256, 8)
     assert cfg.channels == {4: 256, 8: 256, 16: 256, 32: 256, 64: 128, 128: 64}
     assert cfg.batch_sizes == {4: 256, 8: 128, 16: 64, 32: 32, 64: 16, 128: 8}
     assert (cfg.lr, cfg.mapping_lr, cfg.betas) == (1e-3, 1e-5, (0.0, 0.99))
@@ -59,6 +59,23 @@ def test_unknown_preset_and_setting():
         preset("fast")
     with pytest.raises(ConfigError, match="unknown setting 'learning_rate'"):
         preset("smoke", learning_rate=1)
+
+
+@pytest.mark.parametrize("name, old_default, other", [
+    ("coarse_lr_scale", 1.0, 0.2), ("coarse_lr_spared", 0, 1), ("lr_rampdown", 0.0, 0.3),
+    ("n_critic", 1, 5), ("mapping_activation", "relu", "lrelu"),
+])
+def test_a_saved_config_naming_a_removed_setting_loads_only_at_its_old_default(name, old_default, other, tmp_path):
+    saved = preset("smoke").to_dict()
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({**saved, name: old_default}))
+    assert RunConfig.load(path) == preset("smoke")
+    path.write_text(json.dumps({**saved, name: other}))
+    with pytest.raises(ConfigError) as e:
+        RunConfig.load(path)
+    assert f"setting {name}={other!r} was removed" in str(e.value) and "\n" not in str(e.value)
+    with pytest.raises(ConfigError, match=f"setting '{name}' was removed"):
+        preset("smoke", **{name: other})
 
 
 def test_overrides_from_strings_are_typed():

@@ -183,8 +183,9 @@ def test_to_model_input_area_downsamples_and_normalises():
     assert same.min() == -1.0 and same.max() == 1.0 and same.shape == (2, 1, 8, 8)
     from_numpy = to_model_input(images.numpy(), 4)
     assert from_numpy.shape == (2, 1, 4, 4)
-    with pytest.raises(ValueError, match="cannot down-sample"):
-        to_model_input(images, 16)
+    up = to_model_input(images[:1], 16)  # bilinear: a blurred copy, still in [-1, 1]
+    assert up.shape == (1, 1, 16, 16) and up[0, 0, 0, 0] == 1.0 and up[0, 0, -1, -1] == -1.0
+    torch.testing.assert_close(to_model_input(x, 1), x.mean(dim=(2, 3), keepdim=True))  # float in, float out
 
 
 def test_dataset_for_config_uses_the_config(tmp_path, tiny_phantom, monkeypatch):

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from brainlib import features as F
+from brainlib.data import to_model_input
 from brainlib.metrics import fid
 
 
@@ -21,19 +22,19 @@ def two_class_images(n, res=16, seed=0):
     return x + noise, torch.tensor([0] * n + [1] * n)
 
 
-def test_as_model_images_converts_uint8_and_resizes():
+def test_to_model_input_converts_uint8_and_resizes():
     u8 = torch.tensor([[[0, 255], [255, 0]]], dtype=torch.uint8)
-    x = F.as_model_images(u8)
+    x = to_model_input(u8)
     assert x.shape == (1, 1, 2, 2) and x.min() == -1 and x.max() == 1
-    assert F.as_model_images(torch.zeros(3, 1, 32, 32), 16).shape == (3, 1, 16, 16)
+    assert to_model_input(torch.zeros(3, 1, 32, 32), 16).shape == (3, 1, 16, 16)
     with pytest.raises(ValueError, match=r"\[N,S,S\] or \[N,1,S,S\]"):
-        F.as_model_images(torch.zeros(2, 3, 8, 8))
+        to_model_input(torch.zeros(2, 3, 8, 8))
 
 
 def test_augment_keeps_shape_and_shifts():
     g = torch.Generator().manual_seed(0)
     x = torch.zeros(8, 1, 16, 16); x[:, :, 6:10, 6:10] = 1
-    y = F.augment(x, g, max_shift=2, jitter=0.0)
+    y = F.shift_and_jitter(x, g, max_shift=2, jitter=0.0)
     assert y.shape == x.shape and not torch.equal(y, x)
     assert torch.allclose(y.sum(dim=(1, 2, 3)), x.sum(dim=(1, 2, 3)))  # shifted, not cropped
 
@@ -70,15 +71,15 @@ def test_damaged_cache_is_retrained(tmp_path, capsys):
 def test_encoder_fid_sees_a_class_shift():
     x, y = two_class_images(60, seed=0)
     xh, yh = two_class_images(60, seed=2)
-    model = F.train_classifier(F.as_model_images(x), y, res=16, epochs=3, rotation_task=True)
+    model = F.train_classifier(to_model_input(x), y, res=16, epochs=3, rotation_task=True)
     f_nc, f_nc2, f_ad = (F.extract_features(model, a) for a in (x[:60], xh[:60], xh[60:]))
     assert fid(f_nc, f_ad) > 5 * fid(f_nc, f_nc2)
 
 
 def test_training_is_seeded():
     x, y = two_class_images(16, seed=0)
-    a = F.train_classifier(F.as_model_images(x), y, res=16, epochs=1, seed=3)
-    b = F.train_classifier(F.as_model_images(x), y, res=16, epochs=1, seed=3)
+    a = F.train_classifier(to_model_input(x), y, res=16, epochs=1, seed=3)
+    b = F.train_classifier(to_model_input(x), y, res=16, epochs=1, seed=3)
     assert all(torch.equal(p, q) for p, q in zip(a.state_dict().values(), b.state_dict().values()))
 
 

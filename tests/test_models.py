@@ -125,13 +125,9 @@ def test_unconditional_models_ignore_labels():
 def test_mapping_network_lr_mul_follows_the_config():
     G = Generator(tiny(lr=1e-3, mapping_lr=1e-5))
     assert all(layer.lr_mul == pytest.approx(0.01) for layer in G.mapping.layers)
-    assert len(G.mapping.layers) == 2 and G.mapping.activation == "relu"
-    m = MappingNetwork(8, 6, 3, activation="lrelu", lr_mul=1.0)
-    w = m(torch.randn(5, 8))
-    assert w.shape == (5, 6) and (w < 0).any()  # leaky ReLU lets negatives through
-    assert (MappingNetwork(8, 6, 3, activation="relu")(torch.randn(5, 8)) >= 0).all()
-    with pytest.raises(ValueError, match="'tanh'"):
-        MappingNetwork(8, 6, 3, activation="tanh")
+    assert len(G.mapping.layers) == 2
+    w = MappingNetwork(8, 6, 3, lr_mul=1.0)(torch.randn(5, 8))
+    assert w.shape == (5, 6) and (w >= 0).all() and (w > 0).any()  # each layer ends in a ReLU
 
 
 def test_truncation_psi_zero_gives_w_avg_for_every_z(nets):

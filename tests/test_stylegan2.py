@@ -55,7 +55,7 @@ def test_modulated_conv_matches_per_sample_weights_and_its_grouped_twin(kernel, 
     x_in = bilinear_2x(x) if upsample else x
     expected = per_sample_modulated_conv(x_in, layer.weight * layer.scale, styles, demodulate, kernel // 2)
     torch.testing.assert_close(layer(x, w), expected, rtol=1e-4, atol=1e-5)
-    layer.fused = False
+    layer.fast = False
     torch.testing.assert_close(layer(x, w), expected, rtol=1e-4, atol=1e-5)
     assert layer(x, w).shape == (3, 5, 16 if upsample else 8, 16 if upsample else 8)
 

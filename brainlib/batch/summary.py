@@ -26,6 +26,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from PIL import Image
+
+from brainlib.atomic import atomic_write_bytes, atomic_write_text
+from brainlib.config import PRESETS, RunConfig, project_root
+from brainlib.eval.report import metric_rows
+
 MIN_GRID_SIDE = 256  # px: anatomy needs at least this much to be judged
 FILES_DIR = "summary_files"
 STEP_GRID = re.compile(r"^\d+-(\d+)px$")  # the trainer's grid after each step, e.g. 02-16px.png
@@ -74,6 +80,18 @@ VERDICTS = {"near": "near floor", "off": "off", "far": "far off", "none": "not m
 RULES = ("distances: near ≤ 1.5× the floor, off ≤ 3×; accuracies and shares (0-1): near within 0.05 "
          "of the floor on the worse side (memorised: 0.01), off within 0.25 (0.05); AD–NC contrast: "
          "near within 0.1, off within 0.4")
+
+
+def format_seconds(seconds: float | None) -> str:
+    """7m58s, 1h02m, 3.4s."""
+    if seconds is None:
+        return "-"
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, secs = divmod(int(round(seconds)), 60)
+    if minutes < 60:
+        return f"{minutes}m{secs:02d}s"
+    return f"{minutes // 60}h{minutes % 60:02d}m"
 
 
 def headline_pair(report: dict, c: str, key: str) -> dict | None:
@@ -159,7 +177,6 @@ def write_summary(batch_dir: Path, run_dirs: list[Path], timings: list[dict[str,
     return the HTML path. `batch` holds the batch's options (preset, classes, conditional,
     data_root, name, out_root) for the settings and the reproducing commands; `failure`
     is the message of the notebook that stopped the batch."""
-    from brainlib.atomic import atomic_write_bytes, atomic_write_text
     batch_dir, run_dirs = Path(batch_dir), [Path(r) for r in run_dirs]
     batch = dict(batch or {})
     blocks = page_blocks(batch_dir, run_dirs, timings, total_seconds, batch, failure)
@@ -285,7 +302,6 @@ def figure_section(title: str, paths: list[Path], prefix: str, max_width: int | 
 
 
 def all_metrics_blocks(report: dict) -> list[Block]:
-    from brainlib.evaluate import metric_rows
     try:
         rows = metric_rows(report)
     except (KeyError, TypeError, AttributeError):
@@ -324,7 +340,6 @@ def settings_blocks(run_dirs: list[Path], configs: dict, preset: str) -> list[Bl
 
 def settings_differing_from_preset(cfg: dict, preset: str) -> dict[str, tuple[Any, Any]] | None:
     """{setting: (preset value, run value)} for what a run changed; None for an unknown preset."""
-    from brainlib.config import PRESETS, RunConfig
     if preset not in PRESETS:
         return None
     base = json.loads(json.dumps(RunConfig.from_dict({**RunConfig().to_dict(), **PRESETS[preset]}).to_dict()))
@@ -332,7 +347,6 @@ def settings_differing_from_preset(cfg: dict, preset: str) -> dict[str, tuple[An
 
 
 def timing_blocks(timings: list[dict], total_seconds: float | None, report: dict | None) -> list[Block]:
-    from brainlib.pipeline import format_seconds
     rows = [(t["label"], t["status"], format_seconds(t.get("seconds"))) for t in timings]
     if total_seconds is not None:
         rows.append(("whole batch", "", format_seconds(total_seconds)))
@@ -344,7 +358,6 @@ def timing_blocks(timings: list[dict], total_seconds: float | None, report: dict
 
 
 def reproduce_blocks(batch: dict, run_dirs: list[Path], configs: dict, report: dict | None, preset: str) -> list[Block]:
-    from brainlib.config import project_root
     data = batch.get("data_root")
     out_root = batch.get("out_root")
     common = (f" --data {shlex.quote(str(data))}" if data else "")
@@ -481,7 +494,6 @@ def _figure(path: Path, name: str, caption: str, *, grid: bool = False, min_side
     """A PNG for the page; sample grids are enlarged by a whole factor, nearest neighbour, to
     `min_side` px at least, so an 8 px step shows as pixels, not as a blur or a dot.
     `max_width` shrinks the displayed size only (the file keeps every pixel)."""
-    from PIL import Image
     data = path.read_bytes()
     with Image.open(io.BytesIO(data)) as im:
         width, height = im.size
@@ -501,7 +513,6 @@ def _figure(path: Path, name: str, caption: str, *, grid: bool = False, min_side
 def _evaluation(batch_dir: Path, run_dirs: list[Path]) -> tuple[dict | None, Path | None]:
     """The batch's eval.json (evaluate writes identical copies into each run), copied into
     the batch folder so that the page's link works when the folder travels alone."""
-    from brainlib.atomic import atomic_write_bytes
     for r in run_dirs:
         path = r / "eval.json"
         report = _read_json(path)
@@ -529,7 +540,6 @@ def _classes(batch: dict, configs: dict, report: dict | None) -> list[str]:
 
 
 def _lede(run_dirs: list[Path], configs: dict, report: dict | None, batch: dict, total_seconds: float | None) -> str:
-    from brainlib.pipeline import format_seconds
     cfg = next((c for c in configs.values() if c), {})
     kind = "one conditional model" if batch.get("conditional") or cfg.get("class_name") == "both" else \
         f"{len(run_dirs)} model{'s' if len(run_dirs) != 1 else ''}, one per class"

@@ -12,7 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from brainlib.features import as_model_images
+from brainlib.data import to_model_input
+from brainlib.eval.features import fit
 
 C2ST_SIZE = 64  # images are compared at most at this size: enough for texture, fast on a CPU
 
@@ -35,7 +36,7 @@ class TwoSampleCritic(nn.Module):
 
 def _prepare(images: torch.Tensor) -> torch.Tensor:
     """[-1, 1] float images at most C2ST_SIZE px (the shared conversion of brainlib.features)."""
-    return as_model_images(images, min(images.shape[-1], C2ST_SIZE))
+    return to_model_input(images, min(images.shape[-1], C2ST_SIZE))
 
 
 def c2st_accuracy(a: torch.Tensor, b: torch.Tensor, *, seed: int = 0, epochs: int = 8,
@@ -63,18 +64,8 @@ def c2st_accuracy(a: torch.Tensor, b: torch.Tensor, *, seed: int = 0, epochs: in
 
     torch.manual_seed(seed)
     model = TwoSampleCritic()
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    model.train()
-    for _ in range(epochs):
-        order = torch.randperm(len(x_train), generator=gen)
-        for i in range(0, len(order), batch_size):
-            idx = order[i:i + batch_size]
-            if len(idx) < 2:
-                continue  # BatchNorm needs two samples
-            loss = F.binary_cross_entropy_with_logits(model(x_train[idx]), y_train[idx])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+    fit(model, len(x_train), lambda idx: F.binary_cross_entropy_with_logits(model(x_train[idx]), y_train[idx]),
+        gen=gen, epochs=epochs, batch_size=batch_size, lr=lr)
     _recalibrate_batchnorm(model, x_train, batch_size)
     with torch.no_grad():
         logits = torch.cat([model(x_test[i:i + 256]) for i in range(0, len(x_test), 256)])

@@ -21,9 +21,10 @@ from pathlib import Path
 import numpy as np
 
 from brainlib.atomic import atomic_write
+from brainlib.config import CLASS_LABELS
+from brainlib.plots import CLASS_COLOURS
 
-CLASS_COLOURS = {1: "tab:red", 0: "tab:purple"}  # AD, NC as in config.CLASS_LABELS
-CLASS_NAMES = {1: "AD", 0: "NC"}
+CLASS_NAMES = {label: name for name, label in CLASS_LABELS.items()}
 METHODS = ("umap", "tsne")
 
 
@@ -121,7 +122,7 @@ def plot_embedding(report: dict, labels: np.ndarray, generated: np.ndarray, *, p
     for ax, (name, key, mask) in zip(axes, panels):
         for c in (0, 1):
             m = mask & (labels == c)
-            ax.scatter(pts[m, 0], pts[m, 1], s=5, c=CLASS_COLOURS[c], marker="x" if key.startswith("gen") else "o",
+            ax.scatter(pts[m, 0], pts[m, 1], s=5, c=CLASS_COLOURS[CLASS_NAMES[c]], marker="x" if key.startswith("gen") else "o",
                        alpha=0.6, linewidths=0.6, label=f"{CLASS_NAMES[c]} ({m.sum()})")
         n = nums.get(key, {})
         ax.set_title(f"{name}\n5-NN acc {_fmt(n.get('knn_accuracy'))}, silhouette {_fmt(n.get('silhouette'))}", fontsize=9)
@@ -129,7 +130,7 @@ def plot_embedding(report: dict, labels: np.ndarray, generated: np.ndarray, *, p
     for c in (0, 1):
         for is_gen, marker, alpha in ((False, "o", 0.35), (True, "x", 0.6)):
             m = (labels == c) & (generated == is_gen)
-            ax.scatter(pts[m, 0], pts[m, 1], s=5, c=CLASS_COLOURS[c], marker=marker, alpha=alpha, linewidths=0.6,
+            ax.scatter(pts[m, 0], pts[m, 1], s=5, c=CLASS_COLOURS[CLASS_NAMES[c]], marker=marker, alpha=alpha, linewidths=0.6,
                        label=f"{CLASS_NAMES[c]} {'generated' if is_gen else 'real'}")
     n = nums.get("real_vs_generated", {})
     ax.set_title(f"real (o) vs generated (x)\n5-NN acc {_fmt(n.get('knn_accuracy'))} (0.5 ideal), "

@@ -23,7 +23,9 @@ from pathlib import Path
 from typing import Any
 
 from brainlib.config import PRESETS, ConfigError, project_root
-from brainlib.summary import write_summary
+from brainlib.config import preset as make_preset  # `preset` is a parameter name here
+from brainlib.atomic import atomic_write_json
+from brainlib.batch.summary import format_seconds, write_summary
 
 NOTEBOOKS = ("01_data", "02_train_progressive", "03_samples", "04_umap")
 KERNEL_NAME = "python3"  # installed into the venv by the Makefile (ipykernel install --sys-prefix)
@@ -114,7 +116,6 @@ def batch_parameters(preset: str, run_classes: list[str], data_root: str | None,
     """Every value the batch offers its notebooks; each notebook takes those it declares."""
     runs = [f"{name}-{cls}" for cls in run_classes]
     classes = ["AD", "NC"] if run_classes == ["both"] else list(run_classes)
-    from brainlib.config import preset as make_preset
     image_size = make_preset(preset).image_size
     return dict(preset=preset, data_root=data_root, out_root=str(out_root), name=name, batch_name=name,
                 classes=classes, conditional=run_classes == ["both"], runs=runs, run_names=runs,
@@ -181,24 +182,12 @@ def declared_parameters(notebook: Path) -> set[str]:
 
 def training_finished(run_dir: Path) -> bool:
     """True when the checkpoint that the run's latest.json points to says the schedule finished."""
-    from brainlib.checkpoints import CheckpointError, latest_checkpoint
+    from brainlib.checkpoints import CheckpointError, latest_checkpoint  # torch: not for `brainlib --help`
     try:
         latest = latest_checkpoint(run_dir)
         return latest is not None and bool(json.loads(latest.with_suffix(".json").read_text()).get("finished", False))
     except (OSError, json.JSONDecodeError, CheckpointError):
         return False
-
-
-def format_seconds(seconds: float | None) -> str:
-    """7m58s, 1h02m, 3.4s."""
-    if seconds is None:
-        return "-"
-    if seconds < 60:
-        return f"{seconds:.1f}s"
-    minutes, secs = divmod(int(round(seconds)), 60)
-    if minutes < 60:
-        return f"{minutes}m{secs:02d}s"
-    return f"{minutes // 60}h{minutes % 60:02d}m"
 
 
 def _pick(offered: dict[str, Any], declared: set[str]) -> dict[str, Any]:
@@ -227,5 +216,4 @@ def _timings(steps: list[Step]) -> list[dict[str, Any]]:
 
 def _record(batch_dir: Path, steps: list[Step]) -> None:
     """timings.json in the batch folder: which notebooks ran, how long, how they ended."""
-    from brainlib.atomic import atomic_write_json
     atomic_write_json(batch_dir / "timings.json", _timings(steps))

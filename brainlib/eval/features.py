@@ -25,6 +25,7 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -32,6 +33,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from brainlib.atomic import atomic_write, atomic_write_json
+from brainlib.data import default_cache_dir, to_model_input
+from brainlib.progress import progress_bar
 
 ENCODER_NAME = "brainlib-slice-encoder"
 ENCODER_RECIPE = 2  # bump when the architecture or training recipe changes: old caches are ignored
@@ -41,23 +44,6 @@ MAX_ENCODER_RES = 64  # larger images are area-downsampled to this before encodi
 
 # ----------------------------------------------------------------------
 # Images in, images out
-
-def as_model_images(images: torch.Tensor | np.ndarray, res: int | None = None) -> torch.Tensor:
-    """uint8 [N,S,S] / [N,1,S,S] (0..255) or float [N,1,S,S] in [-1,1] -> float32 [N,1,R,R] in [-1,1].
-
-    R is `res` if given (area down-sampling, bilinear up-sampling), else S.
-    """
-    x = torch.as_tensor(images)
-    if x.dim() == 3:
-        x = x.unsqueeze(1)
-    if x.dim() != 4 or x.shape[1] != 1:
-        raise ValueError(f"expected images [N,S,S] or [N,1,S,S], got shape {tuple(x.shape)}")
-    x = x.float() / 127.5 - 1 if x.dtype == torch.uint8 else x.float()
-    if res is not None and x.shape[-1] != res:
-        mode = "area" if x.shape[-1] > res else "bilinear"
-        x = F.interpolate(x, size=(res, res), mode=mode, **({} if mode == "area" else {"align_corners": False}))
-    return x
-
 
 def images_hash(*arrays: torch.Tensor | np.ndarray) -> str:
     """A short sha256 of the raw bytes of the given arrays (images, labels...)."""
@@ -105,7 +91,7 @@ class SliceEncoder(nn.Module):
         return self.class_head(self.features(x))
 
 
-def augment(x: torch.Tensor, gen: torch.Generator, *, max_shift: int = 2, jitter: float = 0.1) -> torch.Tensor:
+def shift_and_jitter(x: torch.Tensor, gen: torch.Generator, *, max_shift: int = 2, jitter: float = 0.1) -> torch.Tensor:
     """Mild augmentation: shifts of up to `max_shift` px (edge padding) and a
     random intensity gain and offset of about `jitter`, per image."""
     n, _, s, _ = x.shape
@@ -120,6 +106,29 @@ def augment(x: torch.Tensor, gen: torch.Generator, *, max_shift: int = 2, jitter
     return shifted * gain + offset
 
 
+def fit(model: nn.Module, n: int, batch_loss: Callable[[torch.Tensor], torch.Tensor], *, gen: torch.Generator,
+        epochs: int, batch_size: int, lr: float, one_cycle: bool = False, progress: bool = False) -> None:
+    """The small-CNN training loop of the encoder and the C2ST critic: Adam over a seeded
+    shuffle of `n` examples per epoch, `batch_loss(indices)` per batch, batches of one
+    skipped (BatchNorm needs two), optionally a one-cycle learning-rate schedule."""
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    steps_per_epoch = max(1, math.ceil(n / batch_size))
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=epochs * steps_per_epoch) if one_cycle else None
+    model.train()
+    for _ in progress_bar(range(epochs), desc="train classifier", disable=not progress, leave=False):
+        order = torch.randperm(n, generator=gen)
+        for i in range(steps_per_epoch):
+            idx = order[i * batch_size:(i + 1) * batch_size]
+            if len(idx) < 2:
+                continue
+            loss = batch_loss(idx)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            if sched is not None:
+                sched.step()
+
+
 def train_classifier(images: torch.Tensor, labels: torch.Tensor, *, res: int, epochs: int = 6, seed: int = 0,
                      rotation_task: bool = False, batch_size: int = 64, lr: float = 2e-3,
                      progress: bool = False) -> SliceEncoder:
@@ -129,35 +138,25 @@ def train_classifier(images: torch.Tensor, labels: torch.Tensor, *, res: int, ep
     a quarter of every batch is also shown rotated by a random multiple of 90
     degrees and the rotation head learns which; the class loss uses the upright images.
     """
-    from brainlib.progress import progress_bar
-
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     model = SliceEncoder(res, rotation_head=rotation_task)
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    steps_per_epoch = max(1, math.ceil(len(images) / batch_size))
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=epochs * steps_per_epoch)
     labels = torch.as_tensor(labels).long()
-    model.train()
-    for _ in progress_bar(range(epochs), desc="train classifier", disable=not progress, leave=False):
-        order = torch.randperm(len(images), generator=gen)
-        for i in range(steps_per_epoch):
-            idx = order[i * batch_size:(i + 1) * batch_size]
-            if len(idx) < 2:  # BatchNorm needs two samples
-                continue
-            x = augment(images[idx], gen)
-            loss = F.cross_entropy(model(x), labels[idx])
-            if rotation_task:
-                x = x[: max(2, len(x) // 4)]
-                k = torch.randint(0, 4, (len(x),), generator=gen)
-                rotated = x.clone()
-                for r in (1, 2, 3):
-                    rotated[k == r] = torch.rot90(x[k == r], r, dims=(2, 3))
-                loss = loss + F.cross_entropy(model.rotation_head(model.features(rotated)), k)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
+
+    def batch_loss(idx: torch.Tensor) -> torch.Tensor:
+        x = shift_and_jitter(images[idx], gen)
+        loss = F.cross_entropy(model(x), labels[idx])
+        if rotation_task:
+            x = x[: max(2, len(x) // 4)]
+            k = torch.randint(0, 4, (len(x),), generator=gen)
+            rotated = x.clone()
+            for r in (1, 2, 3):
+                rotated[k == r] = torch.rot90(x[k == r], r, dims=(2, 3))
+            loss = loss + F.cross_entropy(model.rotation_head(model.features(rotated)), k)
+        return loss
+
+    fit(model, len(images), batch_loss, gen=gen, epochs=epochs, batch_size=batch_size, lr=lr, one_cycle=True,
+        progress=progress)
     return model.eval()
 
 
@@ -173,7 +172,7 @@ def predict_proba(model: SliceEncoder, images: torch.Tensor, batch_size: int = 5
 def extract_features(model: SliceEncoder, images: torch.Tensor | np.ndarray, batch_size: int = 512) -> np.ndarray:
     """Penultimate-layer features, float64 [N, 128]; images are resized to the encoder's size."""
     model.eval()
-    x = as_model_images(images, model.res)
+    x = to_model_input(images, model.res)
     out = [model.features(x[i:i + batch_size]) for i in range(0, len(x), batch_size)]
     return torch.cat(out).double().numpy() if out else np.zeros((0, FEATURE_DIM))
 
@@ -191,9 +190,8 @@ class Encoder:
         return extract_features(self.model, images)
 
 
-def default_cache_dir() -> Path:
-    from brainlib.config import project_root
-    return project_root() / "data" / "cache" / "encoders"
+def encoder_cache_dir() -> Path:
+    return default_cache_dir() / "encoders"
 
 
 def encoder_res(image_res: int) -> int:
@@ -212,14 +210,14 @@ def load_or_train_encoder(train_images, train_labels, heldout_images, heldout_la
     from safetensors.torch import load_file, save_file
 
     res = encoder_res(torch.as_tensor(train_images).shape[-1])
-    x_train, x_held = as_model_images(train_images, res), as_model_images(heldout_images, res)
+    x_train, x_held = to_model_input(train_images, res), to_model_input(heldout_images, res)
     y_train, y_held = torch.as_tensor(train_labels).long(), torch.as_tensor(heldout_labels).long()
     if len(x_train) != len(y_train) or len(x_held) != len(y_held):
         raise ValueError("encoder: images and labels differ in length")
     train_hash = images_hash(x_train.half(), y_train)
     key = images_hash(np.frombuffer(f"{train_hash}|{images_hash(x_held.half(), y_held)}|{res}|{epochs}|{seed}|"
                                     f"{ENCODER_RECIPE}".encode(), np.uint8))
-    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    cache = Path(cache_dir) if cache_dir is not None else encoder_cache_dir()
     weights, meta = cache / f"{ENCODER_NAME}-{key}.safetensors", cache / f"{ENCODER_NAME}-{key}.json"
     if weights.exists() and meta.exists():
         try:
@@ -270,7 +268,7 @@ class InceptionFeatures:
     def __call__(self, images: torch.Tensor | np.ndarray, batch_size: int = 32) -> np.ndarray:
         mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
         std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
-        x = as_model_images(images)
+        x = to_model_input(images)
         out = []
         for i in range(0, len(x), batch_size):
             b = F.interpolate(x[i:i + batch_size], size=(299, 299), mode="bilinear", align_corners=False)

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from brainlib.features import as_model_images
+from brainlib.data import to_model_input
 
 # ----------------------------------------------------------------------
 # Sliced Wasserstein distance on Laplacian pyramids (ProGAN, appendix D)
@@ -63,7 +63,7 @@ def pyramid_descriptors(images, *, levels: int, patches_per_image: int = 128, pa
                         seed: int = 0) -> list[torch.Tensor]:
     """Random 7x7 neighbourhoods from each level: one [N*patches, 49] tensor per level,
     each normalised to zero mean and unit std (per channel, per level, per set)."""
-    x = as_model_images(images)
+    x = to_model_input(images)
     gen = torch.Generator().manual_seed(seed)
     out = []
     for level in laplacian_pyramid(x, levels):
@@ -105,8 +105,8 @@ def swd_to_reference(reference, candidates: dict, *, patches_per_image: int = 12
     """`sliced_wasserstein(candidate, reference)` for several candidates at once,
     sorting the reference's projections once (the same directions for all).
     Every set is cut to the size of the smallest, so the numbers are comparable."""
-    ref = as_model_images(reference)
-    sets = {k: as_model_images(v) for k, v in candidates.items()}
+    ref = to_model_input(reference)
+    sets = {k: to_model_input(v) for k, v in candidates.items()}
     for k, x in sets.items():
         if x.shape[-1] != ref.shape[-1]:
             raise ValueError(f"SWD needs images of one size, got {x.shape[-1]} px ({k}) and {ref.shape[-1]} px")
@@ -140,7 +140,7 @@ def layout_swd(a, b, *, size: int = 8, directions: int = 256, seed: int = 0) -> 
     7x7 patches cannot see. It reads the same at every resolution of 8 px and up, so it can
     follow a progressive run stage by stage. The larger set is cut, at random (seeded), to the
     smaller's size."""
-    sets = [as_model_images(x) for x in (a, b)]
+    sets = [to_model_input(x) for x in (a, b)]
     n = min(len(x) for x in sets)
     if n < 2:
         raise ValueError(f"layout SWD needs at least 2 images per set, got {n}")
@@ -174,7 +174,7 @@ def _gaussian_window(size: int, sigma: float = 1.5) -> torch.Tensor:
 def ssim(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Single-scale SSIM per pair of images -> [N]: the mean of the per-pixel SSIM map (Wang et al.
     2004; data range 1 after mapping [-1,1] to [0,1], Gaussian window 11x11 sigma 1.5, no padding)."""
-    x, y = (as_model_images(x) + 1) / 2, (as_model_images(y) + 1) / 2
+    x, y = (to_model_input(x) + 1) / 2, (to_model_input(y) + 1) / 2
     size = min(11, x.shape[-1])
     win = _gaussian_window(size, 1.5 * size / 11)
     c1, c2 = 0.01**2, 0.03**2
@@ -193,7 +193,7 @@ def ms_ssim(x: torch.Tensor, y: torch.Tensor, *, scales: int | None = None) -> t
     renormalised to sum to one (images of 64 px support 3 scales down to 16 px).
     Negative contrast-structure terms are clamped to 0 so fractional powers stay real.
     """
-    x, y = (as_model_images(x) + 1) / 2, (as_model_images(y) + 1) / 2
+    x, y = (to_model_input(x) + 1) / 2, (to_model_input(y) + 1) / 2
     scales = scales or ms_ssim_scales(x.shape[-1])
     w = torch.tensor(_MS_SSIM_WEIGHTS[:scales])
     w = w / w.sum()
@@ -218,7 +218,7 @@ def ms_ssim(x: torch.Tensor, y: torch.Tensor, *, scales: int | None = None) -> t
 
 def ms_ssim_pairs(images, *, pairs: int = 1000, seed: int = 0) -> float:
     """Mean MS-SSIM over random pairs of distinct images of one set (lower = more diverse)."""
-    x = as_model_images(images)
+    x = to_model_input(images)
     if len(x) < 2:
         raise ValueError(f"MS-SSIM pairs need at least 2 images, got {len(x)}")
     gen = torch.Generator().manual_seed(seed)
@@ -318,12 +318,12 @@ def usefulness(real_train, real_train_labels, synthetic, synthetic_labels, heldo
     """
     from sklearn.metrics import accuracy_score, balanced_accuracy_score, roc_auc_score
 
-    from brainlib.features import predict_proba, train_classifier
+    from brainlib.eval.features import predict_proba, train_classifier
 
-    res = as_model_images(heldout[:1]).shape[-1]
-    x_real, y_real = _cap_per_class(as_model_images(real_train, res), real_train_labels, max_per_class, seed)
-    x_syn, y_syn = _cap_per_class(as_model_images(synthetic, res), synthetic_labels, max_per_class, seed)
-    x_test, y_test = as_model_images(heldout, res), np.asarray(heldout_labels).astype(int)
+    res = to_model_input(heldout[:1]).shape[-1]
+    x_real, y_real = _cap_per_class(to_model_input(real_train, res), real_train_labels, max_per_class, seed)
+    x_syn, y_syn = _cap_per_class(to_model_input(synthetic, res), synthetic_labels, max_per_class, seed)
+    x_test, y_test = to_model_input(heldout, res), np.asarray(heldout_labels).astype(int)
     sources = {"real": (x_real, y_real), "synthetic": (x_syn, y_syn),
                "real+synthetic": (torch.cat([x_real, x_syn]), torch.cat([y_real, y_syn]))}
     results = {}

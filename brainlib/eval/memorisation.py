@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from brainlib.atomic import atomic_write
-from brainlib.features import as_model_images
+from brainlib.data import to_model_input
 
 PIXEL_RES = 64
 THRESHOLD_PERCENTILE = 1.0
@@ -38,8 +38,8 @@ def nearest(queries: np.ndarray | torch.Tensor, references: np.ndarray | torch.T
 
 
 def pixel_vectors(images) -> torch.Tensor:
-    x = as_model_images(images)
-    return as_model_images(x, min(x.shape[-1], PIXEL_RES)).flatten(1)
+    x = to_model_input(images)
+    return to_model_input(x, min(x.shape[-1], PIXEL_RES)).flatten(1)
 
 
 def copy_test(generated: np.ndarray, train: np.ndarray, heldout: np.ndarray) -> dict:
@@ -91,7 +91,7 @@ def save_closest_pairs(generated, train, result: dict, path: str | Path, *, k: i
     dist, idx = result["pixels"]["_gen_nearest"]
     threshold = result["pixels"]["threshold"]
     order = np.argsort(dist)[:k]
-    g, t = as_model_images(generated), as_model_images(train)
+    g, t = to_model_input(generated), to_model_input(train)
     fig, axes = plt.subplots(len(order), 2, figsize=(3.2, 1.6 * len(order)), squeeze=False)
     for row, i in enumerate(order):
         for col, (img, label) in enumerate([(g[i, 0], f"gen {i}"), (t[idx[i], 0], f"train {idx[i]}")]):
