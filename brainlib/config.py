@@ -198,6 +198,23 @@ def drop_removed_settings(d: dict[str, Any]) -> dict[str, Any]:
 # Presets. `paper` is the original recipe; `demo` fits a CPU laptop;
 # `smoke` is for tests and takes seconds.
 
+# A CPU run of minutes per class (docs/quality.md: what it reaches; docs/experiments.md: how each
+# setting was chosen).
+DEMO: dict[str, Any] = dict(
+    image_size=64, z_dim=128, w_dim=128, mapping_layers=8,
+    channels={4: 64, 8: 64, 16: 64, 32: 32, 64: 16},
+    batch_sizes={8: 16, 16: 16, 32: 16, 64: 16},
+    images_per_res=17800, fade_fraction=0.3,  # image counts, not seconds: reproducible runs
+    lr=2e-3, mapping_lr=2e-5,  # the mapping network at 0.01 x lr, as StyleGAN
+    # logistic loss with lazy R1 and a short EMA learn faster than WGAN-GP; DiffAugment keeps
+    # the critic near chance at this budget; gamma 4 keeps the layout learned at 8 px
+    loss="logistic-r1", reg_every=4, r1_gamma=4.0, augment="none",
+    ema_half_life_kimg=0.3, mbstd_group=4,
+    noise_max_res=32,  # at 64 px the 16-channel layers turn per-pixel noise into speckle
+    # cpu_bf16 is left to the CPU: bf16 autocast where it has bf16 instructions, float32 elsewhere
+    splits=["train"], checkpoint_minutes=2.0,
+)
+
 PRESETS: dict[str, dict[str, Any]] = {
     "paper": {},
     # the paper's widths and batches (a GPU) with the loss and schedule that beat the original
@@ -214,22 +231,10 @@ PRESETS: dict[str, dict[str, Any]] = {
         arch="stylegan2", loss="logistic-r1", reg_every=4, r1_gamma=1.0, augment="adaptive",
         lr=2e-3, mapping_lr=2e-5, fade_fraction=0.3,
     ),
-    # a CPU run of minutes per class (docs/quality.md: what it reaches; docs/experiments.md: how
-    # each setting was chosen)
-    "demo": dict(
-        image_size=64, z_dim=128, w_dim=128, mapping_layers=8,
-        channels={4: 64, 8: 64, 16: 64, 32: 32, 64: 16},
-        batch_sizes={8: 16, 16: 16, 32: 16, 64: 16},
-        images_per_res=17800, fade_fraction=0.3,  # image counts, not seconds: reproducible runs
-        lr=2e-3, mapping_lr=2e-5,  # the mapping network at 0.01 x lr, as StyleGAN
-        # logistic loss with lazy R1 and a short EMA learn faster than WGAN-GP; DiffAugment keeps
-        # the critic near chance at this budget; gamma 4 keeps the layout learned at 8 px
-        loss="logistic-r1", reg_every=4, r1_gamma=4.0, augment="none",
-        ema_half_life_kimg=0.3, mbstd_group=4,
-        noise_max_res=32,  # at 64 px the 16-channel layers turn per-pixel noise into speckle
-        # cpu_bf16 is left to the CPU: bf16 autocast where it has bf16 instructions, float32 elsewhere
-        splits=["train"], checkpoint_minutes=2.0,
-    ),
+    "demo": DEMO,
+    # the demo's widths in the same CPU time with StyleGAN2 and the relativistic loss: lower SWD,
+    # more diverse and more useful to an AD/NC classifier, but lower precision (docs/quality.md)
+    "demo-sg2": dict(DEMO, arch="stylegan2", loss="rpgan-r1r2", images_per_res=12150),
     "smoke": dict(
         image_size=16, z_dim=16, w_dim=16, mapping_layers=2,
         channels={4: 16, 8: 16, 16: 8},

@@ -36,6 +36,13 @@ def test_gpu_preset_is_stylegan2_at_the_papers_size():
     assert paper.arch == "stylegan1"
 
 
+def test_demo_sg2_is_the_demo_with_stylegan2_and_the_relativistic_loss_in_fewer_images():
+    demo, sg2 = preset("demo").to_dict(), preset("demo-sg2").to_dict()
+    changed = {k for k in demo if demo[k] != sg2[k]}
+    assert changed == {"arch", "loss", "images_per_res"}
+    assert (sg2["arch"], sg2["loss"]) == ("stylegan2", "rpgan-r1r2") and sg2["images_per_res"] < demo["images_per_res"]
+
+
 @pytest.mark.parametrize("overrides, words", [
     ({"class_name": "MCI"}, "class 'MCI'"),
     ({"image_size": 100}, "power of two"),
