@@ -109,6 +109,12 @@ def _check_architecture(meta: dict, path: str | Path) -> None:
             f"images. Retrain, or use the brainlib version that wrote it; the checkpoint is unchanged")
 
 
+def file_sha256(path: str | Path) -> str:
+    """The sha256 of a file's bytes, read in chunks (checkpoints can be hundreds of MB)."""
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
 def latest_checkpoint(run_dir: str | Path) -> Path | None:
     """The checkpoint latest.json points to, or None when the run has none yet."""
     pointer = Path(run_dir) / "checkpoints" / LATEST

@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 
 from brainlib.atomic import atomic_write, atomic_write_json
+from brainlib.checkpoints import file_sha256
 from brainlib.sampling import class_labels, is_conditional, latents, styles
 
 CACHE_VERSION = 1
@@ -86,18 +87,10 @@ def compute_directions(G, *, k: int = 16, n_samples: int = 10_000, seed: int = 0
                       stds=var[:k].sqrt().float(), explained=(var[:k] / var.sum()).float())
 
 
-def _file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def cache_paths(checkpoint: str | Path, settings: dict) -> tuple[Path, Path, str]:
     """(safetensors path, JSON path, key) of the directions cached for this checkpoint and settings."""
     checkpoint = Path(checkpoint)
-    payload = json.dumps({"checkpoint_sha256": _file_sha256(checkpoint), "version": CACHE_VERSION, **settings},
+    payload = json.dumps({"checkpoint_sha256": file_sha256(checkpoint), "version": CACHE_VERSION, **settings},
                          sort_keys=True)
     key = hashlib.sha256(payload.encode()).hexdigest()[:16]
     stem = checkpoint.name.removesuffix(".safetensors")

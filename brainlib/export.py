@@ -19,7 +19,6 @@ temporary name and renamed when complete; an existing non-empty folder is refuse
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import json
 from dataclasses import dataclass
@@ -55,17 +54,9 @@ def class_seed(seed: int, class_name: str) -> int:
     return 2 * int(seed) + CLASS_LABELS[class_name]
 
 
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def load_models(runs: list[str], out_root: str | Path = "outputs") -> dict[str, ExportModel]:
     """{class: ExportModel} from one conditional run or one run per class; each class once."""
-    from brainlib.checkpoints import resolve_checkpoint
+    from brainlib.checkpoints import file_sha256, resolve_checkpoint
     from brainlib.sampling import load, trained_res
 
     if not runs:

@@ -273,7 +273,7 @@ def project_file(model: str | Path, image: str | Path, *, out: str | Path | None
                  out_root: str | Path = "outputs", progress: bool = True) -> tuple[Path, Projection]:
     """Load the run, project the slice, write the folder (default <run>/projections/<image name>)."""
     from brainlib.checkpoints import resolve_checkpoint
-    from brainlib.export import file_sha256
+    from brainlib.checkpoints import file_sha256
     from brainlib.sampling import load, run_dir_of
 
     G, cfg, meta = load(model, out_root=out_root)
