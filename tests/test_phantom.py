@@ -125,8 +125,7 @@ def test_rebuild_replaces_an_existing_dataset(tmp_path):
 
 
 def test_ensure_default_dataset_builds_once_under_the_project(tmp_path, monkeypatch):
-    import brainlib.config
-    monkeypatch.setattr(brainlib.config, "project_root", lambda: tmp_path)
+    monkeypatch.setattr(phantom, "project_root", lambda: tmp_path)
     calls = []
     real_build = phantom.build_phantom
 
