@@ -7,6 +7,7 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from brainlib.config import project_root
@@ -15,12 +16,16 @@ from brainlib.train import cpu_has_bf16
 SCRIPT = project_root() / "benchmarks" / "class_quality.py"
 
 
-@pytest.fixture(scope="module")
-def script():
-    spec = importlib.util.spec_from_file_location("class_quality", SCRIPT)
+def load_script(name: str):
+    spec = importlib.util.spec_from_file_location(name, project_root() / "benchmarks" / f"{name}.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
+
+
+@pytest.fixture(scope="module")
+def script():
+    return load_script("class_quality")
 
 
 def test_quick_rows_accumulate_with_every_figure(tmp_path, script):
@@ -48,6 +53,16 @@ def test_quick_rows_accumulate_with_every_figure(tmp_path, script):
         assert Path(r["grid"]).is_file()
     assert not (Path(first["run_dir"]) / "checkpoints").exists()
     assert any((Path(second["run_dir"]) / "checkpoints").iterdir())
+
+    # benchmarks/compare_grids.py: the kept run's slices beside real held-out slices, in one PNG
+    from PIL import Image
+    grids = load_script("compare_grids")
+    out = grids.figure([Path(second["run_dir"])], ["q2"], tmp_path / "compare.png")
+    with Image.open(out) as im:
+        assert im.width > 1.5 * im.height  # two panels side by side
+    assert grids.tile(np.zeros((16, 5, 5), np.uint8)).shape == (4 * 5 + 3 * 2, 4 * 5 + 3 * 2)
+    with pytest.raises(SystemExit):
+        grids.main(["--run", second["run_dir"], "--label", "a", "--label", "b", "--out", str(tmp_path / "x.png")])
 
 
 def test_bad_class_is_refused_before_any_work(script, capsys):
