@@ -258,8 +258,7 @@ def rng_from_json(state: list) -> tuple:
 
 # settings that shape the networks: a resumed run must keep them
 ARCHITECTURE_FIELDS = ("arch", "image_size", "z_dim", "w_dim", "mapping_layers", "channels",
-                       "mbstd_group", "noise_max_res", "noise_gate", "label_embed",
-                       "class_name")
+                       "mbstd_group", "noise_max_res", "label_embed", "class_name")
 
 
 def check_same_architecture(saved: dict, cfg: RunConfig, source: Path) -> None:

@@ -62,7 +62,6 @@ class RunConfig:
     channels: dict[int, int] = field(default_factory=lambda: {4: 256, 8: 256, 16: 256, 32: 256, 64: 128, 128: 64})
     mbstd_group: int = 4
     noise_max_res: int | None = None  # noise inputs up to this resolution; None: every layer, as StyleGAN
-    noise_gate: bool = False  # a learned per-pixel gate on each noise input (layers.NoiseInjection)
     label_embed: bool = True  # only used when class_name == "both"
 
     # --- schedule ---

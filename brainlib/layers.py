@@ -108,22 +108,13 @@ class NoiseInjection(nn.Module):
     `random` draws fresh noise, `const` uses this layer's fixed buffer (drawn once from `seed`,
     so the same for every run and saved in checkpoints), `none` adds nothing. `strength`
     multiplies the learned strength (0 turns noise off smoothly, >1 exaggerates it).
-
-    `gate_from=C` makes the noise spatially gated: a 1x1 conv of the layer's C input features
-    gives a per-pixel factor 2 sigmoid(.) on the noise, so the network can keep noise out of
-    the background and out of smooth tissue, which one strength per channel cannot. The gate
-    starts at zero (factor 1): a new gated layer adds exactly the noise a plain one would.
     """
 
-    def __init__(self, channels: int, res: int, *, seed: int = 0, gate_from: int | None = None):
+    def __init__(self, channels: int, res: int, *, seed: int = 0):
         super().__init__()
         self.weight = nn.Parameter(torch.zeros(1, channels, 1, 1))
         gen = torch.Generator().manual_seed(seed)
         self.register_buffer("const_noise", torch.randn(1, 1, res, res, generator=gen))
-        self.gate = None
-        if gate_from:
-            self.gate = EqualConv2d(gate_from, 1, 1, gain=1.0)
-            nn.init.zeros_(self.gate.weight)
 
     def forward(self, x: Tensor, mode: str = "random", strength: float | Tensor = 1.0) -> Tensor:
         if mode == "none":
@@ -134,8 +125,6 @@ class NoiseInjection(nn.Module):
             noise = self.const_noise.to(x.dtype)
         else:
             raise ValueError(f"noise mode {mode!r} is not one of {', '.join(NOISE_MODES)}")
-        if self.gate is not None:
-            noise = noise * (2 * torch.sigmoid(self.gate(x)))
         return x + (self.weight.to(x.dtype) * strength) * noise
 
 

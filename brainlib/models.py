@@ -102,30 +102,13 @@ class MappingNetwork(nn.Module):
 # Synthesis network
 
 
-def noise_kind(cfg: RunConfig, res: int) -> str | None:
-    """The noise inputs of the layers at `res`: None above `cfg.noise_max_res`, else "gated"
-    (`cfg.noise_gate`) or "uniform"."""
-    if cfg.noise_max_res is not None and res > cfg.noise_max_res:
-        return None
-    return "gated" if cfg.noise_gate else "uniform"
-
-
-def noise_layer(kind: str | None, channels: int, features: int, res: int, seed: int) -> NoiseInjection | None:
-    """A NoiseInjection of `kind` with `channels` strengths, gated by `features` input channels."""
-    if kind not in (None, "uniform", "gated"):
-        raise ValueError(f"noise kind {kind!r} is not None, 'uniform' or 'gated'")
-    if kind is None:
-        return None
-    return NoiseInjection(channels, res, seed=seed, gate_from=features if kind == "gated" else None)
-
-
 class StyleEpilogue(nn.Module):
     """What follows every convolution in StyleGAN's synthesis network:
-    add noise (of `noise_kind`'s kind; none for None), add bias, LeakyReLU, AdaIN with this layer's w."""
+    add noise (unless `noise` is False), add bias, LeakyReLU, AdaIN with this layer's w."""
 
-    def __init__(self, channels: int, w_dim: int, res: int, *, noise_seed: int, noise: str | None = "uniform"):
+    def __init__(self, channels: int, w_dim: int, res: int, *, noise_seed: int, noise: bool = True):
         super().__init__()
-        self.noise = noise_layer(noise, channels, channels, res, noise_seed)
+        self.noise = NoiseInjection(channels, res, seed=noise_seed) if noise else None
         self.bias = nn.Parameter(torch.zeros(1, channels, 1, 1))
         self.adain = AdaIN(channels, w_dim)
 
@@ -139,7 +122,7 @@ class StyledConv(nn.Module):
     """3x3 equalised conv (after 2x upsampling and the blur, when `upsample`), then the style epilogue."""
 
     def __init__(self, in_ch: int, out_ch: int, w_dim: int, res: int, *, upsample: bool, noise_seed: int,
-                 noise: str | None = "uniform"):
+                 noise: bool = True):
         super().__init__()
         self.conv = UpConv2d(in_ch, out_ch, bias=False) if upsample else EqualConv2d(in_ch, out_ch, 3, bias=False)
         self.epilogue = StyleEpilogue(out_ch, w_dim, res, noise_seed=noise_seed, noise=noise)
@@ -151,11 +134,11 @@ class StyledConv(nn.Module):
 class InputBlock(nn.Module):
     """The 4x4 block: a learned constant, epilogue, 3x3 conv, epilogue (two styles)."""
 
-    def __init__(self, channels: int, w_dim: int, *, noise: str | None = "uniform"):
+    def __init__(self, channels: int, w_dim: int):
         super().__init__()
         self.const = nn.Parameter(torch.ones(1, channels, 4, 4))
-        self.epilogue = StyleEpilogue(channels, w_dim, 4, noise_seed=40, noise=noise)
-        self.conv = StyledConv(channels, channels, w_dim, 4, upsample=False, noise_seed=41, noise=noise)
+        self.epilogue = StyleEpilogue(channels, w_dim, 4, noise_seed=40)
+        self.conv = StyledConv(channels, channels, w_dim, 4, upsample=False, noise_seed=41)
 
     def forward(self, x: Tensor | None, ws: Tensor, noise_mode: str = "random", noise_strength: float = 1.0) -> Tensor:
         x = self.const.expand(ws.shape[0], -1, -1, -1)
@@ -168,7 +151,7 @@ class SynthesisBlock(nn.Module):
 
     conv_type: type[nn.Module] = StyledConv
 
-    def __init__(self, in_ch: int, out_ch: int, w_dim: int, res: int, *, noise: str | None = "uniform"):
+    def __init__(self, in_ch: int, out_ch: int, w_dim: int, res: int, *, noise: bool = True):
         super().__init__()
         self.conv0 = self.conv_type(in_ch, out_ch, w_dim, res, upsample=True, noise_seed=10 * res, noise=noise)
         self.conv1 = self.conv_type(out_ch, out_ch, w_dim, res, upsample=False, noise_seed=10 * res + 1, noise=noise)
@@ -289,10 +272,11 @@ class Generator(StyleGenerator):
     def __init__(self, cfg: RunConfig):
         super().__init__(cfg)
         ch = cfg.channels
-        self.blocks = nn.ModuleDict({"4": InputBlock(ch[4], cfg.w_dim, noise=noise_kind(cfg, 4))})
+        self.blocks = nn.ModuleDict({"4": InputBlock(ch[4], cfg.w_dim)})
         self.to_image = nn.ModuleDict({"4": ToImage(ch[4])})
         for res in self.resolutions[1:]:
-            self.blocks[str(res)] = SynthesisBlock(ch[res // 2], ch[res], cfg.w_dim, res, noise=noise_kind(cfg, res))
+            noise = cfg.noise_max_res is None or res <= cfg.noise_max_res
+            self.blocks[str(res)] = SynthesisBlock(ch[res // 2], ch[res], cfg.w_dim, res, noise=noise)
             self.to_image[str(res)] = ToImage(ch[res])
 
     def synthesize(self, ws: Tensor, *, res: int, alpha: float | Tensor = 1.0, noise_mode: str = "random",

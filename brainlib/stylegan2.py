@@ -25,10 +25,10 @@ from torch import Tensor, nn
 
 from brainlib.config import RunConfig
 from brainlib.layers import (
-    RELU_GAIN, ConvDownFiltered, EqualConv2d, ModulatedConv2d, bilinear_2x, fir_downsample_2x,
+    RELU_GAIN, ConvDownFiltered, EqualConv2d, ModulatedConv2d, NoiseInjection, bilinear_2x, fir_downsample_2x,
     lrelu,
 )
-from brainlib.models import Discriminator, StyleGenerator, SynthesisBlock, is_fading, noise_kind, noise_layer
+from brainlib.models import Discriminator, StyleGenerator, SynthesisBlock, is_fading
 
 SKIP_GAIN = 1 / math.sqrt(2)  # the residual critic's sum keeps unit variance
 
@@ -38,10 +38,10 @@ class StyledConv2(nn.Module):
     learned strength for the layer, bias, LeakyReLU with gain sqrt(2)."""
 
     def __init__(self, in_ch: int, out_ch: int, w_dim: int, res: int, *, upsample: bool, noise_seed: int,
-                 noise: str | None = "uniform"):
+                 noise: bool = True):
         super().__init__()
         self.conv = ModulatedConv2d(in_ch, out_ch, 3, w_dim, upsample=upsample)
-        self.noise = noise_layer(noise, 1, out_ch, res, noise_seed)
+        self.noise = NoiseInjection(1, res, seed=noise_seed) if noise else None
         self.bias = nn.Parameter(torch.zeros(1, out_ch, 1, 1))
 
     def forward(self, x: Tensor, w: Tensor, noise_mode: str = "random", noise_strength: float = 1.0) -> Tensor:
@@ -66,7 +66,7 @@ class ToImage2(nn.Module):
 class InputBlock2(nn.Module):
     """The 4x4 block: a learned constant and one styled convolution (one style)."""
 
-    def __init__(self, channels: int, w_dim: int, *, noise: str | None = "uniform"):
+    def __init__(self, channels: int, w_dim: int, *, noise: bool = True):
         super().__init__()
         self.const = nn.Parameter(torch.randn(1, channels, 4, 4))
         self.conv = StyledConv2(channels, channels, w_dim, 4, upsample=False, noise_seed=41, noise=noise)
@@ -91,10 +91,13 @@ class SkipGenerator(StyleGenerator):
         super().__init__(cfg)
         ch = cfg.channels
 
-        self.blocks = nn.ModuleDict({"4": InputBlock2(ch[4], cfg.w_dim, noise=noise_kind(cfg, 4))})
+        def noise_at(res: int) -> bool:
+            return cfg.noise_max_res is None or res <= cfg.noise_max_res
+
+        self.blocks = nn.ModuleDict({"4": InputBlock2(ch[4], cfg.w_dim, noise=noise_at(4))})
         self.to_image = nn.ModuleDict({"4": ToImage2(ch[4], cfg.w_dim)})
         for res in self.resolutions[1:]:
-            self.blocks[str(res)] = SynthesisBlock2(ch[res // 2], ch[res], cfg.w_dim, res, noise=noise_kind(cfg, res))
+            self.blocks[str(res)] = SynthesisBlock2(ch[res // 2], ch[res], cfg.w_dim, res, noise=noise_at(res))
             self.to_image[str(res)] = ToImage2(ch[res], cfg.w_dim)
 
     def synthesize(self, ws: Tensor, *, res: int, alpha: float | Tensor = 1.0, noise_mode: str = "random",

@@ -98,27 +98,6 @@ def test_noise_injection_is_identity_at_init_and_modes_behave():
         layer(x, "fixed")
 
 
-def test_gated_noise_starts_as_plain_noise_and_its_gate_decides_where_noise_goes():
-    plain, gated = NoiseInjection(4, 8, seed=3), NoiseInjection(4, 8, seed=3, gate_from=4)
-    x = torch.randn(2, 4, 8, 8)
-    with torch.no_grad():
-        plain.weight.fill_(0.5)
-        gated.weight.fill_(0.5)
-    torch.testing.assert_close(gated(x, "const"), plain(x, "const"), rtol=0, atol=0)  # gate 2 sigmoid(0) = 1
-    with torch.no_grad():  # a gate open where channel 0 is positive, shut elsewhere
-        gated.gate.weight.zero_()
-        gated.gate.weight[0, 0] = 200.0 / gated.gate.scale
-    added = gated(x, "const") - x
-    where = (x[:, :1] > 0.1).expand_as(x)
-    shut = (x[:, :1] < -0.1).expand_as(x)
-    torch.testing.assert_close(added[where], 2 * (plain(x, "const") - x)[where])
-    assert added[shut].abs().max() < 1e-6
-    # the gate learns: its weight gets a gradient through the noise it lets in
-    gated.gate.weight.data.zero_()
-    gated(x, "random").sum().backward()
-    assert gated.gate.weight.grad.abs().sum() > 0
-
-
 @pytest.mark.parametrize("batch, group, used", [(8, 4, 4), (6, 4, 2), (3, 4, 3), (5, 2, 1)])
 def test_minibatch_stddev_adds_the_hand_computed_channel(batch, group, used):
     x = torch.randn(batch, 3, 4, 4)
