@@ -53,7 +53,7 @@ def _generate(args: argparse.Namespace) -> int:
 
 def _evaluate(args: argparse.Namespace) -> int:
     from brainlib.eval.evaluate import evaluate
-    result_path = evaluate(runs=args.run, n=args.n, out_root=args.out_root or "outputs")
+    result_path = evaluate(runs=args.run, n=args.n, out_root=args.out_root or "outputs", truncation=args.truncation)
     print(f"wrote {result_path}")
     return 0
 
@@ -156,6 +156,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--run", nargs="+", required=True,
                    help="one conditional run, an AD and an NC run, or one run of one class")
     e.add_argument("--n", type=int, default=1000, help="generated images per class")
+    e.add_argument("--truncation", type=float, default=1.0,
+                   help="psi; below 1 writes eval-psi<psi>.json beside eval.json (precision against recall)")
     e.add_argument("--out-root", default=None)
     e.set_defaults(func=_evaluate)
 

@@ -7,6 +7,7 @@ from pathlib import Path
 import nbformat
 import numpy as np
 import pytest
+import torch
 
 from smoke_batch import ROOT, refresh, trained_runs
 
@@ -80,6 +81,28 @@ def test_metric_table_rows_and_reuse(report_path, runs_root, capsys):
     again = evaluate(RUNS, n=40, out_root=runs_root, quick=True, progress=False, reuse=True)
     assert again == report_path and report_path.stat().st_mtime_ns == before  # same checkpoints: reused
     assert "FID (encoder)" in capsys.readouterr().out
+
+
+def test_truncated_evaluation_sits_beside_the_untruncated_one(report_path, runs_root, tmp_path):
+    from brainlib.evaluate import generate, load_runs
+    before = report_path.read_bytes()
+    path = evaluate([RUNS[1]], n=40, out_root=runs_root, quick=True, progress=False, truncation=0.5,
+                    embed_method=None, encoder_cache=tmp_path / "enc")
+    assert path == runs_root / RUNS[1] / "eval-psi0.5.json" and (runs_root / RUNS[1] / "eval-psi0.5").is_dir()
+    assert report_path.read_bytes() == before  # the batch's eval.json is left as it was
+    report = load_report(path)
+    assert report["truncation_psi"] == 0.5 and report["fingerprint"]["psi"] == 0.5
+    assert load_report(report_path)["truncation_psi"] == 1.0
+    # the images are the sampler's at that psi; psi = 0 leaves only the noise inputs to tell them apart
+    from brainlib.sampling import sample_images
+    loaded = load_runs([RUNS[1]], runs_root)
+    G = loaded[0][1]
+    assert torch.equal(generate(loaded, 16, 0, False, 0.5)["NC"],
+                       sample_images(G, 16, seed=CLASS_LABELS["NC"], psi=0.5, res=16))
+    spread = {psi: generate(loaded, 16, 0, False, psi)["NC"].std(dim=0).mean().item() for psi in (1.0, 0.0)}
+    assert spread[0.0] < spread[1.0]
+    with pytest.raises(ValueError, match="truncation"):
+        evaluate([RUNS[1]], n=8, out_root=runs_root, quick=True, progress=False, truncation=1.5)
 
 
 def test_evaluate_refuses_a_class_twice(runs_root):

@@ -47,7 +47,7 @@ from brainlib.eval.report import format_table, load_report, metric_rows, with_fl
 from brainlib.plots import save_grid
 from brainlib.sampling import load, sample_images
 
-EVAL_VERSION = 3  # 3: C2ST at half resolution, one-class reports; 2: real and generated grids in eval/
+EVAL_VERSION = 4  # 4: truncation (psi) in the report and its fingerprint; 3: C2ST at half resolution, one-class reports; 2: real and generated grids in eval/
 NEEDS_BOTH = {"not_applicable": "needs both AD and NC"}
 
 
@@ -98,14 +98,15 @@ def load_runs(runs: list[str], out_root: str | Path) -> list[tuple[str, object, 
     return loaded
 
 
-def generate(loaded, n: int, seed: int, progress: bool) -> dict[str, torch.Tensor]:
-    """n images per class, float [n,1,S,S]; seed + class label, so AD and NC use different z."""
+def generate(loaded, n: int, seed: int, progress: bool, psi: float = 1.0) -> dict[str, torch.Tensor]:
+    """n images per class, float [n,1,S,S]; seed + class label, so AD and NC use different z;
+    truncated towards the average w by `psi` (1: none)."""
 
     out = {}
     for _, G, cfg, meta in loaded:
         for c in cfg.classes:
             out[c] = sample_images(G, n, seed=seed + CLASS_LABELS[c], class_name=c if cfg.conditional else None,
-                                   res=int(meta["res"]), progress=progress)
+                                   psi=psi, res=int(meta["res"]), progress=progress)
     return out
 
 
@@ -261,8 +262,8 @@ def load_features(report: dict) -> dict[str, np.ndarray]:
         return {k: z[k] for k in z.files}
 
 
-def _fingerprint(runs, n, seed, sizes, loaded) -> dict:
-    return {"version": EVAL_VERSION, "runs": list(runs), "n": n, "seed": seed, "sizes": asdict(sizes),
+def _fingerprint(runs, n, seed, sizes, loaded, psi: float = 1.0) -> dict:
+    return {"version": EVAL_VERSION, "runs": list(runs), "n": n, "seed": seed, "psi": psi, "sizes": asdict(sizes),
             "checkpoints": [{k: meta.get(k) for k in ("res", "alpha", "images_seen", "finished")}
                             for _, _, _, meta in loaded]}
 
@@ -364,13 +365,19 @@ def write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
 def evaluate(runs: list[str], n: int = 1000, out_root: str | Path = "outputs", *, seed: int = 0,
              quick: bool = False, sizes: EvalSizes | None = None, embed_method: str = "umap",
              usefulness: bool = True, reuse: bool = False, encoder_cache: str | Path | None = None,
-             progress: bool = True) -> Path:
+             progress: bool = True, truncation: float = 1.0) -> Path:
     """Sample, measure, write `<out_root>/<run>/eval.json` for each run; return the first run's path.
 
     `quick` uses EvalSizes.quick() (tests); `sizes` sets each budget. With
     `reuse`, an existing eval.json made from the same checkpoints and options is
     returned without recomputing. `embed_method`: "umap", "tsne" or None.
+    `truncation` < 1 samples with the truncation trick (psi) and writes `eval-psi<psi>.json`
+    and `eval-psi<psi>/` instead, beside the untruncated report the batch pages read:
+    precision rises and recall falls as psi drops, so the pair at a few psi values shows
+    whether a model trades fidelity for diversity or lacks both.
     """
+    if not 0.0 <= truncation <= 1.0:
+        raise ValueError(f"truncation (psi) must be in [0, 1], got {truncation}")
     sizes = sizes or (EvalSizes.quick() if quick else EvalSizes())
     runs = [runs] if isinstance(runs, (str, Path)) else list(runs)
     if n < 2:
@@ -378,15 +385,16 @@ def evaluate(runs: list[str], n: int = 1000, out_root: str | Path = "outputs", *
     t0 = time.perf_counter()
     loaded = load_runs(list(runs), out_root)
     run_dirs = [Path(out_root) / run if (Path(out_root) / run).is_dir() else Path(run) for run, *_ in loaded]
-    first_json, fig_dir = run_dirs[0] / "eval.json", run_dirs[0] / "eval"
-    fingerprint = _fingerprint(runs, n, seed, sizes, loaded)
+    stem = "eval" if truncation == 1.0 else f"eval-psi{truncation:g}"
+    first_json, fig_dir = run_dirs[0] / f"{stem}.json", run_dirs[0] / stem
+    fingerprint = _fingerprint(runs, n, seed, sizes, loaded, truncation)
     if reuse and (old := reusable_report(first_json, fingerprint)) is not None:
         print(format_table(metric_rows(old)))
         return first_json
 
     seconds: dict[str, float] = {}
     with timed(seconds, "sample"):
-        generated = generate(loaded, n, seed, progress)
+        generated = generate(loaded, n, seed, progress, truncation)
         res = next(iter(generated.values())).shape[-1]
     classes = [c for c in ("AD", "NC") if c in generated]
     with timed(seconds, "load_real"):
@@ -404,7 +412,7 @@ def evaluate(runs: list[str], n: int = 1000, out_root: str | Path = "outputs", *
             per_class[c] = class_metrics(c, generated[c], train[c], held[c], enc, inception, sizes, seed, fig_dir,
                                          figures, f_held=held_f[c])
     report: dict = {
-        "runs": list(runs), "n_per_class": n, "seed": seed, "res": res, "quick": quick,
+        "runs": list(runs), "n_per_class": n, "seed": seed, "truncation_psi": truncation, "res": res, "quick": quick,
         "floor": {"definition": "the same metric for real held-out images of the class against its real "
                                 "training images, at the same sample sizes; ratio = generated / floor",
                   **floor_notes},
@@ -430,10 +438,10 @@ def evaluate(runs: list[str], n: int = 1000, out_root: str | Path = "outputs", *
         figures["features"] = str(fig_dir / "features.npz")
     seconds["total"] = time.perf_counter() - t0
     report.update(figures=figures, seconds={k: round(v, 1) for k, v in seconds.items()}, fingerprint=fingerprint,
-                  written_to=[str(d / "eval.json") for d in run_dirs])
+                  written_to=[str(d / f"{stem}.json") for d in run_dirs])
     report["table"] = metric_rows(report)
     for d in run_dirs:
-        atomic_write_json(d / "eval.json", _jsonable(report))
+        atomic_write_json(d / f"{stem}.json", _jsonable(report))
     print(format_table(report["table"]))
     print(f"encoder: {enc.info['name']} (train set {enc.info['train_set_hash']} of {'+'.join(encoder_classes)}, "
           f"held-out AD/NC accuracy {encoder_info['heldout_accuracy']}); Inception: {inception_note}")
