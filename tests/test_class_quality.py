@@ -13,8 +13,6 @@ import pytest
 from brainlib.config import project_root
 from brainlib.train import cpu_has_bf16
 
-SCRIPT = project_root() / "benchmarks" / "class_quality.py"
-
 
 def load_script(name: str):
     spec = importlib.util.spec_from_file_location(name, project_root() / "benchmarks" / f"{name}.py")

@@ -47,7 +47,9 @@ from brainlib.eval.report import format_table, load_report, metric_rows, with_fl
 from brainlib.plots import save_grid
 from brainlib.sampling import load, sample_images
 
-EVAL_VERSION = 4  # 4: truncation (psi) in the report and its fingerprint; 3: C2ST at half resolution, one-class reports; 2: real and generated grids in eval/
+# 4: truncation (psi) in the report and its fingerprint; 3: C2ST at half resolution, one-class
+# reports; 2: real and generated grids in eval/
+EVAL_VERSION = 4
 NEEDS_BOTH = {"not_applicable": "needs both AD and NC"}
 
 
@@ -372,9 +374,9 @@ def evaluate(runs: list[str], n: int = 1000, out_root: str | Path = "outputs", *
     `reuse`, an existing eval.json made from the same checkpoints and options is
     returned without recomputing. `embed_method`: "umap", "tsne" or None.
     `truncation` < 1 samples with the truncation trick (psi) and writes `eval-psi<psi>.json`
-    and `eval-psi<psi>/` instead, beside the untruncated report the batch pages read:
-    precision rises and recall falls as psi drops, so the pair at a few psi values shows
-    whether a model trades fidelity for diversity or lacks both.
+    and `eval-psi<psi>/` instead, beside the untruncated report the batch pages read. Truncation
+    trades recall for precision in a model whose average is realistic; the two reports side by
+    side show whether a model's low precision is such a trade or a lack of fidelity.
     """
     if not 0.0 <= truncation <= 1.0:
         raise ValueError(f"truncation (psi) must be in [0, 1], got {truncation}")
