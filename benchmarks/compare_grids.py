@@ -46,13 +46,11 @@ def figure(runs: list[Path], labels: list[str], out: Path, *, scale: int = 3, se
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    panels = []
-    for run in runs:
-        G, cfg, meta = load(run.name, out_root=run.parent)
-        panels.append(to_uint8(sample_images(G, PER_PANEL, seed=seed)))
-        if len(panels) == 1:
-            class_name, res, first_cfg = cfg.class_name, int(meta["res"]), cfg
-    real = to_uint8(held_out_slices(first_cfg, class_name, res, PER_PANEL, seed))
+    loaded = [load(run.name, out_root=run.parent) for run in runs]
+    panels = [to_uint8(sample_images(G, PER_PANEL, seed=seed)) for G, _, _ in loaded]
+    _, cfg, meta = loaded[0]
+    class_name = cfg.class_name
+    real = to_uint8(held_out_slices(cfg, class_name, int(meta["res"]), PER_PANEL, seed))
     names = [*labels, f"real held-out {class_name}"]
     fig, axes = plt.subplots(1, len(panels) + 1, figsize=(3.2 * (len(panels) + 1), 3.5), layout="constrained")
     for ax, images, name in zip(axes, [*panels, real], names):

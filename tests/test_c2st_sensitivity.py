@@ -2,22 +2,16 @@
 run on a tiny phantom writes one well-formed row per change."""
 from __future__ import annotations
 
-import importlib.util
+import importlib
 import json
 
 import pytest
 import torch
 
-from brainlib.config import project_root
-
 
 @pytest.fixture(scope="module")
 def script():
-    spec = importlib.util.spec_from_file_location("c2st_sensitivity",
-                                                  project_root() / "benchmarks" / "c2st_sensitivity.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return importlib.import_module("benchmarks.c2st_sensitivity")
 
 
 def brain_on_black() -> torch.Tensor:

@@ -2,7 +2,7 @@
 its floors, appends a complete row; rows accumulate and checkpoints are removed unless kept."""
 from __future__ import annotations
 
-import importlib.util
+import importlib
 import json
 import math
 from pathlib import Path
@@ -10,20 +10,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from brainlib.config import project_root
 from brainlib.train import cpu_has_bf16
-
-
-def load_script(name: str):
-    spec = importlib.util.spec_from_file_location(name, project_root() / "benchmarks" / f"{name}.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 @pytest.fixture(scope="module")
 def script():
-    return load_script("class_quality")
+    return importlib.import_module("benchmarks.class_quality")
 
 
 def test_quick_rows_accumulate_with_every_figure(tmp_path, script):
@@ -54,7 +46,7 @@ def test_quick_rows_accumulate_with_every_figure(tmp_path, script):
 
     # benchmarks/compare_grids.py: the kept run's slices beside real held-out slices, in one PNG
     from PIL import Image
-    grids = load_script("compare_grids")
+    grids = importlib.import_module("benchmarks.compare_grids")
     out = grids.figure([Path(second["run_dir"])], ["q2"], tmp_path / "compare.png")
     with Image.open(out) as im:
         assert im.width > 1.5 * im.height  # two panels side by side

@@ -2,28 +2,18 @@
 appends a complete row, rows accumulate, bad settings and unreadable result files are handled."""
 from __future__ import annotations
 
-import importlib.util
+import importlib
 import json
 import math
 from pathlib import Path
 
 import pytest
 
-from brainlib.config import ConfigError, preset, project_root
-
-SCRIPT = project_root() / "benchmarks" / "quality_per_minute.py"
-
-
-def _module():
-    spec = importlib.util.spec_from_file_location("quality_per_minute", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
+from brainlib.config import ConfigError, preset
 
 @pytest.fixture(scope="module")
 def qpm():
-    return _module()
+    return importlib.import_module("benchmarks.quality_per_minute")
 
 
 @pytest.fixture(scope="module")
