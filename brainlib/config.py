@@ -63,6 +63,7 @@ class RunConfig:
     mbstd_group: int = 4
     noise_max_res: int | None = None  # noise inputs up to this resolution; None: every layer, as StyleGAN
     label_embed: bool = True  # only used when class_name == "both"
+    composite: bool = False  # draw tissue through a learned mask over a black background (models.composite_on_black)
 
     # --- schedule ---
     batch_sizes: dict[int, int] = field(default_factory=lambda: {4: 256, 8: 128, 16: 64, 32: 32, 64: 16, 128: 8})

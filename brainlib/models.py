@@ -28,6 +28,7 @@ W_AVG_BETA = 0.995  # StyleGAN v1's dlatent_avg_beta
 # 2: StyleGAN v1's resampling order (upsample-conv then blur; blur then conv-downsample
 #    before the activation); 1 (unrecorded): blur before G's convs, D pooled after its activation.
 ARCHITECTURE = 3
+BLACK = -1.0  # a black pixel in the model's range (data.py maps [0, 255] to [-1, 1])
 
 
 def check_resolution(res: int, image_size: int) -> None:
@@ -161,12 +162,28 @@ class SynthesisBlock(nn.Module):
         return self.conv1(x, ws[:, 1], noise_mode, noise_strength)
 
 
-class ToImage(nn.Module):
-    """Features -> one grey channel: a 1x1 equalised conv, linear (gain 1)."""
+def image_planes(cfg: RunConfig) -> int:
+    """Channels of the to-image layers: grey, plus a mask logit when composing on black."""
+    return 2 if cfg.composite else 1
 
-    def __init__(self, channels: int):
+
+def composite_on_black(planes: Tensor) -> Tensor:
+    """[B, 2, H, W] (tissue, mask logit) -> [B, 1, H, W]: black + sigmoid(mask) * (tissue - black).
+
+    MRI slices lie on a black background (air, or skull stripping). A linear output can only
+    approach it as grey noise, which no real slice has; through the mask the generator draws
+    its tissue where the mask is on and exact black where it is off.
+    """
+    tissue, logit = planes[:, :1], planes[:, 1:]
+    return BLACK + torch.sigmoid(logit) * (tissue - BLACK)
+
+
+class ToImage(nn.Module):
+    """Features -> grey (and a mask logit; `image_planes`): a 1x1 equalised conv, linear (gain 1)."""
+
+    def __init__(self, channels: int, planes: int = 1):
         super().__init__()
-        self.conv = EqualConv2d(channels, 1, 1, gain=1.0)
+        self.conv = EqualConv2d(channels, planes, 1, gain=1.0)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.conv(x)
@@ -196,6 +213,10 @@ class StyleGenerator(nn.Module):
     def synthesize(self, ws: Tensor, *, res: int, alpha: float | Tensor = 1.0, noise_mode: str = "random",
                    noise_strength: float = 1.0) -> Tensor:
         raise NotImplementedError
+
+    def finish(self, planes: Tensor) -> Tensor:
+        """The to-image planes -> the image: composed on black when `cfg.composite`."""
+        return composite_on_black(planes) if self.cfg.composite else planes
 
     def broadcast_ws(self, ws: Tensor, res: int) -> Tensor:
         """ws [B, w_dim] (one w for every layer) or [B, n >= num_ws_at(res), w_dim] -> [B, n, w_dim]."""
@@ -273,11 +294,12 @@ class Generator(StyleGenerator):
         super().__init__(cfg)
         ch = cfg.channels
         self.blocks = nn.ModuleDict({"4": InputBlock(ch[4], cfg.w_dim)})
-        self.to_image = nn.ModuleDict({"4": ToImage(ch[4])})
+        planes = image_planes(cfg)
+        self.to_image = nn.ModuleDict({"4": ToImage(ch[4], planes)})
         for res in self.resolutions[1:]:
             noise = cfg.noise_max_res is None or res <= cfg.noise_max_res
             self.blocks[str(res)] = SynthesisBlock(ch[res // 2], ch[res], cfg.w_dim, res, noise=noise)
-            self.to_image[str(res)] = ToImage(ch[res])
+            self.to_image[str(res)] = ToImage(ch[res], planes)
 
     def synthesize(self, ws: Tensor, *, res: int, alpha: float | Tensor = 1.0, noise_mode: str = "random",
                    noise_strength: float = 1.0) -> Tensor:
@@ -291,7 +313,7 @@ class Generator(StyleGenerator):
         if res > 4 and is_fading(alpha):
             old = F.interpolate(self.to_image[str(res // 2)](previous), scale_factor=2, mode="nearest")
             img = fade_in(old, img, alpha)
-        return img
+        return self.finish(img)
 
 
 # ----------------------------------------------------------------------------

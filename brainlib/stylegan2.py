@@ -28,7 +28,7 @@ from brainlib.layers import (
     RELU_GAIN, ConvDownFiltered, EqualConv2d, ModulatedConv2d, NoiseInjection, bilinear_2x, fir_downsample_2x,
     lrelu,
 )
-from brainlib.models import Discriminator, StyleGenerator, SynthesisBlock, is_fading
+from brainlib.models import Discriminator, StyleGenerator, SynthesisBlock, image_planes, is_fading
 
 SKIP_GAIN = 1 / math.sqrt(2)  # the residual critic's sum keeps unit variance
 
@@ -52,12 +52,13 @@ class StyledConv2(nn.Module):
 
 
 class ToImage2(nn.Module):
-    """Features -> one grey channel: a modulated 1x1 convolution without demodulation, plus bias."""
+    """Features -> grey (and a mask logit; `models.image_planes`): a modulated 1x1 convolution
+    without demodulation, plus bias."""
 
-    def __init__(self, channels: int, w_dim: int):
+    def __init__(self, channels: int, w_dim: int, planes: int = 1):
         super().__init__()
-        self.conv = ModulatedConv2d(channels, 1, 1, w_dim, demodulate=False)
-        self.bias = nn.Parameter(torch.zeros(1, 1, 1, 1))
+        self.conv = ModulatedConv2d(channels, planes, 1, w_dim, demodulate=False)
+        self.bias = nn.Parameter(torch.zeros(1, planes, 1, 1))
 
     def forward(self, x: Tensor, w: Tensor) -> Tensor:
         return self.conv(x, w) + self.bias.to(x.dtype)
@@ -95,10 +96,11 @@ class SkipGenerator(StyleGenerator):
             return cfg.noise_max_res is None or res <= cfg.noise_max_res
 
         self.blocks = nn.ModuleDict({"4": InputBlock2(ch[4], cfg.w_dim, noise=noise_at(4))})
-        self.to_image = nn.ModuleDict({"4": ToImage2(ch[4], cfg.w_dim)})
+        planes = image_planes(cfg)
+        self.to_image = nn.ModuleDict({"4": ToImage2(ch[4], cfg.w_dim, planes)})
         for res in self.resolutions[1:]:
             self.blocks[str(res)] = SynthesisBlock2(ch[res // 2], ch[res], cfg.w_dim, res, noise=noise_at(res))
-            self.to_image[str(res)] = ToImage2(ch[res], cfg.w_dim)
+            self.to_image[str(res)] = ToImage2(ch[res], cfg.w_dim, planes)
 
     def synthesize(self, ws: Tensor, *, res: int, alpha: float | Tensor = 1.0, noise_mode: str = "random",
                    noise_strength: float = 1.0) -> Tensor:
@@ -112,7 +114,7 @@ class SkipGenerator(StyleGenerator):
             if r == res and is_fading(alpha):
                 out = out * alpha
             img = bilinear_2x(img) + out
-        return img
+        return self.finish(img)
 
 
 class ResidualBlock(nn.Module):

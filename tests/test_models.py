@@ -6,7 +6,7 @@ import torch.nn.functional as F
 
 from brainlib.config import preset
 from brainlib.layers import bilinear_2x
-from brainlib.models import Discriminator, Generator, MappingNetwork
+from brainlib.models import BLACK, Discriminator, Generator, MappingNetwork, composite_on_black
 from brainlib.networks import build_discriminator, build_generator
 
 RESOLUTIONS = [4, 8, 16]
@@ -240,13 +240,48 @@ def test_bf16_autocast_forward_runs_and_is_finite(nets):
     torch.testing.assert_close(scores.float(), D(img.float(), label, alpha=0.5), rtol=0.1, atol=0.1)
 
 
+@pytest.mark.parametrize("composite", [False, True])
 @pytest.mark.parametrize("arch", ["stylegan1", "stylegan2"])
-def test_gradients_reach_every_active_parameter(arch):
+def test_gradients_reach_every_active_parameter(arch, composite):
     torch.manual_seed(0)
-    cfg = tiny(class_name="both", arch=arch)
+    cfg = tiny(class_name="both", arch=arch, composite=composite)
     G, D = build_generator(cfg), build_discriminator(cfg)
     label = torch.tensor([0, 1, 1, 0])
     D(G(torch.randn(4, cfg.z_dim), label, res=16, alpha=0.5), label, alpha=0.5).sum().backward()
     missing = [n for n, p in list(G.named_parameters()) + list(D.named_parameters())
                if p.grad is None and "to_image.4" not in n and "from_image.4" not in n]
     assert not missing, missing
+
+
+# ----------------------------------------------------------------------
+# composing on a black background (cfg.composite)
+
+
+def test_composite_on_black_draws_tissue_under_the_mask_and_black_elsewhere():
+    tissue = torch.tensor([0.3, -0.2, 0.9, 1.5]).reshape(1, 1, 2, 2)
+    logit = torch.tensor([-40.0, 40.0, 0.0, 1.0]).reshape(1, 1, 2, 2)
+    out = composite_on_black(torch.cat([tissue, logit], 1))
+    mask = 1 / (1 + torch.exp(-logit))
+    torch.testing.assert_close(out, BLACK * (1 - mask) + tissue * mask)
+    assert out.shape == (1, 1, 2, 2) and out[0, 0, 0, 0] == BLACK and abs(float(out[0, 0, 0, 1]) + 0.2) < 1e-6
+
+
+@pytest.mark.parametrize("arch", ["stylegan1", "stylegan2"])
+def test_composite_generator_is_its_planes_composed_on_black(arch):
+    torch.manual_seed(0)
+    cfg = tiny(arch=arch, composite=True)
+    G = build_generator(cfg).eval()
+    assert all(m.conv.weight.shape[0] == 2 for m in G.to_image.values())
+    z = torch.randn(3, cfg.z_dim)
+    for res, alpha in [(4, 1.0), (8, 0.4), (16, 1.0)]:
+        img = G(z, res=res, alpha=alpha, noise_mode="const")
+        G.cfg = cfg.replace(composite=False)  # the same weights, the planes before composing
+        planes = G(z, res=res, alpha=alpha, noise_mode="const")
+        G.cfg = cfg
+        assert img.shape == (3, 1, res, res) and planes.shape == (3, 2, res, res)
+        torch.testing.assert_close(img, composite_on_black(planes))
+    with torch.no_grad():  # every mask off: every pixel exactly black, whatever the tissue
+        for m in G.to_image.values():
+            bias = m.bias if arch == "stylegan2" else m.conv.bias
+            bias.view(-1)[1] = -1e4
+    assert torch.equal(G(z, res=16), torch.full((3, 1, 16, 16), BLACK))

@@ -173,8 +173,8 @@ def _tensors(run_dir):
 
 
 @pytest.mark.parametrize("over", [dict(loss="rpgan-r1r2", class_name="both", reg_every=2, augment="adaptive"),
-                                  dict(start_res=16, images_per_res=40, cpu_bf16=True, channels_last=True)],
-                         ids=["progressive-rpgan-conditional", "direct-bf16-channels-last"])
+                                  dict(start_res=16, images_per_res=40, cpu_bf16=True, channels_last=True, composite=True)],
+                         ids=["progressive-rpgan-conditional", "direct-bf16-channels-last-composite"])
 def test_stylegan2_run_resumes_exactly_and_generates(tmp_path, over):
     over = {"images_per_res": 40, **over}
     data = _random()
@@ -187,7 +187,7 @@ def test_stylegan2_run_resumes_exactly_and_generates(tmp_path, over):
     assert json.loads((cfg.run_dir / "config.json").read_text())["arch"] == "stylegan2"
     assert ("augment/p" in a) == (over.get("augment") == "adaptive")
     G, loaded_cfg, meta = load("cut", out_root=tmp_path)
-    assert isinstance(G, SkipGenerator) and meta["finished"]
+    assert isinstance(G, SkipGenerator) and meta["finished"] and loaded_cfg.composite == over.get("composite", False)
     class_name = "AD" if loaded_cfg.conditional else None
     images = sample_images(G, 4, seed=1, class_name=class_name)
     assert images.shape == (4, 1, 16, 16) and torch.isfinite(images).all()
