@@ -212,6 +212,7 @@ DEMO: dict[str, Any] = dict(
     loss="logistic-r1", reg_every=4, r1_gamma=4.0, augment="none",
     ema_half_life_kimg=0.3, mbstd_group=4,
     noise_max_res=32,  # at 64 px the 16-channel layers turn per-pixel noise into speckle
+    composite=True,  # tissue through a learned mask on black: the background is black, as in MRI
     # cpu_bf16 is left to the CPU: bf16 autocast where it has bf16 instructions, float32 elsewhere
     splits=["train"], checkpoint_minutes=2.0,
 )
@@ -230,7 +231,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     # adaptive augmentation (it stays off unless the critic overfits a small dataset)
     "gpu": dict(
         arch="stylegan2", loss="logistic-r1", reg_every=4, r1_gamma=1.0, augment="adaptive",
-        lr=2e-3, mapping_lr=2e-5, fade_fraction=0.3,
+        lr=2e-3, mapping_lr=2e-5, fade_fraction=0.3, composite=True,
     ),
     "demo": DEMO,
     # the demo's widths in the same CPU time with StyleGAN2 and the relativistic loss: lower SWD,

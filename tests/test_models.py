@@ -6,7 +6,7 @@ import torch.nn.functional as F
 
 from brainlib.config import preset
 from brainlib.layers import bilinear_2x
-from brainlib.models import BLACK, Discriminator, Generator, MappingNetwork, composite_on_black
+from brainlib.models import BLACK, Discriminator, Generator, MappingNetwork, composite_on_black, image_planes
 from brainlib.networks import build_discriminator, build_generator
 
 RESOLUTIONS = [4, 8, 16]
@@ -221,7 +221,7 @@ def test_widths_follow_cfg_channels_and_presets_have_parameters():
         G, D = Generator(cfg), Discriminator(cfg)
         assert sum(p.numel() for p in G.parameters()) > 0 and sum(p.numel() for p in D.parameters()) > 0
         for res in [4] + cfg.resolutions:
-            assert G.to_image[str(res)].conv.weight.shape == (1, cfg.channels[res], 1, 1)
+            assert G.to_image[str(res)].conv.weight.shape == (image_planes(cfg), cfg.channels[res], 1, 1)
             assert D.from_image[str(res)].conv.weight.shape == (cfg.channels[res], 1, 1, 1)
         for res in cfg.resolutions:
             assert G.blocks[str(res)].conv0.conv.weight.shape[:2] == (cfg.channels[res], cfg.channels[res // 2])

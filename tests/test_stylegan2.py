@@ -15,6 +15,7 @@ from brainlib.config import preset
 from brainlib.data import SliceDataset
 from brainlib.layers import FIR_TAPS, ModulatedConv2d, bilinear_2x, fir_downsample_2x, lrelu
 from brainlib.losses import RelativisticR1R2, make_loss, r1_penalty
+from brainlib.models import image_planes
 from brainlib.networks import build_discriminator, build_generator
 from brainlib.sampling import load, sample_images
 from brainlib.stylegan2 import ResidualBlock, ResidualDiscriminator, SkipGenerator
@@ -124,7 +125,7 @@ def test_stylegan2_widths_follow_cfg_channels_in_every_preset():
         cfg = preset(name, arch="stylegan2")
         G, D = build_generator(cfg), build_discriminator(cfg)
         for res in [4] + cfg.resolutions:
-            assert G.to_image[str(res)].conv.weight.shape == (1, cfg.channels[res], 1, 1)
+            assert G.to_image[str(res)].conv.weight.shape == (image_planes(cfg), cfg.channels[res], 1, 1)
             assert D.from_image[str(res)].conv.weight.shape == (cfg.channels[res], 1, 1, 1)
         for res in cfg.resolutions:
             assert G.blocks[str(res)].conv0.conv.weight.shape[:2] == (cfg.channels[res], cfg.channels[res // 2])
