@@ -228,14 +228,15 @@ PRESETS: dict[str, dict[str, Any]] = {
     ),
     # StyleGAN2 at 128 px with the paper's widths and batches, for a GPU: demodulation and the
     # skip / residual networks (StyleGAN2's own gains at scale), the logistic loss with lazy R1,
-    # adaptive augmentation (it stays off unless the critic overfits a small dataset)
+    # adaptive augmentation (it stays off unless the critic overfits a small dataset), and the
+    # demo's composing on black
     "gpu": dict(
         arch="stylegan2", loss="logistic-r1", reg_every=4, r1_gamma=1.0, augment="adaptive",
         lr=2e-3, mapping_lr=2e-5, fade_fraction=0.3, composite=True,
     ),
     "demo": DEMO,
-    # the demo's widths in the same CPU time with StyleGAN2 and the relativistic loss: lower SWD,
-    # more diverse and more useful to an AD/NC classifier, but lower precision (docs/quality.md)
+    # the demo's widths in about the demo's CPU time with StyleGAN2 and the relativistic loss:
+    # no better than the demo at 1.2-1.3x its minutes, so not the default (docs/quality.md)
     "demo-sg2": dict(DEMO, arch="stylegan2", loss="rpgan-r1r2", images_per_res=12150),
     "smoke": dict(
         image_size=16, z_dim=16, w_dim=16, mapping_layers=2,
