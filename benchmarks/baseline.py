@@ -37,7 +37,7 @@ import torch
 from torch import Tensor
 
 from brainlib.config import RunConfig
-from brainlib.models import Discriminator, Generator
+from brainlib.networks.stylegan1 import Discriminator, Generator
 
 
 def folder_transform(res: int):

@@ -4,11 +4,11 @@ by a known, small amount, against the real training images.
     .venv/bin/python benchmarks/c2st_sensitivity.py [--class AD] [--res 64]   # ~5 min on 2 cores
     .venv/bin/python benchmarks/c2st_sensitivity.py --quick --data <tiny dataset> --out <json>
 
-The demo target asks for C2ST <= 0.75 (brainlib.c2st: a small CNN, held-out accuracy, 0.5 =
+The demo target asks for C2ST <= 0.75 (brainlib.eval.c2st: a small CNN, held-out accuracy, 0.5 =
 indistinguishable). Before reading a generator's 0.99 as "bad images", calibrate: unchanged
 held-out images give the floor; adding faint noise, blurring slightly or quantising coarser
 shows how small a change the classifier already separates perfectly. Uses the code and sizes of
-brainlib.evaluate (at most 400 images a side, the `test` split held out). Prints a table and
+brainlib.eval.evaluate (at most 400 images a side, the `test` split held out). Prints a table and
 writes outputs/bench/c2st_sensitivity.json.
 """
 from __future__ import annotations
@@ -25,7 +25,7 @@ import torchvision.transforms.functional as TF
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.common import format_table, set_threads, write_result  # noqa: E402
-from brainlib.c2st import c2st_accuracy  # noqa: E402
+from brainlib.eval.c2st import c2st_accuracy  # noqa: E402
 
 BACKGROUND = -0.95  # pixels darker than this are background in [-1, 1] images
 
@@ -77,10 +77,10 @@ CHANGES: list[tuple[str, str, Callable]] = [
 
 
 def real_sets(data: str | None, class_name: str, res: int, n: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(training images, held-out images) of one class at `res`, as brainlib.evaluate reads them."""
+    """(training images, held-out images) of one class at `res`, as brainlib.eval.evaluate reads them."""
     from brainlib.config import preset
-    from brainlib.evaluate import _subset, real_images
-    from brainlib.phantom import ensure_default_dataset
+    from brainlib.eval.evaluate import _subset, real_images
+    from brainlib.data.phantom import ensure_default_dataset
 
     cfg = preset("demo", data_root=data or str(ensure_default_dataset()))
     train, held, _ = real_images(cfg, res, False, 0)
@@ -105,13 +105,13 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--data", default=None, help="dataset root with train/ and test/ (default: the embedded one)")
     p.add_argument("--class", dest="class_name", default="AD", choices=("AD", "NC"))
     p.add_argument("--res", type=int, default=64)
-    p.add_argument("--n", type=int, default=400, help="held-out images at most (as brainlib.evaluate)")
+    p.add_argument("--n", type=int, default=400, help="held-out images at most (as brainlib.eval.evaluate)")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--quick", action="store_true", help="one seed, two epochs (tests)")
     p.add_argument("--out", default=None)
     args = p.parse_args(argv)
     set_threads(args.threads)
-    from brainlib.evaluate import EvalSizes
+    from brainlib.eval.evaluate import EvalSizes
     sizes = EvalSizes.quick() if args.quick else EvalSizes()
     t0 = time.perf_counter()
     train, held = real_sets(args.data, args.class_name, args.res, args.n)

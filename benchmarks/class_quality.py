@@ -8,7 +8,7 @@ class, as `make workbook` does, then SWD and C2ST of its images beside their rea
 quality_per_minute.py ranks configurations of one class-conditional model at a fixed number
 of seconds and measures every figure; this script answers the question the demo preset is
 held to: how far is a per-class run from the targets (SWD <= 2x its floor, C2ST <= 0.75), and
-in how many minutes on this machine. The procedure is that of brainlib.evaluate (the same
+in how many minutes on this machine. The procedure is that of brainlib.eval.evaluate (the same
 SWD and C2ST code and sizes, the `test` split as the held-out floor, at most 400 images a
 side), without the encoder figures. The schedule is the preset's (images per resolution),
 so a row's images do not depend on the machine's load; its minutes do, and the load average
@@ -36,10 +36,10 @@ from brainlib.config import parse_overrides, preset, project_root
 
 def measure(run_dir: Path, class_name: str, *, n: int, seed: int, quick: bool) -> dict:
     """SWD and C2ST (with floors) of `n` images of the run's EMA generator."""
-    from brainlib.c2st import c2st, half_resolution
-    from brainlib.evaluate import EvalSizes, _subset, real_images
-    from brainlib.metrics import swd_to_reference
-    from brainlib.sampling import load, sample_images
+    from brainlib.eval.c2st import c2st, half_resolution
+    from brainlib.eval.evaluate import EvalSizes, _subset, real_images
+    from brainlib.eval.metrics import swd_to_reference
+    from brainlib.synthesis.sampling import load, sample_images
 
     sizes = EvalSizes.quick() if quick else EvalSizes()
     G, cfg, meta = load(run_dir.name, out_root=run_dir.parent)
@@ -63,8 +63,10 @@ def measure(run_dir: Path, class_name: str, *, n: int, seed: int, quick: bool) -
 
 
 def run_row(args: argparse.Namespace) -> dict:
-    from brainlib.phantom import ensure_default_dataset
-    from brainlib.train import precision, read_metrics, resolve_device, train
+    from brainlib.data.phantom import ensure_default_dataset
+    from brainlib.training.devices import precision, resolve_device
+    from brainlib.training.metrics_log import read_metrics
+    from brainlib.training.trainer import train
 
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -143,13 +143,13 @@ def dataset_root(data: str | Path | None) -> Path:
     phantom dataset (built on first use). Both layouts have <root>/train/{AD,NC}/*.png."""
     if data is not None:
         return Path(data)
-    from brainlib.phantom import ensure_default_dataset
+    from brainlib.data.phantom import ensure_default_dataset
     return ensure_default_dataset()
 
 
 def cached_images(root: Path, image_size: int, limit: int | None = None, cache_dir: str | Path | None = None):
     """brainlib's cached uint8 [N, S, S] array of <root>'s train split (decoded once, then memory-mapped)."""
-    from brainlib.data import load_dataset
+    from brainlib.data.dataset import load_dataset
     if cache_dir is None and os.environ.get("BRAINLIB_BENCH_DIR"):
         cache_dir = bench_dir() / "cache"  # keep a test's tiny datasets out of the workbook's cache
     per_class = None if limit is None else max(1, limit // 2)

@@ -19,7 +19,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from brainlib.sampling import load, sample_images, to_uint8  # noqa: E402
+from brainlib.synthesis.sampling import load, sample_images, to_uint8  # noqa: E402
 
 PER_PANEL = 16
 

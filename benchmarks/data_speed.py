@@ -29,7 +29,7 @@ from benchmarks.baseline import folder_loader  # noqa: E402
 from benchmarks.common import (  # noqa: E402
     cached_images, dataset_root, format_table, peak_rss_mb, set_threads, write_result,
 )
-from brainlib.data import to_model_input  # noqa: E402
+from brainlib.data.dataset import to_model_input  # noqa: E402
 
 
 def cached_epoch_seconds(images_u8: torch.Tensor, res: int, batch: int) -> float:

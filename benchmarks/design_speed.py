@@ -24,8 +24,10 @@ if __package__ in (None, ""):  # `python benchmarks/design_speed.py`: make the w
 from benchmarks.common import format_table, interleaved, set_threads, summary, write_result
 from benchmarks.common import resolve_device as bench_device
 from brainlib.config import parse_overrides, preset
-from brainlib.data import SliceDataset, to_model_input
-from brainlib.train import Trainer, precision, resolution_budget
+from brainlib.data.dataset import SliceDataset, to_model_input
+from brainlib.training.trainer import Trainer
+from brainlib.training.devices import precision
+from brainlib.training.schedule import resolution_budget
 
 
 def parse_design(text: str) -> tuple[str, dict[str, str]]:

@@ -13,9 +13,9 @@ from pathlib import Path
 import torch
 
 from brainlib.config import preset
-from brainlib.directions import compute_directions
-from brainlib.networks import build_generator
-from brainlib.widgets import LatentExplorer
+from brainlib.synthesis.directions import compute_directions
+from brainlib.networks.build import build_generator
+from brainlib.synthesis.explorer import LatentExplorer
 
 
 def time_updates(size: int, repeats: int) -> dict:

@@ -25,8 +25,8 @@ from benchmarks.common import (  # noqa: E402
     summary, write_result,
 )
 from brainlib.config import preset  # noqa: E402
-from brainlib.networks import build_generator  # noqa: E402
-from brainlib.sampling import sample_images  # noqa: E402
+from brainlib.networks.build import build_generator  # noqa: E402
+from brainlib.synthesis.sampling import sample_images  # noqa: E402
 
 
 def generator(preset_name: str, size: int, device: torch.device) -> Generator:
@@ -50,8 +50,8 @@ def batched_vs_single(G: Generator, n: int, batch: int, rounds: int, device: tor
 
 def explorer_latency(G: Generator, repeats: int) -> dict:
     """Median and 90th-percentile seconds of LatentExplorer.render over slider-like changes."""
-    from brainlib.directions import compute_directions
-    from brainlib.widgets import LatentExplorer
+    from brainlib.synthesis.directions import compute_directions
+    from brainlib.synthesis.explorer import LatentExplorer
     ex = LatentExplorer(G, G.cfg, directions=compute_directions(G, k=4, n_samples=500), k=4)
     changes = [dict(directions=[0.1 * (i % 7), 0.0, 0.0, 0.0]) if i % 3 else dict(seed=i) for i in range(repeats)]
     ex.render(seed=1)  # warm-up

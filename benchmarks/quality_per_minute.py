@@ -9,7 +9,7 @@ measure it against the real-vs-real floors, append one row to the results table.
 
 A row is one class-conditional model (`class_name=both`, AD and NC in one network) trained
 on the `train` split for `--budget` seconds of training steps, split over the resolutions
-by `--shares` (cfg.seconds_per_res), then `brainlib.evaluate.evaluate` on `--n` generated
+by `--shares` (cfg.seconds_per_res), then `brainlib.eval.evaluate.evaluate` on `--n` generated
 images per class: SWD, FID/KID, precision/recall in the project's encoder, C2ST and the
 memorisation copy test, each beside its floor (the `test` split against the training
 images) and their ratio. Usefulness and the embedding are skipped (they do not rank
@@ -188,10 +188,11 @@ def _git_commit() -> str | None:
 
 
 def run_row(args: argparse.Namespace) -> dict:
-    from brainlib.data import dataset_for_config
-    from brainlib.evaluate import EvalSizes, evaluate
-    from brainlib.phantom import ensure_default_dataset
-    from brainlib.train import read_metrics, train
+    from brainlib.data.dataset import dataset_for_config
+    from brainlib.eval.evaluate import EvalSizes, evaluate
+    from brainlib.data.phantom import ensure_default_dataset
+    from brainlib.training.metrics_log import read_metrics
+    from brainlib.training.trainer import train
 
     torch.set_num_threads(args.threads)
     overrides = parse_overrides(args.set)

@@ -5,7 +5,7 @@ process, and an ESTIMATE of the paper recipe's time on one H100 from counted FLO
     .venv/bin/python benchmarks/scaling.py [--quick] [--preset demo] [--no-ddp] [--no-estimate]
 
 DDP runs `torchrun --nproc_per_node 2` (gloo, one thread per process) on this script's
---ddp-worker mode: the same global batch, each process taking half, as brainlib.train does.
+--ddp-worker mode: the same global batch, each process taking half, as brainlib.training.trainer does.
 The H100 figure is not a measurement: FLOPs of one generator + critic step per resolution are
 counted on the CPU with torch.utils.flop_counter.FlopCounterMode (batch 2, per image), times
 the images of the paper schedule, divided by an assumed sustained fraction of the H100's
@@ -33,8 +33,8 @@ from benchmarks.common import (  # noqa: E402
 )
 from benchmarks.train_speed import _dataset  # noqa: E402
 from brainlib.config import preset  # noqa: E402
-from brainlib.data import to_model_input  # noqa: E402
-from brainlib.train import Trainer  # noqa: E402
+from brainlib.data.dataset import to_model_input  # noqa: E402
+from brainlib.training.trainer import Trainer  # noqa: E402
 
 H100_BF16_DENSE_TFLOPS = 989.0  # SXM, dense (no sparsity), NVIDIA datasheet
 ASSUMED_MFU = 0.05  # sustained fraction: small convs (16-256 channels), batch 8-128: far from peak
@@ -92,7 +92,7 @@ def threads_compare(preset_name: str, res: int, rounds: int, warmup: int = 1) ->
 
 def ddp_worker(args) -> None:
     """One process of the torchrun run: time train_step on this rank's share of each global batch."""
-    from brainlib import distributed as dist
+    from brainlib.training import distributed as dist
     torch.set_num_threads(1)
     cfg = preset(args.preset, run="bench", out_root="/nonexistent", reg_every=args.reg_every)
     dist.init_from_env(torch.device("cpu"))

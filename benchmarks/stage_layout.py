@@ -3,7 +3,7 @@
 class, in two figures that read the same at every resolution, beside their real-vs-real floors
 (the held-out split against the same training slices):
 
-- layout SWD (`brainlib.metrics.layout_swd`, x1e3): images pooled to 8x8, so it compares where
+- layout SWD (`brainlib.eval.metrics.layout_swd`, x1e3): images pooled to 8x8, so it compares where
   brain, ventricles and background sit, and how much that varies, not texture;
 - pixel spread: the standard deviation across images at each pixel, averaged over pixels
   (generated / held-out real; below 1 means the images vary less than real slices do).
@@ -44,9 +44,9 @@ def stage_checkpoints(run_dir: Path) -> list[Path]:
 
 @torch.no_grad()
 def measure_stage(checkpoint: Path, *, n: int, seed: int) -> dict:
-    from brainlib.evaluate import _subset, real_images
-    from brainlib.metrics import layout_swd
-    from brainlib.sampling import load, sample_images
+    from brainlib.eval.evaluate import _subset, real_images
+    from brainlib.eval.metrics import layout_swd
+    from brainlib.synthesis.sampling import load, sample_images
 
     G, cfg, meta = load(checkpoint)
     res = int(meta["res"])

@@ -7,7 +7,7 @@ penalty included) at each resolution, for the demo and paper model sizes, on thi
 Prints a table and writes outputs/bench/train_speed.json (with --baseline:
 outputs/bench/train_vs_baseline.json, see `compare_with_baseline`). A benchmark, not a test; the default
 run takes about two minutes on a 2-core CPU (most of it the paper sizes). The timed step is
-brainlib.train.Trainer.train_step,
+brainlib.training.trainer.Trainer.train_step,
 the same code a run executes.
 """
 from __future__ import annotations
@@ -26,8 +26,9 @@ if __package__ in (None, ""):  # `python benchmarks/train_speed.py`: make the wo
 
 from brainlib.atomic import atomic_write_json
 from brainlib.config import preset, project_root
-from brainlib.data import SliceDataset, to_model_input
-from brainlib.train import Trainer, precision
+from brainlib.data.dataset import SliceDataset, to_model_input
+from brainlib.training.trainer import Trainer
+from brainlib.training.devices import precision
 
 
 _DEFAULT_OUT = str(project_root() / "outputs" / "bench" / "train_speed.json")
@@ -82,7 +83,7 @@ def compare_with_baseline(presets: list[str], *, data=None, limit: int | None = 
     from benchmarks.baseline import BaselineTrainer, endless, folder_loader
     from benchmarks.common import cached_images, dataset_root, gpu_peak_mb, interleaved, summary
     from benchmarks.common import resolve_device as bench_device
-    from brainlib.data import to_model_input
+    from brainlib.data.dataset import to_model_input
 
     root = dataset_root(data)
     dev = bench_device(device)

@@ -17,11 +17,11 @@ class UserError(Exception):
 
 def _data(args: argparse.Namespace) -> int:
     if args.data_cmd == "census":
-        from brainlib.data import census, format_census
+        from brainlib.data.census import census, format_census
         report = census(args.root, class_dirs=_class_dirs(args.class_dir))
         print(json.dumps(report, indent=2) if args.json else format_census(report))
     else:
-        from brainlib.phantom import build_phantom
+        from brainlib.data.phantom import build_phantom
         out = build_phantom(out=args.out, n_per_class=args.n, severity=args.severity,
                             seed=args.seed, orientation=args.orientation)
         print(f"embedded dataset written to {out}")
@@ -37,13 +37,13 @@ def _train(args: argparse.Namespace) -> int:
     if args.out_root:
         overrides["out_root"] = args.out_root
     cfg = preset(args.preset, **overrides)  # validated before anything heavy is imported
-    from brainlib.train import train
+    from brainlib.training.trainer import train
     train(cfg, resume=args.resume)
     return 0
 
 
 def _generate(args: argparse.Namespace) -> int:
-    from brainlib.sampling import generate_to_folder
+    from brainlib.synthesis.sampling import generate_to_folder
     out = generate_to_folder(model=args.model, output=args.output, n=args.n, seed=args.seed,
                              class_name=args.class_name, psi=args.truncation, size=args.size,
                              out_root=args.out_root or "outputs")
@@ -59,7 +59,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from brainlib.export import export_dataset
+    from brainlib.synthesis.export import export_dataset
     out = export_dataset(args.model, args.out, args.n, test_fraction=args.test_fraction, seed=args.seed,
                          psi=args.truncation, noise_mode=args.noise_mode, out_root=args.out_root or "outputs")
     print(f"wrote a synthetic dataset to {out} (manifest.csv, DATASHEET.md)")
@@ -67,7 +67,7 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _project(args: argparse.Namespace) -> int:
-    from brainlib.projection import project_file
+    from brainlib.synthesis.projection import project_file
     folder, result = project_file(args.model, args.image, out=args.out, class_name=args.class_name,
                                   slice_index=args.slice, steps=args.steps, per_layer=args.per_layer,
                                   optimize_noise=args.noise, seed=args.seed, out_root=args.out_root or "outputs")
@@ -77,7 +77,7 @@ def _project(args: argparse.Namespace) -> int:
 
 
 def _counterfactual(args: argparse.Namespace) -> int:
-    from brainlib import counterfactual as cf
+    from brainlib.synthesis import counterfactual as cf
     out_root = args.out_root or "outputs"
     if args.agreement:
         result, path = cf.run_agreement(args.model, n=args.n, seed=args.seed, out_root=out_root)

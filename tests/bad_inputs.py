@@ -1,5 +1,5 @@
 """A corpus of the bad (and awkward-but-fine) files users' datasets contain, built into a
-folder at test time, with the outcome brainlib.data must give each one.
+folder at test time, with the outcome brainlib.data.dataset must give each one.
 
 `build_corpus(root)` writes `<root>/{AD,NC}/...` and returns the table of cases."""
 from __future__ import annotations

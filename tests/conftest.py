@@ -18,7 +18,7 @@ TINY_PHANTOM_PER_CLASS = 24
 def tiny_phantom(tmp_path_factory) -> "os.PathLike":
     """A small phantom (24 images per class, 80/20 train/test, 256x240 PNGs) built once per
     session in a temporary folder; returns its AD_NC root."""
-    from brainlib.phantom import build_phantom
+    from brainlib.data.phantom import build_phantom
     out = tmp_path_factory.mktemp("phantom")
     return build_phantom(out=out, n_per_class=TINY_PHANTOM_PER_CLASS, seed=0, workers=1, progress=False)
 

@@ -111,7 +111,7 @@ def mni_volume(step: int = 4) -> tuple[np.ndarray, np.ndarray]:
     """The MNI152 T1 template that nilearn ships, every `step`-th voxel: (volume, affine)."""
     import nibabel as nib
 
-    from brainlib.phantom import _TEMPLATE, template_dir
+    from brainlib.data.phantom import _TEMPLATE, template_dir
     img = nib.load(template_dir() / _TEMPLATE.format("t1"))
     volume = np.asarray(img.dataobj, dtype=np.float32)[::step, ::step, ::step]
     affine = img.affine.copy()

@@ -35,7 +35,7 @@ def tiny_data() -> Path:
 def trained_runs() -> Path:
     """An out_root with smoke-AD and smoke-NC trained directly (no notebooks needed)."""
     from brainlib.config import preset
-    from brainlib.train import train
+    from brainlib.training.trainer import train
     out_root = session_dir() / "runs"
     for c in ("AD", "NC"):
         train(preset("smoke", class_name=c, run=f"{refresh.SMOKE_NAME}-{c}", out_root=str(out_root),

@@ -9,7 +9,9 @@ import warnings
 import numpy as np
 import pytest
 
-from brainlib.data import DataError, DataWarning, census, load_dataset
+from brainlib.data.census import census
+from brainlib.data.dataset import load_dataset
+from brainlib.data.discovery import DataError, DataWarning
 from tests.bad_inputs import CASES, UNREADABLE, build_corpus, build_imageless_folder
 
 

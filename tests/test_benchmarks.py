@@ -14,8 +14,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from brainlib.layers import AdaIN, ConvDown2d, MinibatchStdDev, UpConv2d, centred_and_variance
-from brainlib.train import cpu_has_bf16
+from brainlib.networks.layers import AdaIN, ConvDown2d, MinibatchStdDev, UpConv2d, centred_and_variance
+from brainlib.training.devices import cpu_has_bf16
 
 ROOT = Path(__file__).resolve().parents[1]
 

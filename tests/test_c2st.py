@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from brainlib.c2st import c2st, c2st_accuracy, half_resolution
+from brainlib.eval.c2st import c2st, c2st_accuracy, half_resolution
 
 
 def _blobs(n: int, seed: int, radius: float) -> torch.Tensor:

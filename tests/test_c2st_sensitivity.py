@@ -40,7 +40,7 @@ def test_changes_do_what_their_rows_say(script):
 
 
 def test_quick_run_writes_one_row_per_change(script, tmp_path):
-    from brainlib.phantom import build_phantom
+    from brainlib.data.phantom import build_phantom
     data = build_phantom(out=tmp_path / "data", n_per_class=40, seed=3, workers=1, progress=False)  # 8 held out
     out = tmp_path / "sens.json"
     result = script.main(["--quick", "--data", str(data), "--res", "32", "--threads", "1", "--out", str(out)])

@@ -5,10 +5,10 @@ import json
 import pytest
 import torch
 
-from brainlib import checkpoints as ckpt
-from brainlib.checkpoints import CheckpointError, load_checkpoint, load_generator, save_checkpoint
+from brainlib.training import checkpoints as ckpt
+from brainlib.training.checkpoints import CheckpointError, load_checkpoint, load_generator, save_checkpoint
 from brainlib.config import preset
-from brainlib.models import Discriminator, Generator
+from brainlib.networks.stylegan1 import Discriminator, Generator
 
 
 def _tensors(cfg):
@@ -90,8 +90,8 @@ def test_mismatched_architecture_is_refused_with_the_differences(saved):
 
 
 def test_a_checkpoint_of_an_older_architecture_is_refused_and_kept(saved):
-    from brainlib.models import ARCHITECTURE
-    from brainlib.train import Trainer
+    from brainlib.networks.stylegan1 import ARCHITECTURE
+    from brainlib.training.trainer import Trainer
     cfg, _, _, tensors, path = saved
     meta = load_checkpoint(path)[1]
     assert meta["architecture"] == ARCHITECTURE  # recorded on save

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from brainlib.train import cpu_has_bf16
+from brainlib.training.devices import cpu_has_bf16
 
 
 @pytest.fixture(scope="module")
@@ -19,7 +19,7 @@ def script():
 
 
 def test_quick_rows_accumulate_with_every_figure(tmp_path, script):
-    from brainlib.phantom import build_phantom
+    from brainlib.data.phantom import build_phantom
     data = build_phantom(out=tmp_path / "data", n_per_class=40, seed=3, workers=1, progress=False)
     common = ["--quick", "--data", str(data), "--runs", str(tmp_path / "runs"), "--results", str(tmp_path / "res"),
               "--threads", "1"]

@@ -98,7 +98,7 @@ def test_overrides_from_strings_are_typed():
 
 
 def test_images_per_res_per_step_from_a_string_survives_a_round_trip(tmp_path):
-    from brainlib.train import schedule
+    from brainlib.training.schedule import schedule
     typed = coerce_overrides(parse_overrides(['images_per_res={"8": 64, "16": 96}']))
     cfg = preset("smoke", **typed)
     assert cfg.images_per_res == {8: 64, 16: 96}

@@ -9,11 +9,11 @@ import torch
 from PIL import Image
 from smoke_conditional import train_smoke_both
 
-from brainlib import counterfactual as cf
+from brainlib.synthesis import counterfactual as cf
 from brainlib.cli import main
 from brainlib.config import preset
-from brainlib.models import Generator
-from brainlib.sampling import latents, load, sample_images, to_uint8
+from brainlib.networks.stylegan1 import Generator
+from brainlib.synthesis.sampling import latents, load, sample_images, to_uint8
 
 
 @pytest.fixture(scope="module")
@@ -105,14 +105,14 @@ def test_counterfactual_command_writes_the_strip_and_prints_the_agreement(out_ro
 
 
 def test_explorer_slider_moves_along_nc_to_ad(G, tmp_path):
-    from brainlib.directions import compute_directions
-    from brainlib.widgets import LatentExplorer
+    from brainlib.synthesis.directions import compute_directions
+    from brainlib.synthesis.explorer import LatentExplorer
 
     ex = LatentExplorer(G, G.cfg, directions=compute_directions(G, k=2, n_samples=300), k=2, seed=4, psi=1.0,
                         save_dir=tmp_path)
     assert ex.settings["nc_to_ad"] == 0.0 and ex.ad_direction is not None
     w = cf.sampled_styles(G, seed=4, class_name="AD") + 1.5 * ex.ad_direction
-    from brainlib.sampling import image_seed, synthesize
+    from brainlib.synthesis.sampling import image_seed, synthesize
     expected = to_uint8(synthesize(G, w, noise_mode="random", noise_seeds=[image_seed(4, 0)]).clamp(-1, 1))[0]
     assert np.array_equal(ex.render(class_name="AD", nc_to_ad=1.5), expected)
     assert not np.array_equal(ex.render(nc_to_ad=1.5), ex.render())

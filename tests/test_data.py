@@ -1,4 +1,4 @@
-"""brainlib.data: layouts, class folders, splits, NIfTI slicing, errors, the cache, model input."""
+"""brainlib.data.dataset: layouts, class folders, splits, NIfTI slicing, errors, the cache, model input."""
 from __future__ import annotations
 
 import os
@@ -9,9 +9,11 @@ import pytest
 import torch
 from PIL import Image
 
-import brainlib.data as data
+import brainlib.data.dataset as data
+from brainlib.data import census, decoding
 from brainlib.config import preset
-from brainlib.data import DataError, DataWarning, load_dataset, to_model_input
+from brainlib.data.dataset import load_dataset, to_model_input
+from brainlib.data.discovery import DataError, DataWarning
 from tests.bad_inputs import brain_like, nifti_volume, save_nifti
 
 
@@ -145,8 +147,8 @@ def test_second_load_reads_the_cache_without_decoding(tmp_path, monkeypatch):
     _write(tmp_path / "d" / "NC", 3, seed=5)
     first = _load(tmp_path / "d", tmp_path)
     calls = []
-    real = data.decode_file
-    monkeypatch.setattr(data, "decode_file", lambda *a: calls.append(a[0]) or real(*a))
+    real = decoding.decode_file
+    monkeypatch.setattr(decoding, "decode_file", lambda *a: calls.append(a[0]) or real(*a))
     second = _load(tmp_path / "d", tmp_path)
     assert calls == []
     assert isinstance(second.images, np.memmap) and not second.images.flags.writeable
@@ -196,20 +198,20 @@ def test_dataset_for_config_uses_the_config(tmp_path, tiny_phantom, monkeypatch)
     everything = data.dataset_for_config(cfg.replace(max_images=None, class_name="NC"), splits=None,
                                          cache_dir=tmp_path / "cache", progress=False)
     assert everything.class_counts() == {"NC": 24} and set(everything.splits) == {"train", "test"}
-    import brainlib.phantom
-    monkeypatch.setattr(brainlib.phantom, "ensure_default_dataset", lambda: tiny_phantom)
+    import brainlib.data.phantom
+    monkeypatch.setattr(brainlib.data.phantom, "ensure_default_dataset", lambda: tiny_phantom)
     default = data.dataset_for_config(cfg.replace(data_root=None), cache_dir=tmp_path / "cache", progress=False)
     np.testing.assert_array_equal(default.images, ds.images)
 
 
 def test_census_counts_splits_classes_sizes_and_modes(tiny_phantom):
-    report = data.census(tiny_phantom)
+    report = census.census(tiny_phantom)
     assert report["layout"] == "adni" and report["total"] == 48
     assert report["counts"] == {"train": {"AD": 19, "NC": 19}, "test": {"AD": 5, "NC": 5}}
     assert report["sizes"] == {"256x240": 48} and report["modes"] == {"L": 48} and report["types"] == {".png": 48}
-    text = data.format_census(report)
+    text = census.format_census(report)
     assert str(tiny_phantom) in text and "train" in text and "(48 images)" in text
-    assert str(tiny_phantom) not in data.format_census(report, show_root=False)
+    assert str(tiny_phantom) not in census.format_census(report, show_root=False)
 
 
 def test_loading_warns_nothing_on_a_clean_dataset(tiny_phantom, tiny_dataset_cache):
@@ -220,7 +222,7 @@ def test_loading_warns_nothing_on_a_clean_dataset(tiny_phantom, tiny_dataset_cac
 
 
 def test_dataset_figures(tiny_phantom, tiny_dataset_cache):
-    from brainlib import dataviz
+    from brainlib.data import figures as dataviz
     ds = load_dataset(tiny_phantom, image_size=64, cache_dir=tiny_dataset_cache, progress=False)
     means = dataviz.class_means(ds)
     assert set(means) == {"AD", "NC"} and means["AD"].shape == (64, 64)

@@ -15,7 +15,9 @@ import pydicom.data
 import pytest
 
 from brainlib.cli import main
-from brainlib.data import DataWarning, census, load_dataset
+from brainlib.data.census import census
+from brainlib.data.dataset import load_dataset
+from brainlib.data.discovery import DataWarning
 from tests.dicom_files import copy_pydicom_samples, mni_volume, write_image, write_multiframe, write_series
 
 

@@ -5,7 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from brainlib.checkpoints import load_checkpoint
+from brainlib.training.checkpoints import load_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 

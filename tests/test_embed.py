@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from brainlib import embed
+from brainlib.eval import embed
 
 
 def clusters(n=60, d=16, gap=6.0, seed=0):

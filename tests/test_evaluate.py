@@ -12,8 +12,9 @@ import torch
 from smoke_batch import ROOT, refresh, trained_runs
 
 from brainlib.config import CLASS_LABELS
-from brainlib.evaluate import EvalSizes, evaluate, format_table, load_features, load_report, metric_rows
-from brainlib.metrics import class_contrast
+from brainlib.eval.evaluate import EvalSizes, evaluate, load_features
+from brainlib.eval.report import format_table, load_report, metric_rows
+from brainlib.eval.metrics import class_contrast
 
 RUNS = [f"{refresh.SMOKE_NAME}-AD", f"{refresh.SMOKE_NAME}-NC"]
 
@@ -84,7 +85,7 @@ def test_metric_table_rows_and_reuse(report_path, runs_root, capsys):
 
 
 def test_truncated_evaluation_sits_beside_the_untruncated_one(report_path, runs_root, tmp_path):
-    from brainlib.evaluate import generate, load_runs
+    from brainlib.eval.evaluate import generate, load_runs
     before = report_path.read_bytes()
     path = evaluate([RUNS[1]], n=40, out_root=runs_root, quick=True, progress=False, truncation=0.5,
                     embed_method=None, encoder_cache=tmp_path / "enc")
@@ -94,7 +95,7 @@ def test_truncated_evaluation_sits_beside_the_untruncated_one(report_path, runs_
     assert report["truncation_psi"] == 0.5 and report["fingerprint"]["psi"] == 0.5
     assert load_report(report_path)["truncation_psi"] == 1.0
     # the images are the sampler's at that psi; psi = 0 leaves only the noise inputs to tell them apart
-    from brainlib.sampling import sample_images
+    from brainlib.synthesis.sampling import sample_images
     loaded = load_runs([RUNS[1]], runs_root)
     G = loaded[0][1]
     assert torch.equal(generate(loaded, 16, 0, False, 0.5)["NC"],
@@ -157,7 +158,7 @@ def test_one_class_whose_dataset_lacks_the_other_class(tmp_path, capsys):
     from smoke_batch import tiny_data
 
     from brainlib.config import preset
-    from brainlib.train import train
+    from brainlib.training.trainer import train
     data = tmp_path / "NC_only"
     shutil.copytree(tiny_data(), data, ignore=shutil.ignore_patterns("AD"))
     train(preset("smoke", class_name="NC", run="nc-only", out_root=str(tmp_path / "runs"), data_root=str(data)))

@@ -9,19 +9,19 @@ import torch
 from PIL import Image
 from smoke_conditional import train_smoke_both
 
-from brainlib.checkpoints import module_tensors, save_checkpoint
+from brainlib.training.checkpoints import module_tensors, save_checkpoint
 from brainlib.cli import main
 from brainlib.config import preset
-from brainlib.data import load_dataset
-from brainlib.export import MANIFEST_FIELDS, export_dataset
-from brainlib.models import Generator
-from brainlib.sampling import sample_images, to_uint8
+from brainlib.data.dataset import load_dataset
+from brainlib.synthesis.export import MANIFEST_FIELDS, export_dataset
+from brainlib.networks.stylegan1 import Generator
+from brainlib.synthesis.sampling import sample_images, to_uint8
 
 
 @pytest.fixture(scope="module")
 def out_root(tmp_path_factory, tiny_phantom, tiny_dataset_cache) -> Path:
     """smoke-both trained on the tiny phantom, evaluated (eval.json in its folder)."""
-    from brainlib.evaluate import evaluate
+    from brainlib.eval.evaluate import evaluate
 
     root = tmp_path_factory.mktemp("export_runs")
     train_smoke_both(root, tiny_phantom, tiny_dataset_cache)
@@ -60,7 +60,7 @@ def test_both_classes_in_adni_layout_at_the_trained_size(exported):
 
 
 def test_manifest_rows_reproduce_each_image_from_its_seed_and_index(exported, out_root):
-    from brainlib.sampling import load
+    from brainlib.synthesis.sampling import load
 
     rows = list(csv.DictReader((exported / "manifest.csv").open()))
     assert tuple(rows[0]) == MANIFEST_FIELDS and len(rows) == 20
@@ -106,7 +106,7 @@ def test_refuses_an_existing_folder_and_leaves_it_untouched(exported, out_root, 
 
 
 def test_a_failure_midway_leaves_nothing_behind(out_root, tmp_path, monkeypatch):
-    import brainlib.export as ex
+    import brainlib.synthesis.export as ex
 
     def broken(*a, **k):
         raise OSError("disk full")

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from brainlib.checkpoints import latest_checkpoint, load_checkpoint
+from brainlib.training.checkpoints import latest_checkpoint, load_checkpoint
 
 # 20 batches per resolution, a checkpoint at every batch: kills land mid-step, mid-save
 SETTINGS = ["--set", "images_per_res=160", "--set", "checkpoint_minutes=0"]

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 import torch
 
-from brainlib import features as F
-from brainlib.data import to_model_input
-from brainlib.metrics import fid
+from brainlib.eval import features as F
+from brainlib.data.dataset import to_model_input
+from brainlib.eval.metrics import fid
 
 
 def two_class_images(n, res=16, seed=0):

@@ -9,12 +9,12 @@ import pytest
 import torch
 from PIL import Image
 
-from brainlib.checkpoints import module_tensors, save_checkpoint
+from brainlib.training.checkpoints import module_tensors, save_checkpoint
 from brainlib.cli import main
 from brainlib.config import preset
-from brainlib.layers import NoiseInjection
-from brainlib.models import Generator
-from brainlib.sampling import generate_to_folder
+from brainlib.networks.layers import NoiseInjection
+from brainlib.networks.stylegan1 import Generator
+from brainlib.synthesis.sampling import generate_to_folder
 
 
 def save_run(out_root: Path, class_name: str) -> Path:
@@ -127,7 +127,7 @@ def test_existing_output_is_never_overwritten(out_root, capsys):
 
 
 def test_an_error_midway_leaves_nothing_behind(out_root, monkeypatch):
-    import brainlib.sampling as sampling
+    import brainlib.synthesis.sampling as sampling
 
     calls = []
 

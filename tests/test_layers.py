@@ -5,7 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from brainlib.layers import (
+from brainlib.networks.layers import (
     RELU_GAIN, AdaIN, Blur, ConvDown2d, EqualConv2d, EqualLinear, MinibatchStdDev, NoiseInjection,
     PixelNorm, UpConv2d, sum_of_shifts,
 )

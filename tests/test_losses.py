@@ -6,10 +6,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from brainlib.augment import DEFAULT_POLICY, augment, brightness, contrast, cutout, translation
+from brainlib.networks.augment import DEFAULT_POLICY, augment, brightness, contrast, cutout, translation
 from brainlib.config import ConfigError, preset
-from brainlib.losses import LogisticR1, WGANGP, gradient_penalty, make_loss, r1_penalty
-from brainlib.models import Discriminator
+from brainlib.networks.losses import LogisticR1, WGANGP, gradient_penalty, make_loss, r1_penalty
+from brainlib.networks.stylegan1 import Discriminator
 
 
 @pytest.fixture(autouse=True)
@@ -235,7 +235,7 @@ def test_augment_policy_is_differentiable_and_validated():
 
 
 def test_adaptive_augment_probability_follows_the_critics_overfitting():
-    from brainlib.augment import AdaptiveAugment
+    from brainlib.networks.augment import AdaptiveAugment
     ada = AdaptiveAugment(target=0.6, speed_images=100, interval=2)
     x = torch.randn(8, 1, 16, 16)
     assert torch.equal(ada(x), x)  # p starts at 0: nothing is augmented

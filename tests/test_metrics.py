@@ -4,8 +4,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from brainlib import memorisation as mem
-from brainlib.metrics import (class_contrast, fid, kid, laplacian_pyramid, layout_swd, ms_ssim, ms_ssim_pairs,
+from brainlib.eval import memorisation as mem
+from brainlib.eval.metrics import (class_contrast, fid, kid, laplacian_pyramid, layout_swd, ms_ssim, ms_ssim_pairs,
                               ms_ssim_scales, precision_recall, sliced_wasserstein, swd_levels, swd_to_reference,
                               usefulness)
 

@@ -13,7 +13,7 @@ NOTEBOOK = project_root() / "notebooks" / "03_samples.ipynb"
 @pytest.fixture(scope="session")
 def smoke_runs(tiny_phantom, tmp_path_factory):
     """An out_root holding two trained smoke runs: smoke-AD (one class) and smoke-both (conditional)."""
-    from brainlib.train import train
+    from brainlib.training.trainer import train
 
     out_root = tmp_path_factory.mktemp("outputs_smoke")
     for c in ("AD", "both"):

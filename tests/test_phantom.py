@@ -1,4 +1,4 @@
-"""brainlib.phantom: the embedded dataset is deterministic, varied, ADNI-shaped, and its
+"""brainlib.data.phantom: the embedded dataset is deterministic, varied, ADNI-shaped, and its
 classes differ in the expected direction by a visible but imperfect margin."""
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import brainlib.phantom as phantom
+import brainlib.data.phantom as phantom
 
 
 def _pngs(root: Path) -> list[Path]:

@@ -1,4 +1,4 @@
-"""brainlib.pipeline.run_batch: notebooks run in order with the right parameters, a
+"""brainlib.batch.pipeline.run_batch: notebooks run in order with the right parameters, a
 failing notebook stops the batch with its cell named, finished runs are skipped, and
 the summary page shows what the runs wrote.
 
@@ -13,7 +13,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from brainlib.pipeline import PipelineError, format_seconds, run_batch, training_finished
+from brainlib.batch.pipeline import PipelineError, run_batch, training_finished
+from brainlib.batch.summary import format_seconds
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).parent))
@@ -156,7 +157,7 @@ def test_failing_notebook_stops_the_batch_names_the_cell_and_keeps_the_notebook(
 
 def test_cli_exits_non_zero_with_one_line_naming_the_failing_notebook(tmp_path):
     notebooks = stand_in_notebooks(tmp_path / "nb", fail_in="03")
-    code = ("import sys, brainlib.pipeline as p, brainlib.cli as c\n"
+    code = ("import sys, brainlib.batch.pipeline as p, brainlib.cli as c\n"
             "real = p.run_batch\n"
             f"p.run_batch = lambda **kw: real(notebooks_dir={str(notebooks)!r}, **kw)\n"
             "sys.exit(c.main(sys.argv[1:]))")

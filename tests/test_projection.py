@@ -10,9 +10,9 @@ from safetensors.torch import load_file
 from smoke_conditional import train_smoke_both
 
 from brainlib.cli import main
-from brainlib.data import load_dataset
-from brainlib.projection import POOR_FIT_PSNR, load_latent, load_slice, project, psnr
-from brainlib.sampling import load, synthesize, to_uint8
+from brainlib.data.dataset import load_dataset
+from brainlib.synthesis.projection import POOR_FIT_PSNR, load_latent, load_slice, project, psnr
+from brainlib.synthesis.sampling import load, synthesize, to_uint8
 
 
 @pytest.fixture(scope="module")
@@ -112,7 +112,7 @@ def test_psnr_is_measured_in_0_1_over_the_whole_frame():
 
 
 def test_ssim_is_one_for_identical_images_and_the_luminance_term_for_flat_ones():
-    from brainlib.metrics import ssim
+    from brainlib.eval.metrics import ssim
 
     x = torch.rand(3, 1, 16, 16) * 2 - 1
     assert torch.allclose(ssim(x, x), torch.ones(3), atol=1e-5)
@@ -125,7 +125,7 @@ def test_ssim_is_one_for_identical_images_and_the_luminance_term_for_flat_ones()
 def test_a_volume_needs_a_slice_index_and_gives_that_slice(model, tmp_path):
     import nibabel as nib
 
-    from brainlib.data import decode_nifti
+    from brainlib.data.decoding import decode_nifti
 
     cfg = model[1]
     volume = np.zeros((20, 20, 12), np.float32)

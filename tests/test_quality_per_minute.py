@@ -19,7 +19,7 @@ def qpm():
 @pytest.fixture(scope="module")
 def quick_row(tmp_path_factory, qpm):
     """One --quick row on a phantom with 8 held-out images per class (C2ST needs 8)."""
-    from brainlib.phantom import build_phantom
+    from brainlib.data.phantom import build_phantom
     tmp = tmp_path_factory.mktemp("qpm")
     data = build_phantom(out=tmp / "data", n_per_class=40, seed=3, workers=1, progress=False)
     results = tmp / "results"

@@ -1,4 +1,4 @@
-"""brainlib.sampling and brainlib.directions on small random generators (no training needed)."""
+"""brainlib.synthesis.sampling and brainlib.synthesis.directions on small random generators (no training needed)."""
 import json
 
 import numpy as np
@@ -6,10 +6,10 @@ import pytest
 import torch
 
 from brainlib.config import preset
-from brainlib.directions import cache_paths, compute_directions, directions_for_checkpoint
-from brainlib.layers import NoiseInjection
-from brainlib.models import Generator
-from brainlib.sampling import (image_seed, interpolation_strip, latents, mix_styles, noise_variations, png_bytes,
+from brainlib.synthesis.directions import cache_paths, compute_directions, directions_for_checkpoint
+from brainlib.networks.layers import NoiseInjection
+from brainlib.networks.stylegan1 import Generator
+from brainlib.synthesis.sampling import (image_seed, interpolation_strip, latents, mix_styles, noise_variations, png_bytes,
                                sample_images, slerp, style_mixing_matrix, styles, to_uint8, truncation_sweep)
 
 
@@ -188,7 +188,7 @@ def test_directions_are_cached_next_to_the_checkpoint_and_reused(G, tmp_path, mo
     sidecar = json.loads(path.with_suffix(".json").read_text())
     assert sidecar["k"] == 3 and sidecar["checkpoint"] == "02-16px.safetensors" and len(sidecar["stds"]) == 3
 
-    import brainlib.directions as directions_module
+    import brainlib.synthesis.directions as directions_module
     monkeypatch.setattr(directions_module, "compute_directions", lambda *a, **k: pytest.fail("not cached"))
     d2, path2 = directions_for_checkpoint(G, ckpt, k=3, n_samples=500)
     assert path2 == path and torch.equal(d2.components, d1.components) and torch.equal(d2.stds, d1.stds)

@@ -6,11 +6,14 @@ import numpy as np
 import pytest
 import torch
 
-from brainlib.checkpoints import latest_checkpoint, load_checkpoint, load_generator
+from brainlib.training.checkpoints import latest_checkpoint, load_checkpoint, load_generator
 from brainlib.config import ConfigError, preset
-from brainlib.data import SliceDataset
-from brainlib.train import (Trainer, TrainingDiverged, autocast_dtype, ema_beta, epoch_permutation, read_metrics,
-                            train, use_channels_last)
+from brainlib.data.dataset import SliceDataset
+from brainlib.training.devices import autocast_dtype, use_channels_last
+from brainlib.training.divergence import TrainingDiverged
+from brainlib.training.metrics_log import read_metrics
+from brainlib.training.schedule import epoch_permutation
+from brainlib.training.trainer import Trainer, ema_beta, train
 
 
 def _dataset(images: np.ndarray, labels=None) -> SliceDataset:
@@ -109,9 +112,9 @@ def test_resume_with_other_network_settings_is_refused_naming_them(tmp_path):
 
 
 def test_nan_loss_stops_naming_the_batch_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
-    import brainlib.losses
+    import brainlib.networks.losses
 
-    real_make_loss = brainlib.losses.make_loss
+    real_make_loss = brainlib.networks.losses.make_loss
 
     class PoisonedAt6:
         def __init__(self, cfg, device):
@@ -126,7 +129,7 @@ def test_nan_loss_stops_naming_the_batch_and_keeps_the_last_good_checkpoint(tmp_
         def generator_loss(self, *args, **kwargs):
             return self.inner.generator_loss(*args, **kwargs)
 
-    monkeypatch.setattr(brainlib.losses, "make_loss", PoisonedAt6)
+    monkeypatch.setattr(brainlib.networks.losses, "make_loss", PoisonedAt6)
     cfg = preset("smoke", run="nan", out_root=str(tmp_path))
     with pytest.raises(TrainingDiverged, match=r"diverged at batch 6 \(resolution step 2, 16 px\): non-finite d_loss\b"):
         train(cfg, dataset=_random())
@@ -135,7 +138,7 @@ def test_nan_loss_stops_naming_the_batch_and_keeps_the_last_good_checkpoint(tmp_
     tensors, meta = load_checkpoint(good)
     assert all(torch.isfinite(t).all() for k, t in tensors.items() if k.startswith(("G/", "D/")))
     # resume with a lower learning rate: allowed, applied and recorded
-    monkeypatch.setattr(brainlib.losses, "make_loss", real_make_loss)
+    monkeypatch.setattr(brainlib.networks.losses, "make_loss", real_make_loss)
     train(cfg.replace(lr=5e-4), dataset=_random(), resume=True)
     _, meta = load_checkpoint(latest_checkpoint(cfg.run_dir))
     assert meta["finished"] and meta["resumed_with"] == {"lr": {"was": 1e-3, "now": 5e-4}}

@@ -7,11 +7,11 @@ import torch
 from PIL import Image
 
 from brainlib.config import preset
-from brainlib.directions import compute_directions
-from brainlib.layers import NoiseInjection
-from brainlib.models import Generator
-from brainlib.sampling import sample_images, to_uint8
-from brainlib.widgets import LatentExplorer
+from brainlib.synthesis.directions import compute_directions
+from brainlib.networks.layers import NoiseInjection
+from brainlib.networks.stylegan1 import Generator
+from brainlib.synthesis.sampling import sample_images, to_uint8
+from brainlib.synthesis.explorer import LatentExplorer
 
 
 def make_explorer(tmp_path, class_name="AD", **kw):

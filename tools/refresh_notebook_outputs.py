@@ -2,7 +2,7 @@
 
     .venv/bin/python tools/refresh_notebook_outputs.py [--commit] [NOTEBOOK ...]
 
-The notebooks run as one smoke batch (brainlib.pipeline.run_batch) on a tiny phantom
+The notebooks run as one smoke batch (brainlib.batch.pipeline.run_batch) on a tiny phantom
 in a temporary folder. Each committed notebook then gets back its own cells, with:
 outputs only in cells starting with `# NBVAL_CHECK_OUTPUT` (streams, and the
 text/plain part of results; never images), execution counts only on those cells (the
@@ -36,13 +36,13 @@ SMOKE_EXTRAS: dict = {}  # extra values offered to the notebooks in the smoke ba
 
 def build_smoke_data(folder: Path) -> Path:
     """The tiny phantom (24 images per class, seed 0); returns its AD_NC root."""
-    from brainlib.phantom import build_phantom
+    from brainlib.data.phantom import build_phantom
     return build_phantom(out=folder, n_per_class=SMOKE_PER_CLASS, seed=0, workers=1, progress=False)
 
 
 def run_smoke_batch(out_root: Path, data_root: Path, notebooks_dir: Path = NOTEBOOKS_DIR) -> Path:
     """The whole workbook on the smoke preset; returns the batch folder."""
-    from brainlib.pipeline import run_batch
+    from brainlib.batch.pipeline import run_batch
     run_batch(preset="smoke", classes=("AD", "NC"), data_root=data_root, name=SMOKE_NAME, out_root=out_root,
               notebooks_dir=notebooks_dir, parameters=SMOKE_EXTRAS)
     return Path(out_root) / SMOKE_NAME
@@ -51,7 +51,7 @@ def run_smoke_batch(out_root: Path, data_root: Path, notebooks_dir: Path = NOTEB
 def smoke_parameters(notebook: Path, out_root: Path, data_root: Path) -> dict:
     """The parameters the smoke batch gives `notebook` (its first 02 run for 02: the
     class of the committed notebook's default, so the checked outputs match)."""
-    from brainlib.pipeline import batch_parameters, plan_steps
+    from brainlib.batch.pipeline import batch_parameters, plan_steps
     classes = ["AD", "NC"]
     offered = batch_parameters("smoke", classes, str(data_root), SMOKE_NAME, Path(out_root), SMOKE_EXTRAS)
     steps = plan_steps(notebook.parent, Path(out_root) / SMOKE_NAME / "notebooks", offered, classes,

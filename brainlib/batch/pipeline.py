@@ -182,7 +182,7 @@ def declared_parameters(notebook: Path) -> set[str]:
 
 def training_finished(run_dir: Path) -> bool:
     """True when the checkpoint that the run's latest.json points to says the schedule finished."""
-    from brainlib.checkpoints import CheckpointError, latest_checkpoint  # torch: not for `brainlib --help`
+    from brainlib.training.checkpoints import CheckpointError, latest_checkpoint  # torch: not for `brainlib --help`
     try:
         latest = latest_checkpoint(run_dir)
         return latest is not None and bool(json.loads(latest.with_suffix(".json").read_text()).get("finished", False))

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from brainlib.data import to_model_input
+from brainlib.data.dataset import to_model_input
 from brainlib.eval.features import fit
 
 C2ST_SIZE = 64  # images are compared at most at this size: enough for texture, fast on a CPU
@@ -35,7 +35,7 @@ class TwoSampleCritic(nn.Module):
 
 
 def _prepare(images: torch.Tensor) -> torch.Tensor:
-    """[-1, 1] float images at most C2ST_SIZE px (the shared conversion of brainlib.features)."""
+    """[-1, 1] float images at most C2ST_SIZE px (the shared conversion of brainlib.eval.features)."""
     return to_model_input(images, min(images.shape[-1], C2ST_SIZE))
 
 

@@ -38,14 +38,15 @@ from brainlib.eval import memorisation as mem
 from brainlib.atomic import atomic_write_bytes, atomic_write_json
 from brainlib.eval.c2st import c2st, half_resolution
 from brainlib.config import CLASS_LABELS
-from brainlib.data import DataError, dataset_for_config, dataset_root, discover, to_model_input
+from brainlib.data.dataset import dataset_for_config, dataset_root, to_model_input
+from brainlib.data.discovery import DataError, discover
 from brainlib.eval.embed import embedding_report, plot_embedding
 from brainlib.eval.features import load_inception, load_or_train_encoder
 from brainlib.eval.metrics import class_contrast, fid, kid, ms_ssim_pairs, precision_recall, swd_to_reference
 from brainlib.eval.metrics import usefulness as usefulness_study
 from brainlib.eval.report import format_table, load_report, metric_rows, with_floor  # noqa: F401 (their old home)
 from brainlib.plots import save_grid
-from brainlib.sampling import load, sample_images
+from brainlib.synthesis.sampling import load, sample_images
 
 # 4: truncation (psi) in the report and its fingerprint; 3: C2ST at half resolution, one-class
 # reports; 2: real and generated grids in eval/

@@ -33,7 +33,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from brainlib.atomic import atomic_write, atomic_write_json
-from brainlib.data import default_cache_dir, to_model_input
+from brainlib.data.cache import default_cache_dir
+from brainlib.data.dataset import to_model_input
 from brainlib.progress import progress_bar
 
 ENCODER_NAME = "brainlib-slice-encoder"

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from brainlib.atomic import atomic_write
-from brainlib.data import to_model_input
+from brainlib.data.dataset import to_model_input
 
 PIXEL_RES = 64
 THRESHOLD_PERCENTILE = 1.0

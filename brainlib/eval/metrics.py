@@ -1,7 +1,7 @@
 """How real, how diverse and how useful generated images are: the numbers.
 
 Images are float32 [N,1,S,S] in [-1,1] or uint8 [N,S,S]; features are float
-arrays [N,D] (see brainlib.features). Every function is seeded. Each number is
+arrays [N,D] (see brainlib.eval.features). Every function is seeded. Each number is
 meant to be read beside its floor: the same function applied to real training
 images against real held-out images at the same sample sizes (evaluate.py).
 
@@ -26,7 +26,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from brainlib.data import to_model_input
+from brainlib.data.dataset import to_model_input
 
 # ----------------------------------------------------------------------
 # Sliced Wasserstein distance on Laplacian pyramids (ProGAN, appendix D)

@@ -35,7 +35,7 @@ from PIL import Image
 
 from brainlib.atomic import atomic_write_json
 from brainlib.config import CLASS_LABELS
-from brainlib.layers import NOISE_MODES
+from brainlib.networks.layers import NOISE_MODES
 
 
 
@@ -122,7 +122,7 @@ def load(model: str | Path, *, out_root: str | Path = "outputs", device: str = "
     (G.trained_res, G.trained_alpha) so every sampler here uses them by default.
 
     Returns (G, cfg, meta)."""
-    from brainlib.checkpoints import load_generator
+    from brainlib.training.checkpoints import load_generator
 
     G, cfg, meta = load_generator(model, out_root=out_root, device=device)
     G.trained_res, G.trained_alpha = int(meta["res"]), float(meta["alpha"])
@@ -331,7 +331,7 @@ def write_pngs(images_u8: np.ndarray, folder: Path, *, size: int | None = None, 
 def run_dir_of(model: str | Path, *, out_root: str | Path = "outputs") -> Path:
     """The run folder of a model given as checkpoints.load_generator takes it (a run name under
     out_root, a run folder, or a checkpoint file): the folder holding its checkpoints/."""
-    from brainlib.checkpoints import resolve_checkpoint
+    from brainlib.training.checkpoints import resolve_checkpoint
 
     ckpt = resolve_checkpoint(model, out_root)
     return ckpt.parent.parent if ckpt.parent.name == "checkpoints" else ckpt.parent
@@ -366,7 +366,7 @@ def generate_to_folder(model: str | Path, output: str, n: int, seed: int = 0, cl
     _check_output_name(output)
     if size is not None and size <= 0:
         raise ValueError(f"--size must be a positive number of pixels (got {size})")
-    from brainlib.checkpoints import resolve_checkpoint
+    from brainlib.training.checkpoints import resolve_checkpoint
 
     G, cfg, meta = load(model, out_root=out_root)
     class_labels(G, class_name, 1)  # a class the model cannot make fails here, before any writing

@@ -3,7 +3,7 @@
     result = project(G, load_slice("scan.png", cfg), class_name="NC")
     folder = project_file("demo-both", "scan.png")        # what `brainlib project` does
 
-The slice is read and preprocessed exactly as the training data is (brainlib.data:
+The slice is read and preprocessed exactly as the training data is (brainlib.data.dataset:
 greyscale, the run's padding, antialiased resize to the model's size, [-1, 1]). Starting
 from the mean w of the class (or of every class), Adam moves w to lower
 
@@ -14,7 +14,7 @@ from the mean w of the class (or of every class), Adam moves w to lower
 (`optimize_noise`, regularised towards white noise). Early steps add a decaying random
 perturbation to w so the search looks around before it settles.
 
-Quality is PSNR (dB, images in [0, 1], whole frame) and SSIM (brainlib.metrics.ssim)
+Quality is PSNR (dB, images in [0, 1], whole frame) and SSIM (brainlib.eval.metrics.ssim)
 against the preprocessed slice. A fit below POOR_FIT_PSNR dB is reported as poor: the
 projection then shows what the model can make near this brain, not this brain, and
 edits of it (counterfactuals) say little about the slice.
@@ -54,7 +54,7 @@ class Projection:
 
     @property
     def ssim(self) -> float:
-        from brainlib.metrics import ssim
+        from brainlib.eval.metrics import ssim
         return float(ssim(self.image, self.target)[0])
 
     @property
@@ -84,9 +84,11 @@ def load_slice(path: str | Path, cfg, *, res: int | None = None, slice_index: in
     """One slice as the model's training data: float [1, 1, res, res] in [-1, 1] (res: cfg.image_size,
     or a lower resolution the checkpoint stopped at, reached by area averaging as in training).
 
-    2D images (PNG, JPEG, TIFF, BMP) are read as brainlib.data reads them; for a volume,
+    2D images (PNG, JPEG, TIFF, BMP) are read as brainlib.data.dataset reads them; for a volume,
     `slice_index` picks one of the slices the loader would take (its position along the axis)."""
-    from brainlib.data import SkippedFile, decode_file, to_model_input
+    from brainlib.data.dataset import to_model_input
+    from brainlib.data.decoding import decode_file
+    from brainlib.data.slices import SkippedFile
 
     path = Path(path)
     if not path.is_file():
@@ -111,13 +113,13 @@ def load_slice(path: str | Path, cfg, *, res: int | None = None, slice_index: in
 @torch.no_grad()
 def mean_style(G, class_name: str | None, *, n: int = 4000, seed: int = 0) -> tuple[torch.Tensor, float]:
     """(mean w [w_dim] of the class, or of every class for None; rms distance of w from it)."""
-    from brainlib.sampling import is_conditional, latents, styles
+    from brainlib.synthesis.sampling import is_conditional, latents, styles
 
     z = latents(n, G.cfg.z_dim, seed=seed)
     if class_name is None and is_conditional(G):
         label = torch.arange(n) % 2
     else:
-        from brainlib.sampling import class_labels
+        from brainlib.synthesis.sampling import class_labels
         label = class_labels(G, class_name, n)
     w = styles(G, z, label).float().cpu()
     mean = w.mean(0)
@@ -152,8 +154,8 @@ def project(G, target: torch.Tensor, *, class_name: str | None = None, steps: in
     """Fit styles (and optionally noise) so that G reproduces `target` [1, 1, S, S] in [-1, 1]."""
     from tqdm.auto import tqdm
 
-    from brainlib.metrics import ms_ssim
-    from brainlib.sampling import class_labels, trained_alpha, trained_res
+    from brainlib.eval.metrics import ms_ssim
+    from brainlib.synthesis.sampling import class_labels, trained_alpha, trained_res
 
     res = trained_res(G)
     if target.shape != (1, 1, res, res):
@@ -244,7 +246,7 @@ def save_projection(result: Projection, folder: str | Path, info: dict) -> Path:
     into a new folder (refused if it exists with files; written whole or not at all)."""
     from safetensors.torch import save_file
 
-    from brainlib.sampling import png_bytes, to_uint8
+    from brainlib.synthesis.sampling import png_bytes, to_uint8
 
     with new_folder(Path(folder)) as tmp:
         (tmp / "target.png").write_bytes(png_bytes(to_uint8(result.target)[0]))
@@ -272,9 +274,9 @@ def project_file(model: str | Path, image: str | Path, *, out: str | Path | None
                  per_layer: bool = False, optimize_noise: bool = False, seed: int = 0,
                  out_root: str | Path = "outputs", progress: bool = True) -> tuple[Path, Projection]:
     """Load the run, project the slice, write the folder (default <run>/projections/<image name>)."""
-    from brainlib.checkpoints import resolve_checkpoint
-    from brainlib.checkpoints import file_sha256
-    from brainlib.sampling import load, run_dir_of
+    from brainlib.training.checkpoints import resolve_checkpoint
+    from brainlib.training.checkpoints import file_sha256
+    from brainlib.synthesis.sampling import load, run_dir_of
 
     G, cfg, meta = load(model, out_root=out_root)
     target = load_slice(image, cfg, res=G.trained_res, slice_index=slice_index)

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from brainlib.augment import DEFAULT_POLICY, AdaptiveAugment, augment
+from brainlib.networks.augment import DEFAULT_POLICY, AdaptiveAugment, augment
 from brainlib.config import ConfigError, RunConfig
 
 

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from brainlib.config import CLASS_LABELS, RunConfig
-from brainlib.layers import (
+from brainlib.networks.layers import (
     RELU_GAIN, AdaIN, Blur, ConvDown2d, EqualConv2d, EqualLinear, MinibatchStdDev, NoiseInjection,
     PixelNorm, UpConv2d, lrelu,
 )

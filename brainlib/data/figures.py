@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from brainlib.config import CLASS_LABELS
-from brainlib.data import SliceDataset
+from brainlib.data.dataset import SliceDataset
 from brainlib.plots import CLASS_COLOURS
 
 

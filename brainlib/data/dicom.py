@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from brainlib.slices import SkippedFile, canonical_volume, scale_slice, slice_volume
+from brainlib.data.slices import SkippedFile, canonical_volume, scale_slice, slice_volume
 
 DICOM_SUFFIXES = (".dcm", ".dicom", ".ima")
 NOT_ANATOMY = {"SEG": "segmentation", "RTDOSE": "radiotherapy dose grid", "RTSTRUCT": "radiotherapy structure set",

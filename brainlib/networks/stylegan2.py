@@ -24,11 +24,11 @@ import torch
 from torch import Tensor, nn
 
 from brainlib.config import RunConfig
-from brainlib.layers import (
+from brainlib.networks.layers import (
     RELU_GAIN, ConvDownFiltered, EqualConv2d, ModulatedConv2d, NoiseInjection, bilinear_2x, fir_downsample_2x,
     lrelu,
 )
-from brainlib.models import Discriminator, StyleGenerator, SynthesisBlock, image_planes, is_fading
+from brainlib.networks.stylegan1 import Discriminator, StyleGenerator, SynthesisBlock, image_planes, is_fading
 
 SKIP_GAIN = 1 / math.sqrt(2)  # the residual critic's sum keeps unit variance
 

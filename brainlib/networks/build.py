@@ -3,8 +3,8 @@ StyleGAN2 (`stylegan2.py`), by `cfg.arch`."""
 from __future__ import annotations
 
 from brainlib.config import RunConfig
-from brainlib.models import Discriminator, Generator, StyleGenerator
-from brainlib.stylegan2 import ResidualDiscriminator, SkipGenerator
+from brainlib.networks.stylegan1 import Discriminator, Generator, StyleGenerator
+from brainlib.networks.stylegan2 import ResidualDiscriminator, SkipGenerator
 
 GENERATORS = {"stylegan1": Generator, "stylegan2": SkipGenerator}
 DISCRIMINATORS = {"stylegan1": Discriminator, "stylegan2": ResidualDiscriminator}

@@ -3,7 +3,7 @@
 `LatentExplorer(G, cfg)` holds the current settings (seed, psi, the top-k
 principal directions in standard deviations, noise strength, a style-mixing
 seed and crossover layer, the class of a conditional model and, for a conditional
-model, the strength of the NC-to-AD direction (brainlib.counterfactual)) and renders one
+model, the strength of the NC-to-AD direction (brainlib.synthesis.counterfactual)) and renders one
 image from them. `render(**settings)` is plain computation, testable without a
 browser; `widget` builds the ipywidgets view (imported lazily) whose sliders
 call `update`, which re-renders and replaces the PNG bytes of an
@@ -27,8 +27,8 @@ from PIL import Image
 
 from brainlib.atomic import atomic_write_bytes, atomic_write_json
 from brainlib.config import RunConfig
-from brainlib.directions import Directions, compute_directions
-from brainlib.sampling import (class_labels, image_seed, latents, mix_styles, model_classes, png_bytes,
+from brainlib.synthesis.directions import Directions, compute_directions
+from brainlib.synthesis.sampling import (class_labels, image_seed, latents, mix_styles, model_classes, png_bytes,
                                styles, synthesize, to_uint8, trained_res)
 
 
@@ -46,7 +46,7 @@ class LatentExplorer:
         self.classes = model_classes(G)
         self.ad_direction = None
         if len(self.classes) > 1:
-            from brainlib.counterfactual import class_direction
+            from brainlib.synthesis.counterfactual import class_direction
             self.ad_direction = class_direction(G, n_samples=5000)
         self.display_size = display_size
         self.slider_range = slider_range

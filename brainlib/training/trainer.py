@@ -27,19 +27,19 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from brainlib import checkpoints as ckpt
-from brainlib import distributed as dist
-from brainlib import losses
+from brainlib.training import checkpoints as ckpt
+from brainlib.training import distributed as dist
+from brainlib.networks import losses
 from brainlib.config import CLASS_LABELS, RunConfig
-from brainlib.data import dataset_for_config, to_model_input
-from brainlib.devices import autocast_dtype, cpu_has_bf16, precision, resolve_device, use_channels_last  # noqa: F401
-from brainlib.divergence import TrainingDiverged, diverged, first_non_finite, weights_finite  # noqa: F401
-from brainlib.networks import build_discriminator, build_generator, parameter_counts  # noqa: F401
+from brainlib.data.dataset import dataset_for_config, to_model_input
+from brainlib.training.devices import autocast_dtype, cpu_has_bf16, precision, resolve_device, use_channels_last  # noqa: F401
+from brainlib.training.divergence import TrainingDiverged, diverged, first_non_finite, weights_finite  # noqa: F401
+from brainlib.networks.build import build_discriminator, build_generator, parameter_counts  # noqa: F401
 from brainlib.plots import save_step_figures
 from brainlib.progress import progress_bar
-from brainlib.schedule import (Position, batch_size, epoch_permutation, fade_alpha, format_schedule,  # noqa: F401
+from brainlib.training.schedule import (Position, batch_size, epoch_permutation, fade_alpha, format_schedule,  # noqa: F401
                                resolution_budget, schedule, step_spent)
-from brainlib.training_log import MetricsLog, read_metrics, truncate_metrics
+from brainlib.training.metrics_log import MetricsLog, read_metrics, truncate_metrics
 
 SAMPLE_SEED_OFFSET = 7919  # the fixed sample latents are drawn from seed + this
 

@@ -11,7 +11,7 @@ writes
     <out>/DATASHEET.md                             models, evaluation beside its floors, training data, intended use
 
 Image `index` of class c is image `index` of seed `2 * seed + label(c)` (NC = 0, AD = 1) in
-brainlib.sampling, so each class has its own latents and `brainlib generate --seed <manifest
+brainlib.synthesis.sampling, so each class has its own latents and `brainlib generate --seed <manifest
 seed>` makes the same pixels. Every PNG says in its tEXt chunks that it is synthetic. Nothing
 carries a timestamp: the same command writes the same bytes. The folder is built under a
 temporary name and renamed when complete; an existing non-empty folder is refused.
@@ -56,8 +56,8 @@ def class_seed(seed: int, class_name: str) -> int:
 
 def load_models(runs: list[str], out_root: str | Path = "outputs") -> dict[str, ExportModel]:
     """{class: ExportModel} from one conditional run or one run per class; each class once."""
-    from brainlib.checkpoints import file_sha256, resolve_checkpoint
-    from brainlib.sampling import load, trained_res
+    from brainlib.training.checkpoints import file_sha256, resolve_checkpoint
+    from brainlib.synthesis.sampling import load, trained_res
 
     if not runs:
         raise ValueError("export needs one conditional run (class both) or an AD run and an NC run")
@@ -100,7 +100,7 @@ def png_text(m: ExportModel, seed: int, index: int, psi: float) -> dict[str, str
 def write_class(m: ExportModel, root: Path, n_train: int, n_test: int, seed: int, psi: float,
                 noise_mode: str, bar) -> list[dict]:
     """Write one class's PNGs under root/{train,test}/<class>/; return their manifest rows."""
-    from brainlib.sampling import png_bytes, sample_images, to_uint8
+    from brainlib.synthesis.sampling import png_bytes, sample_images, to_uint8
 
     s = class_seed(seed, m.class_name)
     n = n_train + n_test
@@ -172,7 +172,7 @@ def find_evaluation(m: ExportModel, out_root: Path) -> tuple[Path, dict] | None:
 
 def training_data(cfg: RunConfig) -> tuple[str, str]:
     """(name, size) of the data a run trained on, counted from the files on disk."""
-    from brainlib.data import DataError, discover
+    from brainlib.data.discovery import DataError, discover
 
     if cfg.data_root is None:
         from brainlib.config import project_root
