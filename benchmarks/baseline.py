@@ -30,8 +30,8 @@ decided by benchmarks/train_speed.py --baseline):
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import torch
 from torch import Tensor

@@ -16,8 +16,8 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import torch
 import torchvision.transforms.functional as TF
@@ -79,8 +79,8 @@ CHANGES: list[tuple[str, str, Callable]] = [
 def real_sets(data: str | None, class_name: str, res: int, n: int) -> tuple[torch.Tensor, torch.Tensor]:
     """(training images, held-out images) of one class at `res`, as brainlib.eval.evaluate reads them."""
     from brainlib.config import preset
-    from brainlib.eval.evaluate import _subset, real_images
     from brainlib.data.phantom import ensure_default_dataset
+    from brainlib.eval.evaluate import _subset, real_images
 
     cfg = preset("demo", data_root=data or str(ensure_default_dataset()))
     train, held, _ = real_images(cfg, res, False, 0)

@@ -21,7 +21,7 @@ import json
 import os
 import shutil
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import torch
@@ -71,7 +71,7 @@ def run_row(args: argparse.Namespace) -> dict:
     if args.threads:
         torch.set_num_threads(args.threads)
     overrides = parse_overrides(args.set)
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
     cfg = preset(args.preset, **overrides).replace(
         run=f"{args.name}-{args.class_name}-{stamp}", out_root=args.runs, class_name=args.class_name,
         data_root=args.data or str(ensure_default_dataset()), checkpoint_minutes=1e6).validate()
@@ -88,7 +88,7 @@ def run_row(args: argparse.Namespace) -> dict:
             "precision": precision(cfg, resolve_device(cfg.device)),
             "loadavg_before": load_before, "loadavg_after": load_after, **figures,
             "grid": str(sorted((run_dir / "samples").glob("*.png"))[-1]), "run_dir": str(run_dir),
-            "config": cfg.to_dict(), "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+            "config": cfg.to_dict(), "finished_at": datetime.now(UTC).isoformat(timespec="seconds")}
 
 
 def append_row(row: dict, results: Path) -> Path:

@@ -27,7 +27,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.baseline import folder_loader  # noqa: E402
 from benchmarks.common import (  # noqa: E402
-    cached_images, dataset_root, format_table, peak_rss_mb, set_threads, write_result,
+    cached_images,
+    dataset_root,
+    format_table,
+    peak_rss_mb,
+    set_threads,
+    write_result,
 )
 from brainlib.data.dataset import to_model_input  # noqa: E402
 

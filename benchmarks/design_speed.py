@@ -25,9 +25,9 @@ from benchmarks.common import format_table, interleaved, set_threads, summary, w
 from benchmarks.common import resolve_device as bench_device
 from brainlib.config import parse_overrides, preset
 from brainlib.data.dataset import SliceDataset, to_model_input
-from brainlib.training.trainer import Trainer
 from brainlib.training.devices import precision
 from brainlib.training.schedule import resolution_budget
+from brainlib.training.trainer import Trainer
 
 
 def parse_design(text: str) -> tuple[str, dict[str, str]]:

@@ -13,8 +13,8 @@ from pathlib import Path
 import torch
 
 from brainlib.config import preset
-from brainlib.synthesis.directions import compute_directions
 from brainlib.networks.build import build_generator
+from brainlib.synthesis.directions import compute_directions
 from brainlib.synthesis.explorer import LatentExplorer
 
 

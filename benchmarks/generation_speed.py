@@ -21,8 +21,15 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.common import (  # noqa: E402
-    format_table, gpu_peak_mb, interleaved, peak_rss_mb, reset_gpu_peak, resolve_device, set_threads,
-    summary, write_result,
+    format_table,
+    gpu_peak_mb,
+    interleaved,
+    peak_rss_mb,
+    reset_gpu_peak,
+    resolve_device,
+    set_threads,
+    summary,
+    write_result,
 )
 from brainlib.config import preset  # noqa: E402
 from brainlib.networks.build import build_generator  # noqa: E402

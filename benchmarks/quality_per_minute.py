@@ -28,7 +28,7 @@ import os
 import shutil
 import subprocess
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import torch
@@ -189,14 +189,14 @@ def _git_commit() -> str | None:
 
 def run_row(args: argparse.Namespace) -> dict:
     from brainlib.data.dataset import dataset_for_config
-    from brainlib.eval.evaluate import EvalSizes, evaluate
     from brainlib.data.phantom import ensure_default_dataset
+    from brainlib.eval.evaluate import EvalSizes, evaluate
     from brainlib.training.metrics_log import read_metrics
     from brainlib.training.trainer import train
 
     torch.set_num_threads(args.threads)
     overrides = parse_overrides(args.set)
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
     run = f"{args.name}-{args.budget:g}s-{stamp}"
     data_root = args.data or str(ensure_default_dataset())
     cfg = row_config(args.preset, overrides, budget=args.budget, shares=tuple(args.shares), run=run,
@@ -233,7 +233,7 @@ def run_row(args: argparse.Namespace) -> dict:
         "encoder": {k: report["encoder"].get(k) for k in ("name", "train_set_hash", "heldout_accuracy")},
         "floor_optimistic": report["floor"]["optimistic"], "grid": str(grids[-1]) if grids else None,
         "run_dir": str(run_dir), "eval_json": str(eval_path), "config": cfg.to_dict(),
-        "git_commit": _git_commit(), "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "git_commit": _git_commit(), "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "quick": bool(args.quick),
     }
 

@@ -29,7 +29,14 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.common import (  # noqa: E402
-    ROOT, format_table, interleaved, peak_rss_mb, resolve_device, set_threads, summary, write_result,
+    ROOT,
+    format_table,
+    interleaved,
+    peak_rss_mb,
+    resolve_device,
+    set_threads,
+    summary,
+    write_result,
 )
 from benchmarks.train_speed import _dataset  # noqa: E402
 from brainlib.config import preset  # noqa: E402
@@ -235,8 +242,8 @@ def main(argv: list[str] | None = None) -> dict:
     top = preset(args.preset).image_size
     result["threads"] = threads_compare(args.preset, top, args.rounds, warmup=0 if args.quick else 1)
     print(format_table([result["threads"]], ["preset", "res", "batch", "threads_1_img_s", "threads_2_img_s"]))
-    from benchmarks.data_speed import epoch_scaling
     from benchmarks.common import dataset_root
+    from benchmarks.data_speed import epoch_scaling
     result["epoch_scaling"] = epoch_scaling(dataset_root(args.data), limit=64 if args.quick else 1024,
                                             res=top, batch=8)
     print(format_table(result["epoch_scaling"], ["factor", "images", "epoch_s", "us_per_image"]))

@@ -27,9 +27,8 @@ if __package__ in (None, ""):  # `python benchmarks/train_speed.py`: make the wo
 from brainlib.atomic import atomic_write_json
 from brainlib.config import preset, project_root
 from brainlib.data.dataset import SliceDataset, to_model_input
-from brainlib.training.trainer import Trainer
 from brainlib.training.devices import precision
-
+from brainlib.training.trainer import Trainer
 
 _DEFAULT_OUT = str(project_root() / "outputs" / "bench" / "train_speed.json")
 
@@ -181,7 +180,7 @@ def main() -> None:
 
 
 def _main_baseline(args) -> None:
-    from benchmarks.common import machine, peak_rss_mb, set_threads, write_result
+    from benchmarks.common import peak_rss_mb, set_threads, write_result
     from brainlib.config import parse_overrides
     set_threads(args.threads)
     overrides = parse_overrides(args.set) if args.set else {"reg_every": 4}

@@ -7,8 +7,8 @@ import argparse
 import json
 import sys
 
-from brainlib.config import ConfigError
 from brainlib.batch.pipeline import PipelineError
+from brainlib.config import ConfigError
 
 
 class UserError(Exception):

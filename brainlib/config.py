@@ -117,7 +117,7 @@ class RunConfig:
     def run_dir(self) -> Path:
         return Path(self.out_root) / self.run
 
-    def validate(self) -> "RunConfig":
+    def validate(self) -> RunConfig:
         """Raise ConfigError naming the first bad setting, before any work starts."""
         def need(ok: bool, msg: str) -> None:
             if not ok:
@@ -161,7 +161,7 @@ class RunConfig:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "RunConfig":
+    def from_dict(cls, d: dict[str, Any]) -> RunConfig:
         d = drop_removed_settings(d)
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - known)
@@ -178,10 +178,10 @@ class RunConfig:
         atomic_write_text(Path(path), json.dumps(self.to_dict(), indent=2))
 
     @classmethod
-    def load(cls, path: str | Path) -> "RunConfig":
+    def load(cls, path: str | Path) -> RunConfig:
         return cls.from_dict(json.loads(Path(path).read_text()))
 
-    def replace(self, **changes: Any) -> "RunConfig":
+    def replace(self, **changes: Any) -> RunConfig:
         return dataclasses.replace(self, **changes)
 
 

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import io
 from collections import defaultdict
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Iterable, Sequence
 
 import torch
 

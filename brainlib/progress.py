@@ -15,7 +15,8 @@ from __future__ import annotations
 import os
 import sys
 import time
-from typing import Any, Callable, Iterable, TextIO
+from collections.abc import Callable, Iterable
+from typing import Any, TextIO
 
 DEFAULT_INTERVAL_S = 30.0
 
@@ -95,7 +96,7 @@ class LineProgress:
         self.started = time.monotonic()
         self.mark = (self.started, self.n, self._fraction())  # time, count and fraction at the last line
 
-    def __enter__(self) -> "LineProgress":
+    def __enter__(self) -> LineProgress:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -15,7 +15,7 @@ TINY_PHANTOM_PER_CLASS = 24
 
 
 @pytest.fixture(scope="session")
-def tiny_phantom(tmp_path_factory) -> "os.PathLike":
+def tiny_phantom(tmp_path_factory) -> os.PathLike:
     """A small phantom (24 images per class, 80/20 train/test, 256x240 PNGs) built once per
     session in a temporary folder; returns its AD_NC root."""
     from brainlib.data.phantom import build_phantom
@@ -24,6 +24,6 @@ def tiny_phantom(tmp_path_factory) -> "os.PathLike":
 
 
 @pytest.fixture(scope="session")
-def tiny_dataset_cache(tmp_path_factory) -> "os.PathLike":
+def tiny_dataset_cache(tmp_path_factory) -> os.PathLike:
     """A cache folder for brainlib.data.load_dataset(..., cache_dir=...) outside the workbook."""
     return tmp_path_factory.mktemp("dataset_cache")

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from brainlib.networks.layers import AdaIN, ConvDown2d, MinibatchStdDev, UpConv2d, centred_and_variance
 from brainlib.training.devices import cpu_has_bf16

@@ -10,7 +10,6 @@ import json
 import os
 import re
 import secrets
-import shutil
 import socket
 import subprocess
 import sys
@@ -207,6 +206,7 @@ def _wait_until_settled(page, image, tries: int = 20) -> None:
 
 def _pixels(png: bytes):
     import io
+
     import numpy as np
     from PIL import Image
     return np.asarray(Image.open(io.BytesIO(png)).convert("L"), dtype=np.int16)

@@ -5,10 +5,10 @@ import json
 import pytest
 import torch
 
-from brainlib.training import checkpoints as ckpt
-from brainlib.training.checkpoints import CheckpointError, load_checkpoint, load_generator, save_checkpoint
 from brainlib.config import preset
 from brainlib.networks.stylegan1 import Discriminator, Generator
+from brainlib.training import checkpoints as ckpt
+from brainlib.training.checkpoints import CheckpointError, load_checkpoint, load_generator, save_checkpoint
 
 
 def _tensors(cfg):

@@ -9,10 +9,10 @@ import torch
 from PIL import Image
 from smoke_conditional import train_smoke_both
 
-from brainlib.synthesis import counterfactual as cf
 from brainlib.cli import main
 from brainlib.config import preset
 from brainlib.networks.stylegan1 import Generator
+from brainlib.synthesis import counterfactual as cf
 from brainlib.synthesis.sampling import latents, load, sample_images, to_uint8
 
 

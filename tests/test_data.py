@@ -10,8 +10,8 @@ import torch
 from PIL import Image
 
 import brainlib.data.dataset as data
-from brainlib.data import census, decoding
 from brainlib.config import preset
+from brainlib.data import census, decoding
 from brainlib.data.dataset import load_dataset, to_model_input
 from brainlib.data.discovery import DataError, DataWarning
 from tests.bad_inputs import brain_like, nifti_volume, save_nifti

@@ -1,20 +1,17 @@
 """evaluate() end to end on two smoke runs, and notebook 04 headless with papermill."""
-import json
 import math
 import shutil
 from pathlib import Path
 
 import nbformat
-import numpy as np
 import pytest
 import torch
-
 from smoke_batch import ROOT, refresh, trained_runs
 
 from brainlib.config import CLASS_LABELS
 from brainlib.eval.evaluate import EvalSizes, evaluate, load_features
-from brainlib.eval.report import format_table, load_report, metric_rows
 from brainlib.eval.metrics import class_contrast
+from brainlib.eval.report import format_table, load_report, metric_rows
 
 RUNS = [f"{refresh.SMOKE_NAME}-AD", f"{refresh.SMOKE_NAME}-NC"]
 

@@ -9,13 +9,13 @@ import torch
 from PIL import Image
 from smoke_conditional import train_smoke_both
 
-from brainlib.training.checkpoints import module_tensors, save_checkpoint
 from brainlib.cli import main
 from brainlib.config import preset
 from brainlib.data.dataset import load_dataset
-from brainlib.synthesis.export import MANIFEST_FIELDS, export_dataset
 from brainlib.networks.stylegan1 import Generator
+from brainlib.synthesis.export import MANIFEST_FIELDS, export_dataset
 from brainlib.synthesis.sampling import sample_images, to_uint8
+from brainlib.training.checkpoints import module_tensors, save_checkpoint
 
 
 @pytest.fixture(scope="module")

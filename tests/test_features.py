@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from brainlib.eval import features as F
 from brainlib.data.dataset import to_model_input
+from brainlib.eval import features as F
 from brainlib.eval.metrics import fid
 
 

@@ -9,12 +9,12 @@ import pytest
 import torch
 from PIL import Image
 
-from brainlib.training.checkpoints import module_tensors, save_checkpoint
 from brainlib.cli import main
 from brainlib.config import preset
 from brainlib.networks.layers import NoiseInjection
 from brainlib.networks.stylegan1 import Generator
 from brainlib.synthesis.sampling import generate_to_folder
+from brainlib.training.checkpoints import module_tensors, save_checkpoint
 
 
 def save_run(out_root: Path, class_name: str) -> Path:

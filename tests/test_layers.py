@@ -6,8 +6,17 @@ import torch
 import torch.nn.functional as F
 
 from brainlib.networks.layers import (
-    RELU_GAIN, AdaIN, Blur, ConvDown2d, EqualConv2d, EqualLinear, MinibatchStdDev, NoiseInjection,
-    PixelNorm, UpConv2d, sum_of_shifts,
+    RELU_GAIN,
+    AdaIN,
+    Blur,
+    ConvDown2d,
+    EqualConv2d,
+    EqualLinear,
+    MinibatchStdDev,
+    NoiseInjection,
+    PixelNorm,
+    UpConv2d,
+    sum_of_shifts,
 )
 
 

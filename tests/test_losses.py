@@ -6,9 +6,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from brainlib.networks.augment import DEFAULT_POLICY, augment, brightness, contrast, cutout, translation
 from brainlib.config import ConfigError, preset
-from brainlib.networks.losses import LogisticR1, WGANGP, gradient_penalty, make_loss, r1_penalty
+from brainlib.networks.augment import DEFAULT_POLICY, augment, brightness, contrast, cutout, translation
+from brainlib.networks.losses import WGANGP, LogisticR1, gradient_penalty, make_loss, r1_penalty
 from brainlib.networks.stylegan1 import Discriminator
 
 

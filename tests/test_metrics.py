@@ -5,9 +5,21 @@ import torch
 import torch.nn.functional as F
 
 from brainlib.eval import memorisation as mem
-from brainlib.eval.metrics import (class_contrast, fid, kid, laplacian_pyramid, layout_swd, ms_ssim, ms_ssim_pairs,
-                              ms_ssim_scales, precision_recall, sliced_wasserstein, swd_levels, swd_to_reference,
-                              usefulness)
+from brainlib.eval.metrics import (
+    class_contrast,
+    fid,
+    kid,
+    laplacian_pyramid,
+    layout_swd,
+    ms_ssim,
+    ms_ssim_pairs,
+    ms_ssim_scales,
+    precision_recall,
+    sliced_wasserstein,
+    swd_levels,
+    swd_to_reference,
+    usefulness,
+)
 
 
 def blobs(n, res=32, seed=0, radius_shift=0.0):

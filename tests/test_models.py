@@ -5,9 +5,16 @@ import torch
 import torch.nn.functional as F
 
 from brainlib.config import preset
-from brainlib.networks.layers import bilinear_2x
-from brainlib.networks.stylegan1 import BLACK, Discriminator, Generator, MappingNetwork, composite_on_black, image_planes
 from brainlib.networks.build import build_discriminator, build_generator
+from brainlib.networks.layers import bilinear_2x
+from brainlib.networks.stylegan1 import (
+    BLACK,
+    Discriminator,
+    Generator,
+    MappingNetwork,
+    composite_on_black,
+    image_planes,
+)
 
 RESOLUTIONS = [4, 8, 16]
 ALPHAS = [0.0, 0.3, 1.0]

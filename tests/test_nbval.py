@@ -14,7 +14,6 @@ from pathlib import Path
 
 import nbformat
 import pytest
-
 from smoke_batch import ROOT, refresh, smoke_batch
 
 NOTEBOOKS = ["01_data", "02_train_progressive", "03_samples", "04_umap"]

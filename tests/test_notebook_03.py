@@ -1,5 +1,4 @@
 """notebooks/03_samples.ipynb executed headless with papermill on smoke runs trained for the test."""
-import json
 from pathlib import Path
 
 import nbformat

@@ -4,7 +4,7 @@ import itertools
 import pytest
 from PIL import Image
 
-from brainlib.plots import LOSS_KEYS, _panels, _batch_rows, epoch_means, loss_figure, plot_losses_per_batch
+from brainlib.plots import LOSS_KEYS, _batch_rows, _panels, epoch_means, loss_figure, plot_losses_per_batch
 
 
 def metrics_rows(n_steps: int, batches: int = 6) -> list[dict]:

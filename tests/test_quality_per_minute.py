@@ -11,6 +11,7 @@ import pytest
 
 from brainlib.config import ConfigError, preset
 
+
 @pytest.fixture(scope="module")
 def qpm():
     return importlib.import_module("benchmarks.quality_per_minute")

@@ -6,11 +6,23 @@ import pytest
 import torch
 
 from brainlib.config import preset
-from brainlib.synthesis.directions import cache_paths, compute_directions, directions_for_checkpoint
 from brainlib.networks.layers import NoiseInjection
 from brainlib.networks.stylegan1 import Generator
-from brainlib.synthesis.sampling import (image_seed, interpolation_strip, latents, mix_styles, noise_variations, png_bytes,
-                               sample_images, slerp, style_mixing_matrix, styles, to_uint8, truncation_sweep)
+from brainlib.synthesis.directions import cache_paths, compute_directions, directions_for_checkpoint
+from brainlib.synthesis.sampling import (
+    image_seed,
+    interpolation_strip,
+    latents,
+    mix_styles,
+    noise_variations,
+    png_bytes,
+    sample_images,
+    slerp,
+    style_mixing_matrix,
+    styles,
+    to_uint8,
+    truncation_sweep,
+)
 
 
 def random_generator(class_name="AD", seed=0):

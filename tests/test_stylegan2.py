@@ -10,15 +10,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from brainlib.training.checkpoints import latest_checkpoint, load_checkpoint
 from brainlib.config import preset
 from brainlib.data.dataset import SliceDataset
+from brainlib.networks.build import build_discriminator, build_generator
 from brainlib.networks.layers import FIR_TAPS, ModulatedConv2d, bilinear_2x, fir_downsample_2x, lrelu
 from brainlib.networks.losses import RelativisticR1R2, make_loss, r1_penalty
 from brainlib.networks.stylegan1 import image_planes
-from brainlib.networks.build import build_discriminator, build_generator
-from brainlib.synthesis.sampling import load, sample_images
 from brainlib.networks.stylegan2 import ResidualBlock, ResidualDiscriminator, SkipGenerator
+from brainlib.synthesis.sampling import load, sample_images
+from brainlib.training.checkpoints import latest_checkpoint, load_checkpoint
 from brainlib.training.trainer import train
 
 

@@ -8,12 +8,17 @@ import shutil
 from pathlib import Path
 
 import numpy as np
-import pytest
 from PIL import Image
 
+from brainlib.batch.summary import (
+    BOTH_CLASSES_HEADLINE,
+    MIN_GRID_SIDE,
+    PER_CLASS_HEADLINE,
+    headline_rows,
+    verdict,
+    write_summary,
+)
 from brainlib.config import preset
-from brainlib.batch.summary import (BOTH_CLASSES_HEADLINE, MIN_GRID_SIDE, PER_CLASS_HEADLINE, headline_rows, verdict,
-                              write_summary)
 
 FLATTENED = re.compile(r"per_class|swd_x1e3|floor_std|written_to|fingerprint|\w+\[\d+\]|\w+\.\w+\.(generated|floor|ratio)")
 

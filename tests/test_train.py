@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from brainlib.training.checkpoints import latest_checkpoint, load_checkpoint, load_generator
 from brainlib.config import ConfigError, preset
 from brainlib.data.dataset import SliceDataset
+from brainlib.training.checkpoints import latest_checkpoint, load_checkpoint, load_generator
 from brainlib.training.devices import autocast_dtype, use_channels_last
 from brainlib.training.divergence import TrainingDiverged
 from brainlib.training.metrics_log import read_metrics

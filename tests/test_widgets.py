@@ -7,11 +7,11 @@ import torch
 from PIL import Image
 
 from brainlib.config import preset
-from brainlib.synthesis.directions import compute_directions
 from brainlib.networks.layers import NoiseInjection
 from brainlib.networks.stylegan1 import Generator
-from brainlib.synthesis.sampling import sample_images, to_uint8
+from brainlib.synthesis.directions import compute_directions
 from brainlib.synthesis.explorer import LatentExplorer
+from brainlib.synthesis.sampling import sample_images, to_uint8
 
 
 def make_explorer(tmp_path, class_name="AD", **kw):

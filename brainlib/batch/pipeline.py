@@ -22,10 +22,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from brainlib.config import PRESETS, ConfigError, project_root
-from brainlib.config import preset as make_preset  # `preset` is a parameter name here
 from brainlib.atomic import atomic_write_json
 from brainlib.batch.summary import format_seconds, write_summary
+from brainlib.config import PRESETS, ConfigError, project_root
+from brainlib.config import preset as make_preset  # `preset` is a parameter name here
 
 NOTEBOOKS = ("01_data", "02_train_progressive", "03_samples", "04_umap")
 KERNEL_NAME = "python3"  # installed into the venv by the Makefile (ipykernel install --sys-prefix)

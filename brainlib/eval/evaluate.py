@@ -34,12 +34,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from brainlib.eval import memorisation as mem
 from brainlib.atomic import atomic_write_bytes, atomic_write_json
-from brainlib.eval.c2st import c2st, half_resolution
 from brainlib.config import CLASS_LABELS
 from brainlib.data.dataset import dataset_for_config, dataset_root, to_model_input
 from brainlib.data.discovery import DataError, discover
+from brainlib.eval import memorisation as mem
+from brainlib.eval.c2st import c2st, half_resolution
 from brainlib.eval.embed import embedding_report, plot_embedding
 from brainlib.eval.features import load_inception, load_or_train_encoder
 from brainlib.eval.metrics import class_contrast, fid, kid, ms_ssim_pairs, precision_recall, swd_to_reference
@@ -71,7 +71,7 @@ class EvalSizes:
     memorisation_pairs_shown: int = 8
 
     @classmethod
-    def quick(cls) -> "EvalSizes":
+    def quick(cls) -> EvalSizes:
         return cls(swd_patches=32, swd_directions=64, swd_repeats=2, ms_ssim_pairs=100, kid_subsets=10,
                    usefulness_epochs=2, encoder_epochs=2, c2st_epochs=2, c2st_seeds=1, embed_max_real_per_class=200,
                    memorisation_pairs_shown=4)

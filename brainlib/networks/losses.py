@@ -14,8 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from brainlib.networks.augment import DEFAULT_POLICY, AdaptiveAugment, augment
 from brainlib.config import ConfigError, RunConfig
+from brainlib.networks.augment import DEFAULT_POLICY, AdaptiveAugment, augment
 
 
 def input_gradient(D: nn.Module, x: Tensor, label: Tensor | None, alpha: float | Tensor) -> Tensor:

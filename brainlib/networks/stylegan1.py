@@ -17,8 +17,17 @@ from torch import Tensor, nn
 
 from brainlib.config import CLASS_LABELS, RunConfig
 from brainlib.networks.layers import (
-    RELU_GAIN, AdaIN, Blur, ConvDown2d, EqualConv2d, EqualLinear, MinibatchStdDev, NoiseInjection,
-    PixelNorm, UpConv2d, lrelu,
+    RELU_GAIN,
+    AdaIN,
+    Blur,
+    ConvDown2d,
+    EqualConv2d,
+    EqualLinear,
+    MinibatchStdDev,
+    NoiseInjection,
+    PixelNorm,
+    UpConv2d,
+    lrelu,
 )
 
 NUM_CLASSES = len(CLASS_LABELS)  # NC = 0, AD = 1

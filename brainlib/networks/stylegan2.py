@@ -25,7 +25,13 @@ from torch import Tensor, nn
 
 from brainlib.config import RunConfig
 from brainlib.networks.layers import (
-    RELU_GAIN, ConvDownFiltered, EqualConv2d, ModulatedConv2d, NoiseInjection, bilinear_2x, fir_downsample_2x,
+    RELU_GAIN,
+    ConvDownFiltered,
+    EqualConv2d,
+    ModulatedConv2d,
+    NoiseInjection,
+    bilinear_2x,
+    fir_downsample_2x,
     lrelu,
 )
 from brainlib.networks.stylegan1 import Discriminator, StyleGenerator, SynthesisBlock, image_planes, is_fading

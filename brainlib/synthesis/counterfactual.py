@@ -17,8 +17,8 @@ direction of the same length (what any move in W gives).
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch

@@ -21,8 +21,8 @@ from pathlib import Path
 import torch
 
 from brainlib.atomic import atomic_write, atomic_write_json
+from brainlib.synthesis.sampling import class_labels, is_conditional, styles
 from brainlib.training.checkpoints import file_sha256
-from brainlib.synthesis.sampling import class_labels, is_conditional, latents, styles
 
 CACHE_VERSION = 1
 

@@ -28,8 +28,18 @@ from PIL import Image
 from brainlib.atomic import atomic_write_bytes, atomic_write_json
 from brainlib.config import RunConfig
 from brainlib.synthesis.directions import Directions, compute_directions
-from brainlib.synthesis.sampling import (class_labels, image_seed, latents, mix_styles, model_classes, png_bytes,
-                               styles, synthesize, to_uint8, trained_res)
+from brainlib.synthesis.sampling import (
+    class_labels,
+    image_seed,
+    latents,
+    mix_styles,
+    model_classes,
+    png_bytes,
+    styles,
+    synthesize,
+    to_uint8,
+    trained_res,
+)
 
 
 class LatentExplorer:
@@ -178,6 +188,7 @@ class LatentExplorer:
 
     def show(self) -> None:
         """Display the widget and, for viewers without a live kernel (papermill, nbviewer), a static PNG."""
-        from IPython.display import Image as StaticImage, display
+        from IPython.display import Image as StaticImage
+        from IPython.display import display
         display(self.widget)
         display(StaticImage(data=self.display_png(), format="png"))

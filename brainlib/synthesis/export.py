@@ -56,8 +56,8 @@ def class_seed(seed: int, class_name: str) -> int:
 
 def load_models(runs: list[str], out_root: str | Path = "outputs") -> dict[str, ExportModel]:
     """{class: ExportModel} from one conditional run or one run per class; each class once."""
-    from brainlib.training.checkpoints import file_sha256, resolve_checkpoint
     from brainlib.synthesis.sampling import load, trained_res
+    from brainlib.training.checkpoints import file_sha256, resolve_checkpoint
 
     if not runs:
         raise ValueError("export needs one conditional run (class both) or an AD run and an NC run")

@@ -274,9 +274,8 @@ def project_file(model: str | Path, image: str | Path, *, out: str | Path | None
                  per_layer: bool = False, optimize_noise: bool = False, seed: int = 0,
                  out_root: str | Path = "outputs", progress: bool = True) -> tuple[Path, Projection]:
     """Load the run, project the slice, write the folder (default <run>/projections/<image name>)."""
-    from brainlib.training.checkpoints import resolve_checkpoint
-    from brainlib.training.checkpoints import file_sha256
     from brainlib.synthesis.sampling import load, run_dir_of
+    from brainlib.training.checkpoints import file_sha256, resolve_checkpoint
 
     G, cfg, meta = load(model, out_root=out_root)
     target = load_slice(image, cfg, res=G.trained_res, slice_index=slice_index)

@@ -26,8 +26,8 @@ from __future__ import annotations
 import contextlib
 import shutil
 import tempfile
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Iterator, Sequence
 
 import numpy as np
 import torch
@@ -36,8 +36,6 @@ from PIL import Image
 from brainlib.atomic import atomic_write_json
 from brainlib.config import CLASS_LABELS
 from brainlib.networks.layers import NOISE_MODES
-
-
 
 # ----------------------------------------------------------------------
 # Seeds and latents

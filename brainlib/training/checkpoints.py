@@ -26,8 +26,8 @@ from torch import nn
 
 from brainlib.atomic import atomic_write_bytes, atomic_write_json
 from brainlib.config import ConfigError, RunConfig
-from brainlib.networks.stylegan1 import ARCHITECTURE
 from brainlib.networks.build import build_generator
+from brainlib.networks.stylegan1 import ARCHITECTURE
 
 FORMAT_VERSION = 1
 LATEST = "latest.json"

@@ -22,7 +22,7 @@ class Position:
     batches: int = 0  # over the whole run
     critic_steps: int = 0
 
-    def next_step(self) -> "Position":
+    def next_step(self) -> Position:
         """The start of the following resolution step."""
         return Position(step_index=self.step_index + 1, images_seen=self.images_seen, batches=self.batches,
                         critic_steps=self.critic_steps)
