@@ -7,6 +7,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import torch
+from torchvision.utils import save_image
 
 from brainlib.atomic import atomic_write, atomic_write_bytes
 
@@ -17,7 +18,6 @@ LOSS_LABELS = {"d_loss": "critic (D)", "g_loss": "generator (G)"}
 
 def save_grid(images: torch.Tensor, path: str | Path, nrow: int) -> Path:
     """Save images in [-1, 1] ([N,1,H,W] or [N,H,W]) as one PNG grid, `nrow` images per row."""
-    from torchvision.utils import save_image
 
     images = images.detach().float().cpu()
     if images.dim() == 3:
@@ -35,9 +35,13 @@ def save_step_figures(run_dir: Path, name: str, samples: torch.Tensor, nrow: int
     plot_losses_per_epoch(rows, run_dir / "plots" / "loss_per_epoch.png")
 
 
-def _figure():
+def pyplot(headless: bool = True):
+    """matplotlib.pyplot, imported on first use: `headless` selects the Agg backend first, for
+    figures written to files from any thread; a figure a notebook shows inline keeps the
+    notebook's backend. That choice must come before pyplot's import, hence lazy."""
     import matplotlib
-    matplotlib.use("Agg", force=False)
+    if headless:
+        matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
     return plt
 
@@ -45,7 +49,7 @@ def _figure():
 def _save_figure(fig, path: str | Path) -> Path:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    _figure().close(fig)
+    pyplot().close(fig)
     atomic_write_bytes(Path(path), buf.getvalue())
     return Path(path)
 
@@ -72,7 +76,7 @@ def loss_figure(panels: dict, keys: Sequence[str], *, kind: str, point, ylabel: 
     """One panel per resolution step, one line per loss key; `point(i, row)` gives x for row i.
 
     Constrained layout keeps the figure title clear of the panels' titles at any panel count."""
-    plt = _figure()
+    plt = pyplot()
     from matplotlib.ticker import MaxNLocator
     n = max(1, len(panels))
     fig, axes = plt.subplots(1, n, figsize=(4.2 * n, 3.4), squeeze=False, layout="constrained")

@@ -18,6 +18,8 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any, TextIO
 
+from tqdm.auto import tqdm
+
 DEFAULT_INTERVAL_S = 30.0
 
 
@@ -30,7 +32,6 @@ def progress_bar(iterable: Iterable | None = None, *, total: int | None = None, 
     `fraction_done()` gives how far the whole job is (0..1) when it is more than this
     bar, e.g. a resolution step spanning several epochs (named by `job`), for the time left."""
     if choose_mode() == "bar":
-        from tqdm.auto import tqdm
         return tqdm(iterable, total=total, desc=desc, disable=disable, unit=unit, **tqdm_kwargs)
     return LineProgress(iterable, total=total, desc=desc, disable=disable, unit=unit,
                         initial=tqdm_kwargs.get("initial", 0), images_per_update=images_per_update,

@@ -121,9 +121,19 @@ def test_cli_reports_config_errors_in_one_line(tmp_path):
     assert not any(tmp_path.iterdir())  # nothing written before validation
 
 
+LAZY = ('umap', 'nilearn', 'jupyterlab', 'ipywidgets', 'IPython', 'papermill', 'sklearn', 'pydicom', 'nibabel')
+
+
 def test_importing_brainlib_needs_no_notebook_stack():
     code = ("import sys, brainlib, brainlib.cli, brainlib.config\n"
-            "bad = [m for m in ('umap', 'nilearn', 'jupyterlab', 'ipywidgets', 'papermill', 'sklearn') if m in sys.modules]\n"
+            f"bad = [m for m in {LAZY + ('torch',)} if m in sys.modules]\n"
+            "assert not bad, bad")  # `brainlib --help` and `data census` start without torch
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_training_and_generation_import_no_notebook_stack():
+    code = ("import sys, brainlib.training.trainer, brainlib.synthesis.sampling\n"
+            f"bad = [m for m in {LAZY} if m in sys.modules]\n"
             "assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True)
 

@@ -14,6 +14,7 @@ from brainlib.data.decoding import decode_image, quiet_decoder_warnings
 from brainlib.data.dicom import inspect_series
 from brainlib.data.discovery import ACCEPTED_LAYOUTS, NIFTI_SUFFIXES, DataError, discover, find_layout
 from brainlib.data.slices import SkippedFile
+from PIL import Image
 
 def _inspect(path: Path) -> dict:
     """Size, mode and type of one file, or the reason it cannot be used."""
@@ -29,7 +30,6 @@ def _inspect(path: Path) -> dict:
             if not np.isfinite(data).all():
                 raise SkippedFile(f"volume contains {int((~np.isfinite(data)).sum())} NaN/infinite voxels")
             return dict(type=suffix, size="x".join(map(str, img.shape)), mode=str(img.get_data_dtype()))
-        from PIL import Image
         with Image.open(path) as im:
             size, mode = f"{im.size[0]}x{im.size[1]}", im.mode
         decode_image(path, 8, False)  # a full decode catches truncation

@@ -6,7 +6,7 @@ import numpy as np
 
 from brainlib.config import CLASS_LABELS
 from brainlib.data.dataset import SliceDataset
-from brainlib.plots import CLASS_COLOURS
+from brainlib.plots import CLASS_COLOURS, pyplot
 
 
 
@@ -17,7 +17,7 @@ def _class_indices(dataset: SliceDataset) -> dict[str, np.ndarray]:
 
 def sample_grid(dataset: SliceDataset, per_class: int = 8, seed: int = 0):
     """One row of randomly chosen images per class."""
-    import matplotlib.pyplot as plt
+    plt = pyplot(headless=False)
     groups = _class_indices(dataset)
     rng = np.random.default_rng(seed)
     fig, axes = plt.subplots(len(groups), per_class, figsize=(1.6 * per_class, 1.7 * len(groups)), squeeze=False)
@@ -34,7 +34,7 @@ def sample_grid(dataset: SliceDataset, per_class: int = 8, seed: int = 0):
 
 def intensity_histograms(dataset: SliceDataset, max_images: int = 500, foreground: int = 10):
     """Pixel intensity distribution per class (foreground pixels, density), from up to max_images each."""
-    import matplotlib.pyplot as plt
+    plt = pyplot(headless=False)
     fig, ax = plt.subplots(figsize=(6, 3.5))
     bins = np.arange(foreground, 257)
     for name, idx in _class_indices(dataset).items():
@@ -56,7 +56,7 @@ def class_means(dataset: SliceDataset) -> dict[str, np.ndarray]:
 
 def mean_and_difference(dataset: SliceDataset):
     """Mean image per class and the AD minus NC difference (blue: darker in AD)."""
-    import matplotlib.pyplot as plt
+    plt = pyplot(headless=False)
     means = class_means(dataset)
     panels = len(means) + (1 if len(means) == 2 else 0)
     fig, axes = plt.subplots(1, panels, figsize=(3.4 * panels, 3.4), squeeze=False)

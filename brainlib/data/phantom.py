@@ -37,6 +37,7 @@ from scipy import ndimage
 from brainlib.atomic import atomic_write_json, file_lock
 from brainlib.config import project_root
 from brainlib.progress import progress_bar
+from PIL import Image
 
 FRAME_HEIGHT, FRAME_WIDTH = 240, 256  # as the ADNI 2D slices
 ORIENTATIONS = ("axial", "sagittal", "coronal")
@@ -195,7 +196,6 @@ def _atrophied_intensity(atlas: SliceAtlas, atrophy: float, rng: np.random.Gener
 
 def _smooth_noise(rng: np.random.Generator, grid: int, shape: tuple[int, int]) -> np.ndarray:
     """A smooth random field: normal values on a coarse grid, cubic-spline upsampled."""
-    from PIL import Image
     coarse = rng.standard_normal((grid, grid)).astype(np.float32)
     return np.asarray(Image.fromarray(coarse).resize((shape[1], shape[0]), Image.Resampling.BICUBIC))
 
@@ -248,7 +248,6 @@ def _split_of(index: int, n_per_class: int) -> str:
 
 def _write_images(job: tuple) -> np.ndarray:
     """Render and write one chunk of images; returns their 32x32 thumbnails for the check."""
-    from PIL import Image
     root, class_name, indices, n_per_class, severity, seed, orientation = job
     thumbs = []
     for i in indices:

@@ -3,6 +3,7 @@ volumes: shared by the NIfTI and image readers (data.py) and the DICOM reader (d
 from __future__ import annotations
 
 import numpy as np
+from PIL import Image
 
 EMPTY_SLICE_FRACTION = 0.02  # a slice with less foreground than this is left out
 
@@ -21,7 +22,6 @@ def _pad_to_square(a: np.ndarray) -> np.ndarray:
 
 def resize_slice(a: np.ndarray, image_size: int, pad_to_square: bool) -> np.ndarray:
     """float [H, W] in 0..255 -> uint8 [S, S], antialiased (Lanczos)."""
-    from PIL import Image
     if pad_to_square:
         a = _pad_to_square(a)
     im = Image.fromarray(np.clip(a, 0, 255).astype(np.float32))

@@ -22,7 +22,7 @@ import numpy as np
 
 from brainlib.atomic import atomic_write
 from brainlib.config import CLASS_LABELS
-from brainlib.plots import CLASS_COLOURS
+from brainlib.plots import CLASS_COLOURS, pyplot
 
 CLASS_NAMES = {label: name for name, label in CLASS_LABELS.items()}
 METHODS = ("umap", "tsne")
@@ -109,10 +109,7 @@ def plot_embedding(report: dict, labels: np.ndarray, generated: np.ndarray, *, p
                    title: str = ""):
     """Three panels sharing coordinates: generated AD vs NC, real AD vs NC, real vs generated;
     each titled with its k-NN accuracy and silhouette (in the embedding). Returns the figure."""
-    import matplotlib
-    if path is not None:
-        matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
+    plt = pyplot(headless=path is not None)
 
     pts, labels, generated = report["points"], np.asarray(labels), np.asarray(generated, bool)
     nums = report["embedding"]

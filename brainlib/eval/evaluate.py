@@ -45,7 +45,7 @@ from brainlib.eval.features import load_inception, load_or_train_encoder
 from brainlib.eval.metrics import class_contrast, fid, kid, ms_ssim_pairs, precision_recall, swd_to_reference
 from brainlib.eval.metrics import usefulness as usefulness_study
 from brainlib.eval.report import format_table, load_report, metric_rows, with_floor  # noqa: F401 (their old home)
-from brainlib.plots import save_grid
+from brainlib.plots import pyplot, save_grid
 from brainlib.synthesis.sampling import load, sample_images
 
 # 4: truncation (psi) in the report and its fingerprint; 3: C2ST at half resolution, one-class
@@ -346,7 +346,7 @@ def embedding_section(arrays: dict[str, np.ndarray], method: str, classes: list[
                       title: str) -> dict:
     """A 2-D embedding of the features, its separation scores, and its figure at `path`;
     the points are added to `arrays`."""
-    import matplotlib.pyplot as plt  # the notebook stack: only when a figure is drawn
+    plt = pyplot(headless=False)
 
     emb = embedding_report(arrays["features"], arrays["labels"], arrays["generated"], method=method, seed=seed)
     arrays[f"{method}_points"] = emb["points"]

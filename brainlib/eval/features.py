@@ -30,7 +30,9 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
 from torch import nn
+from torchvision.models import inception_v3
 
 from brainlib.atomic import atomic_write, atomic_write_json
 from brainlib.data.cache import default_cache_dir
@@ -208,7 +210,6 @@ def load_or_train_encoder(train_images, train_labels, heldout_images, heldout_la
     The key hashes the training set (images and labels), the held-out set, the
     encoder size, epochs, seed and ENCODER_RECIPE.
     """
-    from safetensors.torch import load_file, save_file
 
     res = encoder_res(torch.as_tensor(train_images).shape[-1])
     x_train, x_held = to_model_input(train_images, res), to_model_input(heldout_images, res)
@@ -257,7 +258,6 @@ class InceptionFeatures:
     """2048-d pool features of torchvision's Inception v3, loaded from a local file only."""
 
     def __init__(self, weights: Path):
-        from torchvision.models import inception_v3
 
         model = inception_v3(weights=None, aux_logits=True, init_weights=False)
         model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))

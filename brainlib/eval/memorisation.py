@@ -16,6 +16,7 @@ import torch
 
 from brainlib.atomic import atomic_write
 from brainlib.data.dataset import to_model_input
+from brainlib.plots import pyplot
 
 PIXEL_RES = 64
 THRESHOLD_PERCENTILE = 1.0
@@ -84,10 +85,7 @@ def save_closest_pairs(generated, train, result: dict, path: str | Path, *, k: i
                        title: str = "") -> Path:
     """PNG of the k generated images closest (in pixels) to a training image:
     each row is generated | nearest training image, with the distance and the flag."""
-    import matplotlib
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     dist, idx = result["pixels"]["_gen_nearest"]
     threshold = result["pixels"]["threshold"]
     order = np.argsort(dist)[:k]

@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from brainlib.data.dataset import to_model_input
+from brainlib.eval.features import predict_proba, train_classifier
 
 # ----------------------------------------------------------------------
 # Sliced Wasserstein distance on Laplacian pyramids (ProGAN, appendix D)
@@ -318,7 +319,6 @@ def usefulness(real_train, real_train_labels, synthetic, synthetic_labels, heldo
     """
     from sklearn.metrics import accuracy_score, balanced_accuracy_score, roc_auc_score
 
-    from brainlib.eval.features import predict_proba, train_classifier
 
     res = to_model_input(heldout[:1]).shape[-1]
     x_real, y_real = _cap_per_class(to_model_input(real_train, res), real_train_labels, max_per_class, seed)

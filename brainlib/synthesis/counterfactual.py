@@ -23,14 +23,28 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from brainlib.atomic import FolderExistsError, atomic_write, atomic_write_json
 from brainlib.config import CLASS_LABELS
+from brainlib.data.dataset import dataset_for_config, to_model_input
+from brainlib.plots import pyplot
+from brainlib.synthesis.projection import load_slice, project
+from brainlib.synthesis.sampling import (
+    class_labels,
+    is_conditional,
+    latents,
+    load,
+    model_classes,
+    run_dir_of,
+    styles,
+    synthesize,
+    trained_res,
+)
 
 DEFAULT_STRENGTHS = (0.0, 0.5, 1.0, 1.5, 2.0)
 BRAIN_THRESHOLD = -0.8  # a pixel is brain when the mean real image is above this ([-1, 1]; about 25 of 255)
 
 
 def require_conditional(G) -> None:
-    from brainlib.synthesis.sampling import is_conditional, model_classes
     if not is_conditional(G):
         raise ValueError(f"counterfactuals need a conditional model (trained with --class both); this one "
                          f"was trained on {'+'.join(model_classes(G))} only")
@@ -39,7 +53,6 @@ def require_conditional(G) -> None:
 @torch.no_grad()
 def class_direction(G, *, n_samples: int = 10_000, seed: int = 0) -> torch.Tensor:
     """mean w(AD) - mean w(NC) [w_dim], each z mapped with both labels."""
-    from brainlib.synthesis.sampling import latents, styles
 
     require_conditional(G)
     z = latents(n_samples, G.cfg.z_dim, seed=seed)
@@ -51,7 +64,6 @@ def class_direction(G, *, n_samples: int = 10_000, seed: int = 0) -> torch.Tenso
 @torch.no_grad()
 def render(G, ws: torch.Tensor) -> torch.Tensor:
     """Images [B, 1, S, S] in [-1, 1] of styles ws, with the fixed noise maps (only w varies)."""
-    from brainlib.synthesis.sampling import synthesize
     return synthesize(G, ws, noise_mode="const").float().clamp(-1, 1).cpu()
 
 
@@ -78,7 +90,6 @@ def strip(G, ws: torch.Tensor, strengths: Sequence[float] = DEFAULT_STRENGTHS,
 @torch.no_grad()
 def sampled_styles(G, seed: int, *, class_name: str = "NC", psi: float = 1.0) -> torch.Tensor:
     """w [1, w_dim] of image 0 of `seed` in that class (as `brainlib generate` makes it)."""
-    from brainlib.synthesis.sampling import class_labels, latents, styles
     return styles(G, latents(1, G.cfg.z_dim, seed=seed), class_labels(G, class_name, 1), psi=psi).cpu()
 
 
@@ -87,11 +98,7 @@ def save_strip_figure(images: torch.Tensor, differences: torch.Tensor, strengths
     """Top row: the slice at each strength (after `reference`, the real slice [1, S, S] of a
     projection, when given); bottom row: its difference from strength 0 (blue darker, red
     brighter, one symmetric scale for the row: the 99.5th percentile of |difference|)."""
-    import matplotlib
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    from brainlib.atomic import atomic_write
+    plt = pyplot()
 
     first = 0 if reference is None else 1
     k = len(strengths) + first
@@ -135,7 +142,6 @@ def real_difference(ad: torch.Tensor, nc: torch.Tensor) -> torch.Tensor:
 def counterfactual_difference(G, direction: torch.Tensor, *, n: int = 200, strength: float = 1.0, seed: int = 0,
                               batch_size: int = 50) -> torch.Tensor:
     """Mean over n sampled NC slices of image(w + strength x direction) - image(w): [S, S]."""
-    from brainlib.synthesis.sampling import class_labels, latents, styles
 
     total = None
     for lo in range(0, n, batch_size):
@@ -159,7 +165,6 @@ def agreement(G, real_ad: torch.Tensor, real_nc: torch.Tensor, *, n: int = 200, 
     require_conditional(G)
     if min(len(real_ad), len(real_nc)) < 4:
         raise ValueError(f"agreement needs at least 4 real images per class (got AD {len(real_ad)}, NC {len(real_nc)})")
-    from brainlib.synthesis.sampling import trained_res
     if real_ad.shape[-1] != trained_res(G) or real_nc.shape[-1] != trained_res(G):
         raise ValueError(f"real images must be at the model's size ({trained_res(G)} px), got {real_ad.shape[-1]} px")
     direction = class_direction(G, seed=seed) if direction is None else direction
@@ -201,11 +206,7 @@ def format_agreement(result: dict) -> str:
 
 def save_agreement_figure(result: dict, path: str | Path) -> Path:
     """Real mean AD - NC beside the mean counterfactual difference (each on its own symmetric scale)."""
-    import matplotlib
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    from brainlib.atomic import atomic_write
+    plt = pyplot()
 
     maps = result["maps"]
     fig, axes = plt.subplots(1, 2, figsize=(7, 3.4), dpi=100)
@@ -226,7 +227,6 @@ def save_agreement_figure(result: dict, path: str | Path) -> Path:
 
 def real_class_images(cfg, res: int, *, progress: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """(AD, NC) real images [N, 1, res, res] in [-1, 1] of a run's dataset, every split."""
-    from brainlib.data.dataset import dataset_for_config, to_model_input
 
     ds = dataset_for_config(cfg.replace(class_name="both"), splits=None, progress=progress)
     labels = np.asarray(ds.labels)
@@ -238,8 +238,6 @@ def run_agreement(model: str | Path, *, n: int = 200, strength: float = 1.0, see
                   out_root: str | Path = "outputs", progress: bool = True) -> tuple[dict, Path]:
     """The agreement of a conditional run on its own dataset; writes
     <run>/counterfactuals/agreement.{json,png} and returns (result, json path)."""
-    from brainlib.atomic import atomic_write_json
-    from brainlib.synthesis.sampling import load, run_dir_of, trained_res
 
     G, cfg, _ = load(model, out_root=out_root)
     require_conditional(G)
@@ -259,8 +257,6 @@ def strip_file(model: str | Path, *, image: str | Path | None = None, seed: int 
     """The strip figure of a projected slice (`image`) or of NC sample `seed`; returns (figure, a note).
 
     Written to `out`, default <run>/counterfactuals/<image name or seed<n>>.png; an existing file is refused."""
-    from brainlib.atomic import FolderExistsError
-    from brainlib.synthesis.sampling import load, run_dir_of
 
     G, cfg, _ = load(model, out_root=out_root)
     require_conditional(G)
@@ -269,7 +265,6 @@ def strip_file(model: str | Path, *, image: str | Path | None = None, seed: int 
     if path.exists():
         raise FolderExistsError(f"{path} already exists; choose another --out (the existing file is kept)")
     if image is not None:
-        from brainlib.synthesis.projection import load_slice, project
         result = project(G, load_slice(image, cfg, res=G.trained_res), class_name=class_name, steps=steps,
                          per_layer=per_layer, progress=progress)
         ws, reference = result.ws, result.target[0]

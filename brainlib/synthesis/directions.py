@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from safetensors.torch import load_file, save_file
 
 from brainlib.atomic import atomic_write, atomic_write_json
 from brainlib.synthesis.sampling import class_labels, is_conditional, styles
@@ -103,7 +104,6 @@ def directions_for_checkpoint(G, checkpoint: str | Path, *, k: int = 16, n_sampl
     """The directions of G (loaded from `checkpoint`), from the cache when there, else computed and cached.
 
     Returns (directions, the safetensors file)."""
-    from safetensors.torch import load_file, save_file
 
     settings = {"k": k, "n_samples": n_samples, "seed": seed, "class_name": class_name}
     st_path, json_path, key = cache_paths(checkpoint, settings)

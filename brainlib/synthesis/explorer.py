@@ -27,6 +27,7 @@ from PIL import Image
 
 from brainlib.atomic import atomic_write_bytes, atomic_write_json
 from brainlib.config import RunConfig
+from brainlib.synthesis.counterfactual import class_direction
 from brainlib.synthesis.directions import Directions, compute_directions
 from brainlib.synthesis.sampling import (
     class_labels,
@@ -56,7 +57,6 @@ class LatentExplorer:
         self.classes = model_classes(G)
         self.ad_direction = None
         if len(self.classes) > 1:
-            from brainlib.synthesis.counterfactual import class_direction
             self.ad_direction = class_direction(G, n_samples=5000)
         self.display_size = display_size
         self.slider_range = slider_range

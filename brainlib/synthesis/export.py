@@ -24,8 +24,13 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from tqdm.auto import tqdm
+
 from brainlib.atomic import new_folder
-from brainlib.config import CLASS_LABELS, RunConfig
+from brainlib.config import CLASS_LABELS, RunConfig, project_root
+from brainlib.data.discovery import DataError, discover
+from brainlib.synthesis.sampling import load, png_bytes, sample_images, to_uint8, trained_res
+from brainlib.training.checkpoints import file_sha256, resolve_checkpoint
 
 SYNTHETIC_NOTE = ("SYNTHETIC image made by a generative model (brainlib StyleGAN), not a scan of a person. "
                   "For research and data augmentation only; never for diagnosis.")
@@ -56,8 +61,6 @@ def class_seed(seed: int, class_name: str) -> int:
 
 def load_models(runs: list[str], out_root: str | Path = "outputs") -> dict[str, ExportModel]:
     """{class: ExportModel} from one conditional run or one run per class; each class once."""
-    from brainlib.synthesis.sampling import load, trained_res
-    from brainlib.training.checkpoints import file_sha256, resolve_checkpoint
 
     if not runs:
         raise ValueError("export needs one conditional run (class both) or an AD run and an NC run")
@@ -100,7 +103,6 @@ def png_text(m: ExportModel, seed: int, index: int, psi: float) -> dict[str, str
 def write_class(m: ExportModel, root: Path, n_train: int, n_test: int, seed: int, psi: float,
                 noise_mode: str, bar) -> list[dict]:
     """Write one class's PNGs under root/{train,test}/<class>/; return their manifest rows."""
-    from brainlib.synthesis.sampling import png_bytes, sample_images, to_uint8
 
     s = class_seed(seed, m.class_name)
     n = n_train + n_test
@@ -132,7 +134,6 @@ def export_dataset(runs: list[str] | str, out: str | Path, n: int, *, test_fract
                    psi: float = 1.0, noise_mode: str = "random", out_root: str | Path = "outputs",
                    progress: bool = True) -> Path:
     """Write the synthetic dataset described in the module docstring and return its folder."""
-    from tqdm.auto import tqdm
 
     runs = [runs] if isinstance(runs, (str, Path)) else list(runs)
     out = Path(out)
@@ -172,10 +173,8 @@ def find_evaluation(m: ExportModel, out_root: Path) -> tuple[Path, dict] | None:
 
 def training_data(cfg: RunConfig) -> tuple[str, str]:
     """(name, size) of the data a run trained on, counted from the files on disk."""
-    from brainlib.data.discovery import DataError, discover
 
     if cfg.data_root is None:
-        from brainlib.config import project_root
         root = project_root() / "data" / "phantom" / "AD_NC"
         name = ("the embedded phantom dataset: AD-like and NC-like axial slices made from the MNI ICBM152 "
                 "2009a templates with simulated atrophy (brainlib/phantom.py)")

@@ -30,8 +30,28 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+from tqdm.auto import tqdm
 
 from brainlib.atomic import FolderExistsError, new_folder
+from brainlib.data.dataset import to_model_input
+from brainlib.data.decoding import decode_file
+from brainlib.data.slices import SkippedFile
+from brainlib.eval.metrics import ms_ssim, ssim
+from brainlib.plots import pyplot
+from brainlib.synthesis.sampling import (
+    class_labels,
+    is_conditional,
+    latents,
+    load,
+    png_bytes,
+    run_dir_of,
+    styles,
+    to_uint8,
+    trained_alpha,
+    trained_res,
+)
+from brainlib.training.checkpoints import file_sha256, resolve_checkpoint
 
 POOR_FIT_PSNR = 20.0  # dB; below it the projection is reported as a poor fit
 MS_SSIM_WEIGHT = 0.5
@@ -54,7 +74,6 @@ class Projection:
 
     @property
     def ssim(self) -> float:
-        from brainlib.eval.metrics import ssim
         return float(ssim(self.image, self.target)[0])
 
     @property
@@ -86,9 +105,6 @@ def load_slice(path: str | Path, cfg, *, res: int | None = None, slice_index: in
 
     2D images (PNG, JPEG, TIFF, BMP) are read as brainlib.data.dataset reads them; for a volume,
     `slice_index` picks one of the slices the loader would take (its position along the axis)."""
-    from brainlib.data.dataset import to_model_input
-    from brainlib.data.decoding import decode_file
-    from brainlib.data.slices import SkippedFile
 
     path = Path(path)
     if not path.is_file():
@@ -113,13 +129,11 @@ def load_slice(path: str | Path, cfg, *, res: int | None = None, slice_index: in
 @torch.no_grad()
 def mean_style(G, class_name: str | None, *, n: int = 4000, seed: int = 0) -> tuple[torch.Tensor, float]:
     """(mean w [w_dim] of the class, or of every class for None; rms distance of w from it)."""
-    from brainlib.synthesis.sampling import is_conditional, latents, styles
 
     z = latents(n, G.cfg.z_dim, seed=seed)
     if class_name is None and is_conditional(G):
         label = torch.arange(n) % 2
     else:
-        from brainlib.synthesis.sampling import class_labels
         label = class_labels(G, class_name, n)
     w = styles(G, z, label).float().cpu()
     mean = w.mean(0)
@@ -152,10 +166,7 @@ def project(G, target: torch.Tensor, *, class_name: str | None = None, steps: in
             per_layer: bool = False, optimize_noise: bool = False, seed: int = 0,
             progress: bool = False) -> Projection:
     """Fit styles (and optionally noise) so that G reproduces `target` [1, 1, S, S] in [-1, 1]."""
-    from tqdm.auto import tqdm
 
-    from brainlib.eval.metrics import ms_ssim
-    from brainlib.synthesis.sampling import class_labels, trained_alpha, trained_res
 
     res = trained_res(G)
     if target.shape != (1, 1, res, res):
@@ -226,10 +237,7 @@ def project(G, target: torch.Tensor, *, class_name: str | None = None, steps: in
 
 
 def plot_fit_curve(result: Projection, path: Path) -> None:
-    import matplotlib
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     steps = [c["step"] for c in result.curve]
     fig, ax = plt.subplots(figsize=(5, 3.2), dpi=100)
     ax.plot(steps, [c["psnr"] for c in result.curve], color="black", lw=1.2)
@@ -244,9 +252,7 @@ def plot_fit_curve(result: Projection, path: Path) -> None:
 def save_projection(result: Projection, folder: str | Path, info: dict) -> Path:
     """Write target.png, projected.png, latent.safetensors, fit_curve.png and projection.json
     into a new folder (refused if it exists with files; written whole or not at all)."""
-    from safetensors.torch import save_file
 
-    from brainlib.synthesis.sampling import png_bytes, to_uint8
 
     with new_folder(Path(folder)) as tmp:
         (tmp / "target.png").write_bytes(png_bytes(to_uint8(result.target)[0]))
@@ -265,7 +271,6 @@ def save_projection(result: Projection, folder: str | Path, info: dict) -> Path:
 
 def load_latent(folder: str | Path) -> torch.Tensor:
     """The projected styles [1, num_ws, w_dim] saved by save_projection."""
-    from safetensors.torch import load_file
     return load_file(str(Path(folder) / "latent.safetensors"))["ws"][None]
 
 
@@ -274,8 +279,6 @@ def project_file(model: str | Path, image: str | Path, *, out: str | Path | None
                  per_layer: bool = False, optimize_noise: bool = False, seed: int = 0,
                  out_root: str | Path = "outputs", progress: bool = True) -> tuple[Path, Projection]:
     """Load the run, project the slice, write the folder (default <run>/projections/<image name>)."""
-    from brainlib.synthesis.sampling import load, run_dir_of
-    from brainlib.training.checkpoints import file_sha256, resolve_checkpoint
 
     G, cfg, meta = load(model, out_root=out_root)
     target = load_slice(image, cfg, res=G.trained_res, slice_index=slice_index)

@@ -24,6 +24,7 @@ needs a class; a single-class model accepts None or its own class only.
 from __future__ import annotations
 
 import contextlib
+import io
 import shutil
 import tempfile
 from collections.abc import Iterator, Sequence
@@ -32,10 +33,13 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
+from PIL.PngImagePlugin import PngInfo
 
 from brainlib.atomic import atomic_write_json
 from brainlib.config import CLASS_LABELS
 from brainlib.networks.layers import NOISE_MODES
+from brainlib.progress import progress_bar
+from brainlib.training.checkpoints import load_generator, resolve_checkpoint
 
 # ----------------------------------------------------------------------
 # Seeds and latents
@@ -120,7 +124,6 @@ def load(model: str | Path, *, out_root: str | Path = "outputs", device: str = "
     (G.trained_res, G.trained_alpha) so every sampler here uses them by default.
 
     Returns (G, cfg, meta)."""
-    from brainlib.training.checkpoints import load_generator
 
     G, cfg, meta = load_generator(model, out_root=out_root, device=device)
     G.trained_res, G.trained_alpha = int(meta["res"]), float(meta["alpha"])
@@ -182,7 +185,6 @@ def synthesize(G, ws: torch.Tensor, *, res: int | None = None, noise_mode: str =
 
 
 def _progress(total: int, enabled: bool, desc: str):
-    from brainlib.progress import progress_bar
     return progress_bar(total=total, disable=not enabled, desc=desc, unit="img")
 
 
@@ -304,9 +306,7 @@ def png_bytes(image_u8: np.ndarray, size: int | None = None, text: dict[str, str
     with `text` as tEXt chunks (in the dict's order).
 
     Deterministic: PIL writes no timestamp, and optimize is off."""
-    import io
 
-    from PIL.PngImagePlugin import PngInfo
     img = Image.fromarray(np.ascontiguousarray(image_u8), mode="L")
     if size is not None and size != img.width:
         img = img.resize((size, size), Image.Resampling.LANCZOS)
@@ -329,7 +329,6 @@ def write_pngs(images_u8: np.ndarray, folder: Path, *, size: int | None = None, 
 def run_dir_of(model: str | Path, *, out_root: str | Path = "outputs") -> Path:
     """The run folder of a model given as checkpoints.load_generator takes it (a run name under
     out_root, a run folder, or a checkpoint file): the folder holding its checkpoints/."""
-    from brainlib.training.checkpoints import resolve_checkpoint
 
     ckpt = resolve_checkpoint(model, out_root)
     return ckpt.parent.parent if ckpt.parent.name == "checkpoints" else ckpt.parent
@@ -364,7 +363,6 @@ def generate_to_folder(model: str | Path, output: str, n: int, seed: int = 0, cl
     _check_output_name(output)
     if size is not None and size <= 0:
         raise ValueError(f"--size must be a positive number of pixels (got {size})")
-    from brainlib.training.checkpoints import resolve_checkpoint
 
     G, cfg, meta = load(model, out_root=out_root)
     class_labels(G, class_name, 1)  # a class the model cannot make fails here, before any writing
