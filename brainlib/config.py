@@ -131,7 +131,8 @@ class RunConfig:
         for r in [4] + self.resolutions:
             need(r in self.channels, f"channels has no width for {r} px (have {sorted(self.channels)})")
         for r in self.resolutions:
-            need(self.batch_sizes.get(r, 0) > 0, f"batch size for {r} px must be a positive integer (got {self.batch_sizes.get(r)})")
+            need(self.batch_sizes.get(r, 0) > 0,
+                 f"batch size for {r} px must be a positive integer (got {self.batch_sizes.get(r)})")
         need(self.z_dim > 0 and self.w_dim > 0, "z_dim and w_dim must be positive")
         need(self.mapping_layers >= 1, "mapping_layers must be at least 1")
         need(self.arch in ARCHS, f"arch {self.arch!r} is not one of {', '.join(ARCHS)}")

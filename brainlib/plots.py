@@ -69,7 +69,8 @@ def _panels(rows: list[dict], steps: Sequence[int] | None) -> dict[int, list[dic
 def _title(kind: str, steps: list[int]) -> str:
     if not steps:
         return f"Loss per {kind}: no data"
-    return f"Loss per {kind}: step {steps[0]}" if len(steps) == 1 else f"Loss per {kind}: steps {steps[0]} to {steps[-1]}"
+    span = f"step {steps[0]}" if len(steps) == 1 else f"steps {steps[0]} to {steps[-1]}"
+    return f"Loss per {kind}: {span}"
 
 
 def loss_figure(panels: dict, keys: Sequence[str], *, kind: str, point, ylabel: str, **style):
@@ -80,11 +81,11 @@ def loss_figure(panels: dict, keys: Sequence[str], *, kind: str, point, ylabel: 
     from matplotlib.ticker import MaxNLocator
     n = max(1, len(panels))
     fig, axes = plt.subplots(1, n, figsize=(4.2 * n, 3.4), squeeze=False, layout="constrained")
-    for ax, (step, rs) in zip(axes[0], panels.items()):
+    for ax, (step, rs) in zip(axes[0], panels.items(), strict=False):
         for key in keys:
             pts = [(point(i, r), r[key]) for i, r in enumerate(rs) if r.get(key) is not None]
             if pts:
-                ax.plot(*zip(*pts), label=LOSS_LABELS.get(key, key), **style)
+                ax.plot(*zip(*pts, strict=True), label=LOSS_LABELS.get(key, key), **style)
         ax.set_title(f"step {step}: {rs[0]['res']} px")
         ax.set_xlabel(kind)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # batches and epochs are counts

@@ -143,7 +143,7 @@ def plan_steps(notebooks_dir: Path, executed_dir: Path, offered: dict[str, Any],
         if "class_name" not in declared or run_key is None:
             raise PipelineError(f"{source} must declare class_name and run_name in its parameters cell "
                                 f"(declares: {', '.join(sorted(declared)) or 'nothing'})")
-        for cls, run in zip(run_classes, runs):
+        for cls, run in zip(run_classes, runs, strict=True):
             values = _pick({**offered, "class_name": cls, run_key: run}, declared)
             steps.append(Step(stem, f"{stem} {cls}", executed_dir / f"{stem}-{cls}.ipynb", values, run=run))
     return steps
@@ -163,7 +163,7 @@ def execute(source: Path, step: Step, *, kernel_name: str = KERNEL_NAME) -> None
                                    progress_bar=False, log_output=False)
     except PapermillExecutionError as e:
         step.status, step.seconds = "failed", time.monotonic() - start
-        first_line = next((l for l in e.source.splitlines() if l.strip()), "")
+        first_line = next((line for line in e.source.splitlines() if line.strip()), "")
         raise PipelineError(
             f"{step.label} failed in cell {e.cell_index} (In [{e.exec_count}]: {first_line.strip()!r}) "
             f"with {e.ename}: {e.evalue}; the executed notebook with the traceback is {step.output}") from e

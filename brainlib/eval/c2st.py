@@ -103,5 +103,5 @@ def c2st(generated: torch.Tensor, real_train: torch.Tensor, real_heldout: torch.
     gen_acc = [c2st_accuracy(generated[:n], real_train, seed=s, epochs=epochs) for s in seeds]
     floor_acc = [c2st_accuracy(real_heldout[:n], real_train, seed=s, epochs=epochs) for s in seeds]
     value, floor = sum(gen_acc) / len(gen_acc), sum(floor_acc) / len(floor_acc)
-    return {"c2st": value, "c2st_floor": floor, "c2st_std": float(torch.tensor(gen_acc).std()) if len(seeds) > 1 else 0.0,
-            "c2st_n": n, "c2st_seeds": len(seeds)}
+    spread = float(torch.tensor(gen_acc).std()) if len(seeds) > 1 else 0.0
+    return {"c2st": value, "c2st_floor": floor, "c2st_std": spread, "c2st_n": n, "c2st_seeds": len(seeds)}

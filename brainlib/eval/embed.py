@@ -116,19 +116,21 @@ def plot_embedding(report: dict, labels: np.ndarray, generated: np.ndarray, *, p
     fig, axes = plt.subplots(1, 3, figsize=(13, 4.2))
     panels = [("generated: AD vs NC", "generated_AD_vs_NC", generated),
               ("real: AD vs NC (ground truth)", "real_AD_vs_NC", ~generated)]
-    for ax, (name, key, mask) in zip(axes, panels):
+    for ax, (name, key, mask) in zip(axes[:2], panels, strict=True):
         for c in (0, 1):
             m = mask & (labels == c)
-            ax.scatter(pts[m, 0], pts[m, 1], s=5, c=CLASS_COLOURS[CLASS_NAMES[c]], marker="x" if key.startswith("gen") else "o",
-                       alpha=0.6, linewidths=0.6, label=f"{CLASS_NAMES[c]} ({m.sum()})")
+            ax.scatter(pts[m, 0], pts[m, 1], s=5, c=CLASS_COLOURS[CLASS_NAMES[c]],
+                       marker="x" if key.startswith("gen") else "o", alpha=0.6, linewidths=0.6,
+                       label=f"{CLASS_NAMES[c]} ({m.sum()})")
         n = nums.get(key, {})
-        ax.set_title(f"{name}\n5-NN acc {_fmt(n.get('knn_accuracy'))}, silhouette {_fmt(n.get('silhouette'))}", fontsize=9)
+        ax.set_title(f"{name}\n5-NN acc {_fmt(n.get('knn_accuracy'))}, "
+                     f"silhouette {_fmt(n.get('silhouette'))}", fontsize=9)
     ax = axes[2]
     for c in (0, 1):
         for is_gen, marker, alpha in ((False, "o", 0.35), (True, "x", 0.6)):
             m = (labels == c) & (generated == is_gen)
-            ax.scatter(pts[m, 0], pts[m, 1], s=5, c=CLASS_COLOURS[CLASS_NAMES[c]], marker=marker, alpha=alpha, linewidths=0.6,
-                       label=f"{CLASS_NAMES[c]} {'generated' if is_gen else 'real'}")
+            ax.scatter(pts[m, 0], pts[m, 1], s=5, c=CLASS_COLOURS[CLASS_NAMES[c]], marker=marker, alpha=alpha,
+                       linewidths=0.6, label=f"{CLASS_NAMES[c]} {'generated' if is_gen else 'real'}")
     n = nums.get("real_vs_generated", {})
     ax.set_title(f"real (o) vs generated (x)\n5-NN acc {_fmt(n.get('knn_accuracy'))} (0.5 ideal), "
                  f"silhouette {_fmt(n.get('silhouette'))}", fontsize=9)

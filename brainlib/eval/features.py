@@ -116,7 +116,8 @@ def fit(model: nn.Module, n: int, batch_loss: Callable[[torch.Tensor], torch.Ten
     skipped (BatchNorm needs two), optionally a one-cycle learning-rate schedule."""
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     steps_per_epoch = max(1, math.ceil(n / batch_size))
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=epochs * steps_per_epoch) if one_cycle else None
+    total_steps = epochs * steps_per_epoch
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=total_steps) if one_cycle else None
     model.train()
     for _ in progress_bar(range(epochs), desc="train classifier", disable=not progress, leave=False):
         order = torch.randperm(n, generator=gen)

@@ -214,7 +214,7 @@ def ms_ssim(x: torch.Tensor, y: torch.Tensor, *, scales: int | None = None) -> t
         else:
             terms.append(cs.clamp_min(0))
             x, y = F.avg_pool2d(x, 2), F.avg_pool2d(y, 2)
-    return torch.stack([t ** wi for t, wi in zip(terms, w)]).prod(dim=0)
+    return torch.stack([t ** wi for t, wi in zip(terms, w, strict=True)]).prod(dim=0)
 
 
 def ms_ssim_pairs(images, *, pairs: int = 1000, seed: int = 0) -> float:
@@ -283,7 +283,8 @@ def precision_recall(real: np.ndarray, generated: np.ndarray, *, k: int = 3) -> 
     real manifold (fidelity). Recall: share of real points inside the generated
     manifold (coverage).
     """
-    r, g = torch.as_tensor(np.asarray(real), dtype=torch.float64), torch.as_tensor(np.asarray(generated), dtype=torch.float64)
+    r = torch.as_tensor(np.asarray(real), dtype=torch.float64)
+    g = torch.as_tensor(np.asarray(generated), dtype=torch.float64)
     if len(r) <= k or len(g) <= k:
         raise ValueError(f"precision/recall with k={k} need more than {k} points per set, got {len(r)} and {len(g)}")
     r_radius, g_radius = _kth_neighbour_radius(r, k), _kth_neighbour_radius(g, k)

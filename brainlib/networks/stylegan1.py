@@ -9,6 +9,7 @@ new one, and the discriminator blends the two ways into its lower blocks.
 """
 from __future__ import annotations
 
+import itertools
 import math
 
 import torch
@@ -93,7 +94,7 @@ class MappingNetwork(nn.Module):
             in_dim = z_dim + embed_dim
         dims = [in_dim] + [w_dim] * num_layers
         self.layers = nn.ModuleList(
-            EqualLinear(a, b, gain=RELU_GAIN, lr_mul=lr_mul) for a, b in zip(dims[:-1], dims[1:]))
+            EqualLinear(a, b, gain=RELU_GAIN, lr_mul=lr_mul) for a, b in itertools.pairwise(dims))
 
     def forward(self, z: Tensor, label: Tensor | None = None) -> Tensor:
         x = self.norm(z)
@@ -233,7 +234,8 @@ class StyleGenerator(nn.Module):
         if ws.ndim == 2:
             ws = ws.unsqueeze(1).expand(-1, n, -1)
         if ws.ndim != 3 or ws.shape[1] < n or ws.shape[2] != self.w_dim:
-            raise ValueError(f"ws must be [B, {self.w_dim}] or [B, {n}, {self.w_dim}] at {res} px, got {list(ws.shape)}")
+            raise ValueError(f"ws must be [B, {self.w_dim}] or [B, {n}, {self.w_dim}] at {res} px, "
+                             f"got {list(ws.shape)}")
         return ws
 
     def num_ws_at(self, res: int) -> int:

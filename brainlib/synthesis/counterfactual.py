@@ -211,7 +211,8 @@ def save_agreement_figure(result: dict, path: str | Path) -> Path:
     maps = result["maps"]
     fig, axes = plt.subplots(1, 2, figsize=(7, 3.4), dpi=100)
     for ax, key, title in zip(axes, ("real", "counterfactual"),
-                              ("real: mean AD − mean NC", f"model: NC→AD ×{result['strength']:g}, mean change")):
+                              ("real: mean AD − mean NC", f"model: NC→AD ×{result['strength']:g}, mean change"),
+                              strict=True):
         m = maps[key].masked_fill(~maps["mask"], 0)
         limit = max(float(m.abs().max()), 1e-6)
         im = ax.imshow(m.numpy(), cmap="RdBu_r", vmin=-limit, vmax=limit)

@@ -177,7 +177,7 @@ def synthesize(G, ws: torch.Tensor, *, res: int | None = None, noise_mode: str =
     if noise_seeds is None or len(noise_seeds) != len(ws):
         raise ValueError("noise_mode 'random' needs one noise seed per image")
     out = []
-    for w_one, s in zip(ws, noise_seeds):
+    for w_one, s in zip(ws, noise_seeds, strict=True):
         with _seeded(int(s), ws.device):
             out.append(G.synthesize(w_one[None], res=res, alpha=alpha, noise_mode="random",
                                     noise_strength=noise_strength))

@@ -269,7 +269,8 @@ def check_same_architecture(saved: dict, cfg: RunConfig, source: Path) -> None:
     if changed:
         listed = "; ".join(f"{k} was {was!r}, now {now!r}" for k, (was, now) in changed.items())
         raise ConfigError(f"cannot resume {source}: it was trained with other network settings ({listed}). "
-                          f"Resume with the run's own settings (e.g. --set {next(iter(changed))}=...) or train a new run.")
+                          f"Resume with the run's own settings (e.g. --set {next(iter(changed))}=...) "
+                          "or train a new run.")
 
 
 def model_config(cfg: RunConfig, lrs: dict[str, float] | None) -> RunConfig:

@@ -26,7 +26,8 @@ def weights_finite(modules: Iterable[nn.Module]) -> bool:
 def diverged(row: dict, latest_checkpoint: Path | None) -> TrainingDiverged:
     """The error for a run that diverged at `row` (a metrics row, or {"batch", "what"})."""
     what = row.get("what") or ", ".join(k for k, v in row.items() if isinstance(v, float) and not math.isfinite(v))
-    kept = f"the last good checkpoint {latest_checkpoint} is kept" if latest_checkpoint else "no checkpoint had been written yet"
+    kept = (f"the last good checkpoint {latest_checkpoint} is kept" if latest_checkpoint
+            else "no checkpoint had been written yet")
     return TrainingDiverged(
         f"training diverged at batch {row['batch']} (resolution step {row.get('step')}, "
         f"{row.get('res', '?')} px): non-finite {what}; {kept}. Resume with a lower learning rate, "

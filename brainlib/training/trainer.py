@@ -101,11 +101,13 @@ class Trainer:
         self.images_u8 = torch.from_numpy(np.array(dataset.images, dtype=np.uint8, copy=True)).to(self.device)
         self.labels = torch.as_tensor(np.asarray(dataset.labels), dtype=torch.long).to(self.device)
         if len(self.images_u8) == 0:
-            raise ValueError(f"the dataset at {getattr(dataset, 'root', '?')} holds no images for classes {cfg.classes}")
+            raise ValueError(f"the dataset at {getattr(dataset, 'root', '?')} holds no images "
+                             f"for classes {cfg.classes}")
         self.n_images = len(self.images_u8)
 
         n = cfg.sample_grid ** 2
-        self.sample_z = torch.randn(n, cfg.z_dim, generator=torch.Generator().manual_seed(cfg.seed + SAMPLE_SEED_OFFSET))
+        sample_rng = torch.Generator().manual_seed(cfg.seed + SAMPLE_SEED_OFFSET)
+        self.sample_z = torch.randn(n, cfg.z_dim, generator=sample_rng)
         self.sample_labels = None
         if cfg.conditional:  # rows alternate AD, NC
             rows = torch.arange(n) // cfg.sample_grid
@@ -199,7 +201,7 @@ class Trainer:
         beta = ema_beta(images, self.cfg.ema_half_life_kimg)
         ema, live = list(self.G_ema.parameters()), list(self.G.parameters())
         torch._foreach_lerp_(ema, live, 1.0 - beta)
-        for b_ema, b in zip(self.G_ema.buffers(), self.G.buffers()):
+        for b_ema, b in zip(self.G_ema.buffers(), self.G.buffers(), strict=True):
             b_ema.copy_(b)
 
     def _mixing(self, n: int, res: int) -> dict:
