@@ -127,7 +127,7 @@ class BaselineTrainer:
     @torch.no_grad()
     def update_ema(self, images: int) -> None:
         beta = 0.5 ** (images / max(self.cfg.ema_half_life_kimg * 1000.0, 1e-8))
-        for p_ema, p in zip(self.G_ema.parameters(), self.G.parameters()):
+        for p_ema, p in zip(self.G_ema.parameters(), self.G.parameters(), strict=True):
             p_ema.copy_(beta * p_ema + (1 - beta) * p)
-        for b_ema, b in zip(self.G_ema.buffers(), self.G.buffers()):
+        for b_ema, b in zip(self.G_ema.buffers(), self.G.buffers(), strict=True):
             b_ema.copy_(b)

@@ -24,8 +24,8 @@ import torchvision.transforms.functional as TF
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import format_table, set_threads, write_result  # noqa: E402
-from brainlib.eval.c2st import c2st_accuracy  # noqa: E402
+from benchmarks.common import format_table, set_threads, write_result
+from brainlib.eval.c2st import c2st_accuracy
 
 BACKGROUND = -0.95  # pixels darker than this are background in [-1, 1] images
 

@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # `python benchmarks/x.py` puts benchmarks/, not the root, on the path
     sys.path.insert(0, str(ROOT))
 
-from brainlib.atomic import atomic_write_json  # noqa: E402
+from brainlib.atomic import atomic_write_json
 
 
 def bench_dir() -> Path:
@@ -41,7 +41,8 @@ def machine() -> dict:
             "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
     try:
         lscpu = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=5).stdout
-        model = next((l.split(":", 1)[1].strip() for l in lscpu.splitlines() if l.startswith("Model name")), None)
+        model = next((line.split(":", 1)[1].strip() for line in lscpu.splitlines() if line.startswith("Model name")),
+                     None)
         info["cpu"] = model or info["cpu"]
     except (OSError, subprocess.SubprocessError):
         pass
@@ -99,8 +100,7 @@ def interleaved(contenders: dict[str, Callable[[], object]], *, rounds: int, war
     for r in range(rounds):
         order = list(contenders) if r % 2 == 0 else list(reversed(contenders))
         for name in order:
-            fn = contenders[name]
-            seconds = time_call(lambda: [fn() for _ in range(calls_per_round)], device)
+            seconds = time_call(lambda fn=contenders[name]: [fn() for _ in range(calls_per_round)], device)
             times[name].append(seconds / calls_per_round)
     return times
 
@@ -120,7 +120,10 @@ def format_table(rows: list[dict], columns: list[str], headers: list[str] | None
     headers = headers or columns
     body = [[cell(r.get(c)) for c in columns] for r in rows]
     widths = [max(len(h), *(len(b[i]) for b in body)) if body else len(h) for i, h in enumerate(headers)]
-    line = lambda cells: "  ".join(c.rjust(w) for c, w in zip(cells, widths))  # noqa: E731
+
+    def line(cells: list[str]) -> str:
+        return "  ".join(c.rjust(w) for c, w in zip(cells, widths, strict=True))
+
     return "\n".join([line(headers), line(["-" * w for w in widths])] + [line(b) for b in body])
 
 

@@ -19,7 +19,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from brainlib.synthesis.sampling import load, sample_images, to_uint8  # noqa: E402
+from brainlib.synthesis.sampling import load, sample_images, to_uint8
 
 PER_PANEL = 16
 
@@ -53,7 +53,7 @@ def figure(runs: list[Path], labels: list[str], out: Path, *, scale: int = 3, se
     real = to_uint8(held_out_slices(cfg, class_name, int(meta["res"]), PER_PANEL, seed))
     names = [*labels, f"real held-out {class_name}"]
     fig, axes = plt.subplots(1, len(panels) + 1, figsize=(3.2 * (len(panels) + 1), 3.5), layout="constrained")
-    for ax, images, name in zip(axes, [*panels, real], names):
+    for ax, images, name in zip(axes, [*panels, real], names, strict=True):
         ax.imshow(np.kron(tile(images), np.ones((scale, scale), np.uint8)), cmap="gray", vmin=0, vmax=255,
                   interpolation="nearest")
         ax.set_title(name, fontsize=10)

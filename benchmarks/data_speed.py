@@ -25,8 +25,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.baseline import folder_loader  # noqa: E402
-from benchmarks.common import (  # noqa: E402
+from benchmarks.baseline import folder_loader
+from benchmarks.common import (
     cached_images,
     dataset_root,
     format_table,
@@ -34,7 +34,7 @@ from benchmarks.common import (  # noqa: E402
     set_threads,
     write_result,
 )
-from brainlib.data.dataset import to_model_input  # noqa: E402
+from brainlib.data.dataset import to_model_input
 
 
 def cached_epoch_seconds(images_u8: torch.Tensor, res: int, batch: int) -> float:

@@ -70,7 +70,7 @@ def measure(preset_name: str, designs: list[tuple[str, dict]], *, rounds: int, w
                      "ms_per_step": {r: round(s * 1000, 1) for r, s in step_seconds[name].items()},
                      "schedule_seconds": round(seconds, 1)})
     reference = rows[0]["schedule_seconds"]
-    for row, cfg in zip(rows, cfgs.values()):
+    for row, cfg in zip(rows, cfgs.values(), strict=True):
         row["time_ratio"] = round(row["schedule_seconds"] / reference, 3)
         images = resolution_budget(cfg, cfg.resolutions[-1], n_images)[1]
         row["equal_time_images"] = int(images / row["time_ratio"])

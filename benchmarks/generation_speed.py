@@ -20,7 +20,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import (  # noqa: E402
+from benchmarks.common import (
     format_table,
     gpu_peak_mb,
     interleaved,
@@ -31,18 +31,19 @@ from benchmarks.common import (  # noqa: E402
     summary,
     write_result,
 )
-from brainlib.config import preset  # noqa: E402
-from brainlib.networks.build import build_generator  # noqa: E402
-from brainlib.synthesis.sampling import sample_images  # noqa: E402
+from brainlib.config import preset
+from brainlib.networks.build import build_generator
+from brainlib.networks.stylegan1 import StyleGenerator
+from brainlib.synthesis.sampling import sample_images
 
 
-def generator(preset_name: str, size: int, device: torch.device) -> Generator:
+def generator(preset_name: str, size: int, device: torch.device) -> StyleGenerator:
     torch.manual_seed(0)
     cfg = preset(preset_name, image_size=size, run=f"bench-{size}")
     return build_generator(cfg).to(device).eval().requires_grad_(False)
 
 
-def batched_vs_single(G: Generator, n: int, batch: int, rounds: int, device: torch.device) -> dict:
+def batched_vs_single(G: StyleGenerator, n: int, batch: int, rounds: int, device: torch.device) -> dict:
     reset_gpu_peak(device)
     times = interleaved({"batched": lambda: sample_images(G, n, batch_size=batch),
                          "single": lambda: sample_images(G, n, batch_size=1)},
@@ -55,7 +56,7 @@ def batched_vs_single(G: Generator, n: int, batch: int, rounds: int, device: tor
     return row
 
 
-def explorer_latency(G: Generator, repeats: int) -> dict:
+def explorer_latency(G: StyleGenerator, repeats: int) -> dict:
     """Median and 90th-percentile seconds of LatentExplorer.render over slider-like changes."""
     from brainlib.synthesis.directions import compute_directions
     from brainlib.synthesis.explorer import LatentExplorer

@@ -55,7 +55,7 @@ def seconds_per_res(cfg: RunConfig, budget: float, shares: tuple[float, ...]) ->
     if budget <= 0 or any(s <= 0 for s in shares):
         raise ConfigError(f"budget ({budget}) and every share ({shares}) must be positive")
     total = sum(shares)
-    return {res: round(budget * s / total, 3) for res, s in zip(cfg.resolutions, shares)}
+    return {res: round(budget * s / total, 3) for res, s in zip(cfg.resolutions, shares, strict=True)}
 
 
 def row_config(preset_name: str, overrides: dict[str, str], *, budget: float, shares: tuple[float, ...],
@@ -130,7 +130,8 @@ def common_overrides(rows: list[dict]) -> dict[str, str]:
 
 def format_markdown(rows: list[dict]) -> str:
     """The table: one line per row; figures are class means, `value (ratio to floor)`."""
-    head = ("| # | configuration | data | budget s | images seen | load avg, threads | SWD x1e3 (ratio) | FID enc (ratio) "
+    head = ("| # | configuration | data | budget s | images seen | load avg, threads | SWD x1e3 (ratio) "
+            "| FID enc (ratio) "
             "| KID enc (ratio) | precision (ratio) | recall (ratio) | C2ST (floor) | memorised px / enc | grid |")
     common = common_overrides(rows)
     lines = ["# Image quality per CPU minute", "",
@@ -143,12 +144,14 @@ def format_markdown(rows: list[dict]) -> str:
     for i, r in enumerate(rows, 1):
         m = r["figures"]["mean"]
 
-        def vr(name: str, digits: int = 3) -> str:
+        def vr(name: str, digits: int = 3, m: dict = m) -> str:
             return f"{_fmt(m[name]['generated'], digits)} ({_fmt(m[name]['ratio'], 2)})"
+
         shown = r["overrides"] if len(rows) == 1 else {k: v for k, v in r["overrides"].items() if k not in common}
         overrides = " ".join(f"{k}={v}" for k, v in shown.items()) or "-"
         lines.append(f"| {i} | **{r['name']}** `{overrides}` | {r['data']} | {r['budget_seconds']:g} | "
-                     f"{r['images_seen']} | {r['loadavg_before'][0]:.1f}/{r['loadavg_after'][0]:.1f}, {r['torch_threads']} thr | "
+                     f"{r['images_seen']} | {r['loadavg_before'][0]:.1f}/{r['loadavg_after'][0]:.1f}, "
+                     f"{r['torch_threads']} thr | "
                      f"{vr('swd')} | "
                      f"{vr('fid')} | {vr('kid')} | {vr('precision')} | {vr('recall')} | "
                      f"{_fmt(m['c2st']['generated'])} ({_fmt(m['c2st']['floor'])}) | "

@@ -21,9 +21,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks import data_speed, generation_speed, scaling  # noqa: E402
-from benchmarks.common import format_table, machine, peak_rss_mb, set_threads, write_result  # noqa: E402
-from benchmarks.train_speed import compare_with_baseline  # noqa: E402
+from benchmarks import data_speed, generation_speed, scaling
+from benchmarks.common import format_table, machine, peak_rss_mb, set_threads, write_result
+from benchmarks.train_speed import compare_with_baseline
 
 
 def training(quick: bool, data, reg_every: int) -> list[dict]:
@@ -94,7 +94,8 @@ def main(argv: list[str] | None = None) -> dict:
     results["peak_rss_mb"] = round(peak_rss_mb(), 1)
     print(f"\n== brainlib vs baseline ({results['machine']['time']}, {args.threads} thread(s), "
           f"reg_every={args.reg_every}, {results['seconds']} s)")
-    print(format_table(results["rows"], ["benchmark", "case", "baseline", "brainlib", "unit", "ratio", "bf16_ratio", "default"]))
+    print(format_table(results["rows"], ["benchmark", "case", "baseline", "brainlib", "unit", "ratio", "bf16_ratio",
+                                         "default"]))
     path = write_result("run_all", results, args.out)
     print(f"wrote {path}")
     return results

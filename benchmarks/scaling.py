@@ -28,7 +28,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import (  # noqa: E402
+from benchmarks.common import (
     ROOT,
     format_table,
     interleaved,
@@ -38,10 +38,10 @@ from benchmarks.common import (  # noqa: E402
     summary,
     write_result,
 )
-from benchmarks.train_speed import _dataset  # noqa: E402
-from brainlib.config import preset  # noqa: E402
-from brainlib.data.dataset import to_model_input  # noqa: E402
-from brainlib.training.trainer import Trainer  # noqa: E402
+from benchmarks.train_speed import _dataset
+from brainlib.config import preset
+from brainlib.data.dataset import to_model_input
+from brainlib.training.trainer import Trainer
 
 H100_BF16_DENSE_TFLOPS = 989.0  # SXM, dense (no sparsity), NVIDIA datasheet
 ASSUMED_MFU = 0.05  # sustained fraction: small convs (16-256 channels), batch 8-128: far from peak

@@ -58,7 +58,8 @@ def measure(preset_name: str, steps: int, warmup: int, device: str) -> list[dict
         seconds = (time.perf_counter() - t0) / steps
         rows.append({"preset": preset_name, "res": res, "batch": B, "seconds_per_step": round(seconds, 4),
                      "images_per_second": round(B / seconds, 1)})
-        print(f"{preset_name:>6} {res:>4} px  batch {B:>4}  {seconds * 1000:8.1f} ms/step  {B / seconds:8.1f} img/s", flush=True)
+        print(f"{preset_name:>6} {res:>4} px  batch {B:>4}  {seconds * 1000:8.1f} ms/step  {B / seconds:8.1f} img/s",
+              flush=True)
     return rows
 
 

@@ -77,16 +77,16 @@ def _project(args: argparse.Namespace) -> int:
 
 
 def _counterfactual(args: argparse.Namespace) -> int:
-    from brainlib.synthesis import counterfactual as cf
+    from brainlib.synthesis import counterfactual
     out_root = args.out_root or "outputs"
     if args.agreement:
-        result, path = cf.run_agreement(args.model, n=args.n, seed=args.seed, out_root=out_root)
-        print(cf.format_agreement(result))
+        result, path = counterfactual.run_agreement(args.model, n=args.n, seed=args.seed, out_root=out_root)
+        print(counterfactual.format_agreement(result))
         print(f"wrote {path} and {path.with_suffix('.png')}")
         return 0
-    path, note = cf.strip_file(args.model, image=args.image, seed=args.seed, strengths=args.strengths, out=args.out,
-                               steps=args.steps, per_layer=args.per_layer, class_name=args.class_name,
-                               out_root=out_root)
+    path, note = counterfactual.strip_file(args.model, image=args.image, seed=args.seed, strengths=args.strengths,
+                                           out=args.out, steps=args.steps, per_layer=args.per_layer,
+                                           class_name=args.class_name, out_root=out_root)
     print(note)
     print(f"wrote {path}")
     return 0

@@ -129,7 +129,7 @@ def test_fast_layers_equal_their_plain_twins_to_second_order(make, shape):
     dtype = torch.float32 if isinstance(fused, MinibatchStdDev) else torch.float64  # mbstd works in float32
     x = x.to(dtype).requires_grad_(True)
     tol = dict(rtol=1e-4, atol=1e-5) if dtype == torch.float32 else {}
-    for a, b in zip(_double_backward(fused, x), _double_backward(plain, x)):
+    for a, b in zip(_double_backward(fused, x), _double_backward(plain, x), strict=True):
         torch.testing.assert_close(a, b, **tol)
 
 

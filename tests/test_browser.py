@@ -141,7 +141,8 @@ def browser(chromium):
         b.close()
 
 
-def run_all_and_move_slider(browser, lab, notebook: str, evidence: Path, *, timeout_s: float = 240) -> tuple[bytes, bytes]:
+def run_all_and_move_slider(browser, lab, notebook: str, evidence: Path, *, timeout_s: float = 240) -> tuple[bytes,
+                                                                                                             bytes]:
     """Open `notebook` in JupyterLab, Run > Run All Cells, wait for the widget image,
     press ArrowRight on the first direction slider; return the image's screenshots
     before and after (also written to `evidence`)."""
@@ -245,7 +246,8 @@ def test_batch_report_of_a_smoke_batch_in_chromium(browser):
     try:
         page.goto(report.as_uri(), wait_until="load")
         images = page.eval_on_selector_all(
-            "img", "els => els.map(e => ({alt: e.alt, done: e.complete, w: e.naturalWidth, grid: e.classList.contains('grid')}))")
+            "img", "els => els.map(e => ({alt: e.alt, done: e.complete, w: e.naturalWidth, "
+                   "grid: e.classList.contains('grid')}))")
         assert len(images) >= 10
         assert all(im["done"] and im["w"] > 0 for im in images), [im for im in images if not im["w"]]
         judged = [im for im in images if im["alt"].startswith("step ") or im["alt"].endswith((": real", ": generated"))]

@@ -58,7 +58,7 @@ def test_load_generator_resolves_run_name_folder_and_file(saved, how):
     model = {"name": cfg.run, "folder": cfg.run_dir, "file": path}[how]
     G2, cfg2, meta = load_generator(model, out_root=cfg.out_root)
     assert cfg2 == cfg and not G2.training and meta["res"] == 8 and meta["finished"] is True
-    assert all(torch.equal(a, b) for a, b in zip(G.state_dict().values(), G2.state_dict().values()))
+    assert all(torch.equal(a, b) for a, b in zip(G.state_dict().values(), G2.state_dict().values(), strict=True))
     with pytest.raises(FileNotFoundError, match="no run or checkpoint named 'nope'"):
         load_generator("nope", out_root=cfg.out_root)
 
@@ -69,7 +69,7 @@ def test_weights_only_pt_file_loads_and_a_pickle_is_refused(saved, tmp_path):
     torch.save(G.state_dict(), pt)
     (tmp_path / "g.json").write_text(json.dumps({"config": cfg.to_dict()}))
     G2, _, _ = load_generator(pt)
-    assert all(torch.equal(a, b) for a, b in zip(G.state_dict().values(), G2.state_dict().values()))
+    assert all(torch.equal(a, b) for a, b in zip(G.state_dict().values(), G2.state_dict().values(), strict=True))
     evil = tmp_path / "evil.pt"
     torch.save({"x": object()}, evil)
     with pytest.raises(CheckpointError, match="evil.pt could not be read as a weights-only"):

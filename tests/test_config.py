@@ -86,7 +86,8 @@ def test_a_saved_config_naming_a_removed_setting_loads_only_at_its_old_default(n
 
 
 def test_overrides_from_strings_are_typed():
-    typed = coerce_overrides(parse_overrides(["lr=0.002", "loss=logistic-r1", "channels={\"4\": 8, \"8\": 8, \"16\": 8}",
+    typed = coerce_overrides(parse_overrides(["lr=0.002", "loss=logistic-r1",
+                                              "channels={\"4\": 8, \"8\": 8, \"16\": 8}",
                                               "splits=[\"train\"]", "data_root=/tmp", "betas=[0,0.99]"]))
     assert typed["betas"] == (0.0, 0.99) and isinstance(typed["betas"][0], float)  # Adam refuses an int
     assert typed["lr"] == 0.002 and typed["loss"] == "logistic-r1" and typed["splits"] == ["train"]
@@ -141,6 +142,8 @@ def test_training_and_generation_import_no_notebook_stack():
 def test_importing_brainlib_makes_openmp_wait_passively_unless_told_otherwise():
     env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
     code = "import os, brainlib; print(os.environ['OMP_WAIT_POLICY'])"
-    assert subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True).stdout.strip() == "PASSIVE"
+    assert subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                          text=True).stdout.strip() == "PASSIVE"
     env["OMP_WAIT_POLICY"] = "ACTIVE"
-    assert subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True).stdout.strip() == "ACTIVE"
+    assert subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                          text=True).stdout.strip() == "ACTIVE"

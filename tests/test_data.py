@@ -39,7 +39,7 @@ def test_adni_layout_combines_splits_and_labels_classes(tmp_path):
     assert ds.labels.dtype == np.int64
     assert ds.class_counts() == {"AD": 4, "NC": 4}
     assert sorted(ds.splits.tolist()) == ["test"] * 3 + ["train"] * 5
-    for source, label in zip(ds.sources, ds.labels):
+    for source, label in zip(ds.sources, ds.labels, strict=True):
         assert (f"{os.sep}AD{os.sep}" in source) == (label == 1)
     train_only = _load(root, tmp_path, splits=["train"])
     assert len(train_only) == 5 and set(train_only.splits) == {"train"}
@@ -120,7 +120,8 @@ def test_images_are_resized_greyscale_with_optional_padding(tmp_path):
     assert stretched.images.shape == (1, 16, 16) and np.all(np.abs(stretched.images[0].astype(int) - 200) <= 1)
     padded = _load(tmp_path / "d", tmp_path, classes=["AD"], image_size=16, pad_to_square=True)
     column = padded.images[0, :, 8].astype(int)
-    assert column[0] == 0 and column[-1] == 0 and abs(column[8] - 200) <= 8  # black bars above and below (Lanczos rings a little)
+    # black bars above and below (Lanczos rings a little)
+    assert column[0] == 0 and column[-1] == 0 and abs(column[8] - 200) <= 8
 
 
 def test_nifti_volume_sliced_over_band_skipping_empty_slices(tmp_path):

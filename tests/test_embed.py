@@ -43,6 +43,7 @@ def test_umap_and_tsne_reports_and_figure(tmp_path):
         rows = embed.numbers_table(rep)
         assert {r["space"] for r in rows} == {method, "features"} and len(rows) == 6
     again = embed.embedding_report(feats, labels, generated, method="umap", seed=0)
-    assert np.allclose(again["points"], embed.embedding_report(feats, labels, generated, method="umap", seed=0)["points"])
+    assert np.allclose(again["points"], embed.embedding_report(feats, labels, generated, method="umap",
+                                                               seed=0)["points"])
     with pytest.raises(ValueError, match="not one of umap, tsne"):
         embed.embed_2d(feats, "pca")

@@ -54,12 +54,14 @@ def test_evaluate_writes_eval_json_into_each_run_with_floors(report_path, runs_r
     assert math.isfinite(contrast["floor"]) and contrast["note"]
     assert contrast["ratio"] == (contrast["generated"] / contrast["floor"] if contrast["floor"] > 0 else None)
     for key in ("memorisation_AD", "memorisation_NC", "umap", "features"):
-        assert Path(report["figures"][key]).is_file() and Path(report["figures"][key]).parent == report_path.parent / "eval"
+        figure = Path(report["figures"][key])
+        assert figure.is_file() and figure.parent == report_path.parent / "eval"
     arrays = load_features(report)
     assert arrays["features"].shape == (len(arrays["labels"]), 128) and arrays["generated"].sum() == 80
     assert arrays["umap_points"].shape == (len(arrays["labels"]), 2)
     f, ad, gen = arrays["features"], arrays["labels"] == CLASS_LABELS["AD"], arrays["generated"]
-    assert contrast["generated"] == pytest.approx(class_contrast(f[ad & gen], f[~ad & gen], f[ad & ~gen], f[~ad & ~gen]))
+    assert contrast["generated"] == pytest.approx(class_contrast(f[ad & gen], f[~ad & gen], f[ad & ~gen],
+                                                                 f[~ad & ~gen]))
     assert not list(report_path.parent.glob(".*.tmp"))  # atomic writes leave no temp files
 
 

@@ -46,11 +46,10 @@ def exported(out_root, tmp_path_factory) -> Path:
 
 
 def test_both_classes_in_adni_layout_at_the_trained_size(exported):
-    for split, n in (("train", 7), ("test", 3)):
+    for split, indices in (("train", range(7)), ("test", range(7, 10))):
         for c in ("AD", "NC"):
             files = sorted((exported / split / c).iterdir())
-            assert [f.name for f in files] == [f"syn_{c}_{i:05d}.png" for i in
-                                              (range(7) if split == "train" else range(7, 10))]
+            assert [f.name for f in files] == [f"syn_{c}_{i:05d}.png" for i in indices]
             for f in files:
                 with Image.open(f) as im:
                     assert (im.format, im.mode, im.size) == ("PNG", "L", (16, 16))

@@ -60,6 +60,6 @@ def test_sigkill_at_random_moments_then_resume_matches_uninterrupted_run(tiny_ph
     for meta_path in (tmp_path / "killed" / "checkpoints").glob("*.json"):
         if meta_path.name != "latest.json" and meta_path.with_suffix(".safetensors").exists():
             load_checkpoint(meta_path.with_suffix(".safetensors"))
-    batches = [json.loads(l)["batch"] for l in (tmp_path / "killed" / "metrics.jsonl").read_text().splitlines()
-               if json.loads(l).get("kind") == "batch"]
+    batches = [json.loads(line)["batch"] for line in (tmp_path / "killed" / "metrics.jsonl").read_text().splitlines()
+               if json.loads(line).get("kind") == "batch"]
     assert batches == sorted(set(batches)), "metrics.jsonl repeats or skips batches after resuming"

@@ -33,7 +33,8 @@ def test_to_model_input_converts_uint8_and_resizes():
 
 def test_augment_keeps_shape_and_shifts():
     g = torch.Generator().manual_seed(0)
-    x = torch.zeros(8, 1, 16, 16); x[:, :, 6:10, 6:10] = 1
+    x = torch.zeros(8, 1, 16, 16)
+    x[:, :, 6:10, 6:10] = 1
     y = F.shift_and_jitter(x, g, max_shift=2, jitter=0.0)
     assert y.shape == x.shape and not torch.equal(y, x)
     assert torch.allclose(y.sum(dim=(1, 2, 3)), x.sum(dim=(1, 2, 3)))  # shifted, not cropped
@@ -80,7 +81,7 @@ def test_training_is_seeded():
     x, y = two_class_images(16, seed=0)
     a = F.train_classifier(to_model_input(x), y, res=16, epochs=1, seed=3)
     b = F.train_classifier(to_model_input(x), y, res=16, epochs=1, seed=3)
-    assert all(torch.equal(p, q) for p, q in zip(a.state_dict().values(), b.state_dict().values()))
+    assert all(torch.equal(p, q) for p, q in zip(a.state_dict().values(), b.state_dict().values(), strict=True))
 
 
 def test_inception_is_never_downloaded(tmp_path, monkeypatch):

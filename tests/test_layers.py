@@ -137,7 +137,10 @@ def test_resampling_convolutions_against_a_hand_computed_pixel():
     down, up = ConvDown2d(2, 1, bias=False).double(), UpConv2d(2, 1, bias=False).double()
     w = down.weight[0].detach() * down.scale
     padded = F.pad(x[0], (1, 1, 1, 1))
-    conv = lambda r, c: (padded[:, r:r + 3, c:c + 3] * w).sum()  # full-resolution output at (r, c)
+
+    def conv(r: int, c: int) -> torch.Tensor:  # full-resolution output at (r, c)
+        return (padded[:, r:r + 3, c:c + 3] * w).sum()
+
     expected = sum(conv(r, c) for r in (2, 3) for c in (0, 1)) / 4  # pooled pixel (1, 0)
     torch.testing.assert_close(down(x)[0, 0, 1, 0], expected)
     w = up.weight[0].detach() * up.scale

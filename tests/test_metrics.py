@@ -120,8 +120,10 @@ def test_fid_and_kid_near_zero_for_one_set_split_in_two_and_higher_when_shifted(
 
 def test_fid_handles_rank_deficient_covariance():
     rng = np.random.default_rng(1)
-    a = np.zeros((50, 8)); a[:, :2] = rng.normal(size=(50, 2))
-    b = np.zeros((50, 8)); b[:, :2] = rng.normal(size=(50, 2))
+    a = np.zeros((50, 8))
+    a[:, :2] = rng.normal(size=(50, 2))
+    b = np.zeros((50, 8))
+    b[:, :2] = rng.normal(size=(50, 2))
     value = fid(a, b)
     assert np.isfinite(value) and value >= 0
 

@@ -22,7 +22,8 @@ NOTEBOOKS = ["01_data", "02_train_progressive", "03_samples", "04_umap"]
 def nbval(*notebooks: Path, cwd: Path) -> subprocess.CompletedProcess:
     """`pytest --nbval-lax` on the given notebooks, in a child process; rootdir is `cwd`
     so the workbook's pytest settings and conftest stay out of it."""
-    return subprocess.run([sys.executable, "-m", "pytest", "--nbval-lax", "--nbval-current-env", "-p", "no:cacheprovider",
+    return subprocess.run([sys.executable, "-m", "pytest", "--nbval-lax", "--nbval-current-env", "-p",
+                           "no:cacheprovider",
                            "-q", "--rootdir", str(cwd), "-c", "/dev/null", *map(str, notebooks)],
                           cwd=cwd, capture_output=True, text=True, timeout=1800)
 

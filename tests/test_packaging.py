@@ -19,7 +19,7 @@ def _pyproject_packages() -> set[str]:
 
 def _conda_packages() -> set[str]:
     lines = (ROOT / "environment.yml").read_text().splitlines()
-    deps = [l.strip()[2:] for l in lines if l.strip().startswith("- ")]
+    deps = [line.strip()[2:] for line in lines if line.strip().startswith("- ")]
     names = {_name(d) for d in deps} - {"conda-forge", "python", "pip"}
     return {CONDA_NAMES.get(n, n) for n in names}
 
@@ -37,8 +37,8 @@ def test_torch_has_lower_bounds_only_and_the_same_in_both_files():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     pip = {_name(r): _bounds(r) for r in project["dependencies"]}
     conda = {CONDA_NAMES.get(_name(d), _name(d)): _bounds(d)
-             for d in (l.strip()[2:] for l in (ROOT / "environment.yml").read_text().splitlines()
-                       if l.strip().startswith("- "))}
+             for d in (line.strip()[2:] for line in (ROOT / "environment.yml").read_text().splitlines()
+                       if line.strip().startswith("- "))}
     for name in ("torch", "torchvision"):
         assert pip[name].startswith(">=") and not re.search(r"<|==|~=|,", pip[name]), pip[name]
         assert conda[name] == pip[name]

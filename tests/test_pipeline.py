@@ -44,12 +44,15 @@ def stand_in_notebooks(folder: Path, fail_in: str | None = None) -> Path:
                    " run=run_name, image_size=image_size)) + '\\n')",
                    "plots = pathlib.Path(out_root) / run_name / 'plots'\nplots.mkdir(parents=True, exist_ok=True)\n"
                    + PNG_CODE.format(v=50, path="plots / 'samples_per_class.png'"))
-    write_notebook(folder / "02_train_progressive.ipynb", common + 'class_name = "AD"\nrun_name = "demo-AD"\nresume = False\n',
-                   log + "log.open('a').write(json.dumps(dict(nb='02', class_name=class_name, run=run_name, resume=resume)) + '\\n')",
+    write_notebook(folder / "02_train_progressive.ipynb",
+                   common + 'class_name = "AD"\nrun_name = "demo-AD"\nresume = False\n',
+                   log + "log.open('a').write(json.dumps(dict(nb='02', class_name=class_name, run=run_name, "
+                   "resume=resume)) + '\\n')",
                    "run = pathlib.Path(out_root) / run_name\n"
                    "for sub in ('checkpoints', 'samples', 'plots'): (run / sub).mkdir(parents=True, exist_ok=True)\n"
                    "(run / 'checkpoints' / '02-16px.json').write_text(json.dumps(dict(finished=True)))\n"
-                   "(run / 'checkpoints' / 'latest.json').write_text(json.dumps(dict(checkpoint='02-16px.safetensors')))\n"
+                   "(run / 'checkpoints' / 'latest.json')"
+                   ".write_text(json.dumps(dict(checkpoint='02-16px.safetensors')))\n"
                    + PNG_CODE.format(v=10, path="run / 'samples' / '02-16px.png'") + "\n"
                    + PNG_CODE.format(v=20, path="run / 'samples' / '01-8px.png'") + "\n"
                    + PNG_CODE.format(v=30, path="run / 'plots' / 'loss_per_batch.png'"))
@@ -90,9 +93,9 @@ def test_batch_runs_each_notebook_with_its_parameters_and_writes_the_summary(tmp
     # the executed notebook carries the injected parameters
     injected = nbformat.read(out / "b1" / "notebooks" / "02_train_progressive-NC.ipynb", as_version=4).cells[1]
     assert "injected-parameters" in injected.metadata["tags"] and 'class_name = "NC"' in injected.source
-    lines = [l for l in capsys.readouterr().out.splitlines() if l.startswith("[")]
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("[")]
     assert len(lines) == 5 and lines[1].startswith("[2/5] 02_train_progressive AD ... done in ")
-    assert all(re.search(r"done in (\d+\.\d+s|\d+m\d\ds)$", l) for l in lines)
+    assert all(re.search(r"done in (\d+\.\d+s|\d+m\d\ds)$", line) for line in lines)
 
     page = summary.read_text()
     assert page.count("src='data:image/png;base64,") == 1 + 2 * 3 + 1  # data, 2 runs x (2 grids + loss), UMAP
@@ -144,7 +147,8 @@ def test_failing_notebook_stops_the_batch_names_the_cell_and_keeps_the_notebook(
     assert "03_samples" in message and "cell 3" in message and "ValueError: the sampler broke" in message
     assert str(kept) in message
     executed = nbformat.read(kept, as_version=4)
-    errors = [o for c in executed.cells if c.cell_type == "code" for o in c.get("outputs", []) if o.output_type == "error"]
+    errors = [o for c in executed.cells if c.cell_type == "code" for o in c.get("outputs",
+                                                                                []) if o.output_type == "error"]
     assert errors and errors[0]["evalue"] == "the sampler broke"
     assert "04" not in [c["nb"] for c in calls(out)]  # the batch stopped
     page = (out / "smoke" / "summary.html").read_text()  # what the batch made, with the failure on top
@@ -152,7 +156,8 @@ def test_failing_notebook_stops_the_batch_names_the_cell_and_keeps_the_notebook(
     printed = capsys.readouterr().out
     assert "03_samples ... FAILED after" in printed and "what the batch made so far:" in printed
     statuses = {t["label"]: t["status"] for t in json.loads((out / "smoke" / "timings.json").read_text())}
-    assert statuses == {"01_data": "done", "02_train_progressive AD": "done", "03_samples": "failed", "04_umap": "pending"}
+    assert statuses == {"01_data": "done", "02_train_progressive AD": "done", "03_samples": "failed",
+                        "04_umap": "pending"}
 
 
 def test_cli_exits_non_zero_with_one_line_naming_the_failing_notebook(tmp_path):

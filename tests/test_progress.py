@@ -102,9 +102,9 @@ def test_training_with_stderr_to_a_pipe_writes_plain_lines(tiny_phantom, tmp_pat
                           capture_output=True, text=True, timeout=600, env=env)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "\r" not in proc.stderr and "\r" not in proc.stdout
-    lines = [l for l in proc.stderr.splitlines() if l.startswith("step ")]
-    assert any(l.startswith("step 1/2 8px epoch 1: ") for l in lines)
-    assert any(l.startswith("step 2/2 16px ") for l in lines)
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("step ")]
+    assert any(line.startswith("step 1/2 8px epoch 1: ") for line in lines)
+    assert any(line.startswith("step 2/2 16px ") for line in lines)
     last = lines[-1]
     assert " images, " in last and " images/s" in last and "% of the step" in last and "left" in last
-    assert any("d_loss " in l and "g_loss " in l for l in lines)
+    assert any("d_loss " in line and "g_loss " in line for line in lines)

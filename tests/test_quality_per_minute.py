@@ -58,7 +58,8 @@ def test_quick_row_is_appended_with_every_field(quick_row, qpm):
             assert figures["swd"]["ratio"] == pytest.approx(figures["swd"]["generated"] / figures["swd"]["floor"])
     report = json.loads(Path(saved["eval_json"]).read_text())
     for c in ("AD", "NC"):  # quick sizes train one C2ST classifier a side; a full evaluation averages three
-        assert report["per_class"][c]["c2st_accuracy"]["seeds"] == 1 and report["per_class"][c]["c2st_accuracy"]["std"] == 0
+        c2st = report["per_class"][c]["c2st_accuracy"]
+        assert c2st["seeds"] == 1 and c2st["std"] == 0
     md = (results / "quality_per_minute.md").read_text()
     assert "| 1 | **quick-r1** `loss=logistic-r1 reg_every=4` |" in md
     assert not (Path(saved["run_dir"]) / "checkpoints").exists()  # removed unless --keep-run

@@ -47,7 +47,7 @@ def test_same_seed_same_pixels_and_png_bytes(G):
     assert torch.equal(a, b)
     assert [png_bytes(x) for x in to_uint8(a)] == [png_bytes(x) for x in to_uint8(b)]
     c = sample_images(G, 6, seed=4, batch_size=4)
-    assert all(not torch.equal(x, y) for x, y in zip(a, c))  # another seed: every image differs
+    assert all(not torch.equal(x, y) for x, y in zip(a, c, strict=True))  # another seed: every image differs
     assert not torch.equal(a[0], a[1])  # and images within a seed differ
 
 

@@ -38,7 +38,7 @@ def tiny(**overrides):
 def per_sample_modulated_conv(x, weight, styles, demodulate, padding):
     """The paper's equations, one sample at a time: w' = s * w, w'' = w' / ||w'||."""
     out = []
-    for xi, si in zip(x, styles):
+    for xi, si in zip(x, styles, strict=True):
         w = weight * si.reshape(1, -1, 1, 1)
         if demodulate:
             w = w / (w.square().sum(dim=(1, 2, 3), keepdim=True) + 1e-8).sqrt()
@@ -174,7 +174,8 @@ def _tensors(run_dir):
 
 
 @pytest.mark.parametrize("over", [dict(loss="rpgan-r1r2", class_name="both", reg_every=2, augment="adaptive"),
-                                  dict(start_res=16, images_per_res=40, cpu_bf16=True, channels_last=True, composite=True)],
+                                  dict(start_res=16, images_per_res=40, cpu_bf16=True, channels_last=True,
+                                       composite=True)],
                          ids=["progressive-rpgan-conditional", "direct-bf16-channels-last-composite"])
 def test_stylegan2_run_resumes_exactly_and_generates(tmp_path, over):
     over = {"images_per_res": 40, **over}

@@ -156,7 +156,7 @@ def test_the_batch_folder_alone_still_shows_everything(tmp_path):
         assert not href.startswith(("/", "..")) and (moved / href).exists(), href
     md = (moved / "summary.md").read_text()
     links = re.findall(r"\]\(([^)]+)\)", md)
-    assert any(l.endswith("eval.json") for l in links) and any(l.startswith("summary_files/") for l in links)
+    assert any(line.endswith("eval.json") for line in links) and any(line.startswith("summary_files/") for line in links)
     for link in links:
         assert (moved / link).is_file(), link
     assert json.loads((moved / "eval.json").read_text())["runs"] == ["b-AD", "b-NC"]

@@ -38,7 +38,9 @@ def test_critic_learns_to_tell_easy_data_from_the_untrained_generator(tmp_path):
     rows = _batches(train(cfg, dataset=_dataset(images)))
     assert len(rows) == 40
     first, last = rows[:8], rows[-8:]
-    mean = lambda rs, k: sum(r[k] for r in rs) / len(rs)  # noqa: E731
+    def mean(rs: list[dict], k: str) -> float:
+        return sum(r[k] for r in rs) / len(rs)
+
     assert mean(last, "d_loss") < mean(first, "d_loss") - 1.0
     assert mean(last, "wdist") > mean(first, "wdist") + 0.3  # D(real) - D(fake) grows
 
@@ -46,7 +48,9 @@ def test_critic_learns_to_tell_easy_data_from_the_untrained_generator(tmp_path):
 def test_smoke_run_writes_the_run_folder_and_follows_the_schedule(tmp_path):
     cfg = preset("smoke", run="s", out_root=str(tmp_path))
     run = train(cfg, dataset=_random())
-    names = lambda sub: sorted(p.name for p in (run / sub).iterdir())  # noqa: E731
+    def names(sub: str) -> list[str]:
+        return sorted(p.name for p in (run / sub).iterdir())
+
     assert names("checkpoints") == ["01-8px.json", "01-8px.safetensors", "02-16px.json",
                                     "02-16px.safetensors", "latest.json"]
     assert names("samples") == ["01-8px.png", "02-16px.png"]
@@ -131,7 +135,8 @@ def test_nan_loss_stops_naming_the_batch_and_keeps_the_last_good_checkpoint(tmp_
 
     monkeypatch.setattr(brainlib.networks.losses, "make_loss", PoisonedAt6)
     cfg = preset("smoke", run="nan", out_root=str(tmp_path))
-    with pytest.raises(TrainingDiverged, match=r"diverged at batch 6 \(resolution step 2, 16 px\): non-finite d_loss\b"):
+    with pytest.raises(TrainingDiverged,
+                       match=r"diverged at batch 6 \(resolution step 2, 16 px\): non-finite d_loss\b"):
         train(cfg, dataset=_random())
     good = cfg.run_dir / "checkpoints" / "01-8px.safetensors"
     assert latest_checkpoint(cfg.run_dir) == good
@@ -196,8 +201,8 @@ def test_cpu_bf16_autocast_follows_the_setting_else_the_cpu_and_keeps_weights_fl
         assert autocast_dtype(cfg, cpu) is None
     for setting, dtype in ((True, torch.bfloat16), (False, torch.float32)):
         trainer = Trainer(cfg.replace(cpu_bf16=setting), _random())
-        seen = []
-        trainer.D.register_forward_hook(lambda module, args, out: seen.append(out.dtype))
+        seen: list[torch.dtype] = []
+        trainer.D.register_forward_hook(lambda module, args, out, seen=seen: seen.append(out.dtype))
         before = [p.detach().clone() for p in trainer.G.parameters()]
         real = torch.rand(8, 1, 8, 8) * 2 - 1
         for regularise in (True, False):  # the R1 step runs D in float32 (losses.input_gradient)
@@ -205,7 +210,7 @@ def test_cpu_bf16_autocast_follows_the_setting_else_the_cpu_and_keeps_weights_fl
             stats = trainer.train_step(real, None, 8, 1.0)
             assert all(torch.isfinite(v).all() for v in stats.values())
         assert dtype in seen and all(p.dtype == torch.float32 for p in trainer.G.parameters())
-        assert any(not torch.equal(a, b) for a, b in zip(before, trainer.G.parameters()))
+        assert any(not torch.equal(a, b) for a, b in zip(before, trainer.G.parameters(), strict=True))
 
 
 def test_one_adam_group_for_the_synthesis_network_and_one_for_the_mapping_network(tmp_path):

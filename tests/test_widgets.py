@@ -74,7 +74,7 @@ def test_setting_a_slider_in_code_changes_the_displayed_png(explorer):
 
 
 def test_save_button_writes_the_image_and_its_settings(explorer, tmp_path):
-    explorer.widget
+    assert explorer.widget is not None
     explorer.controls["seed"].value = 21
     explorer.save_button.click()
     pngs = list((tmp_path / "x-AD" / "explorer").glob("*.png"))
@@ -91,12 +91,12 @@ def test_save_button_writes_the_image_and_its_settings(explorer, tmp_path):
 def test_conditional_model_has_a_class_toggle(tmp_path):
     ex = make_explorer(tmp_path, class_name="both")
     assert ex.settings["class_name"] == "AD"
-    ex.widget
+    assert ex.widget is not None
     before = ex._image_widget.value
     ex.controls["class_name"].value = "NC"
     assert ex._image_widget.value != before and ex.settings["class_name"] == "NC"
     single = make_explorer(tmp_path, class_name="NC")
-    single.widget
+    assert single.widget is not None
     assert "class_name" not in single.controls and single.settings["class_name"] is None
 
 

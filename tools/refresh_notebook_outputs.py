@@ -58,7 +58,8 @@ def smoke_parameters(notebook: Path, out_root: Path, data_root: Path) -> dict:
                        [f"{SMOKE_NAME}-{c}" for c in classes])
     matching = [s for s in steps if s.notebook == notebook.stem]
     default_class = _defaults(notebook).get("class_name")
-    return next((s.parameters for s in matching if s.parameters.get("class_name") == default_class), matching[0].parameters)
+    return next((s.parameters for s in matching if s.parameters.get("class_name") == default_class),
+                matching[0].parameters)
 
 
 def executed_copy_for(notebook: Path, batch_dir: Path) -> Path:
@@ -105,7 +106,7 @@ def with_checked_outputs(committed, executed, *, forbidden: list[str] = ()) -> n
         raise ValueError("the executed notebook's cells differ from the committed ones; re-run the refresh")
     result = copy.deepcopy(committed)
     ordinal = 0
-    for i, (cell, done) in enumerate(zip(result.cells, ran)):
+    for i, (cell, done) in enumerate(zip(result.cells, ran, strict=False)):
         cell.metadata = {k: v for k, v in cell.metadata.items() if k == "tags"}
         if cell.cell_type != "code":
             continue
@@ -139,7 +140,7 @@ def refresh(notebooks: list[Path], *, commit: bool = False) -> list[Path]:
             try:
                 fresh = with_checked_outputs(committed, executed, forbidden=[str(tmp), tmp.name])
             except ValueError as e:
-                raise SystemExit(f"{nb_path.name}: {e}")
+                raise SystemExit(f"{nb_path.name}: {e}") from e
             nbformat.write(fresh, nb_path)
             print(f"refreshed {nb_path.relative_to(ROOT)} "
                   f"({sum(is_checked(c) for c in fresh.cells)} checked cells, {nb_path.stat().st_size // 1024} kB)")

@@ -44,7 +44,7 @@ from brainlib.eval.embed import embedding_report, plot_embedding
 from brainlib.eval.features import load_inception, load_or_train_encoder
 from brainlib.eval.metrics import class_contrast, fid, kid, ms_ssim_pairs, precision_recall, swd_to_reference
 from brainlib.eval.metrics import usefulness as usefulness_study
-from brainlib.eval.report import format_table, load_report, metric_rows, with_floor  # noqa: F401 (their old home)
+from brainlib.eval.report import format_table, load_report, metric_rows, with_floor
 from brainlib.plots import pyplot, save_grid
 from brainlib.synthesis.sampling import load, sample_images
 

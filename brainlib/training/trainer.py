@@ -30,22 +30,19 @@ from torch.nn.parallel import DistributedDataParallel
 from brainlib.config import CLASS_LABELS, RunConfig
 from brainlib.data.dataset import dataset_for_config, to_model_input
 from brainlib.networks import losses
-from brainlib.networks.build import build_discriminator, build_generator, parameter_counts  # noqa: F401
+from brainlib.networks.build import build_discriminator, build_generator
 from brainlib.plots import save_step_figures
 from brainlib.progress import progress_bar
 from brainlib.training import checkpoints as ckpt
 from brainlib.training import distributed as dist
-from brainlib.training.devices import autocast_dtype, cpu_has_bf16, precision, resolve_device, use_channels_last  # noqa: F401
-from brainlib.training.divergence import TrainingDiverged, diverged, first_non_finite, weights_finite  # noqa: F401
+from brainlib.training.devices import autocast_dtype, precision, resolve_device, use_channels_last
+from brainlib.training.divergence import diverged, first_non_finite, weights_finite
 from brainlib.training.metrics_log import MetricsLog, read_metrics, truncate_metrics
-from brainlib.training.schedule import (  # noqa: F401
+from brainlib.training.schedule import (
     Position,
     batch_size,
     epoch_permutation,
     fade_alpha,
-    format_schedule,
-    resolution_budget,
-    schedule,
     step_spent,
 )
 
