@@ -238,7 +238,8 @@ def test_batch_report_of_a_smoke_batch_in_chromium(browser):
     class, real and generated slices on the first screen, no flattened eval.json key."""
     from smoke_batch import refresh, smoke_batch
 
-    from brainlib.batch.summary import BOTH_CLASSES_HEADLINE, MIN_GRID_SIDE, PER_CLASS_HEADLINE
+    from brainlib.batch.report_page import MIN_GRID_SIDE
+    from brainlib.eval.verdicts import BOTH_CLASSES_HEADLINE, PER_CLASS_HEADLINE
     report = smoke_batch() / refresh.SMOKE_NAME / "summary.html"
     evidence = EVIDENCE / "summary"
     evidence.mkdir(parents=True, exist_ok=True)

@@ -14,7 +14,7 @@ import nbformat
 import pytest
 
 from brainlib.batch.pipeline import PipelineError, run_batch, training_finished
-from brainlib.batch.summary import format_seconds
+from brainlib.batch.report_page import format_seconds
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).parent))

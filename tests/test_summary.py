@@ -5,31 +5,33 @@ import io
 import json
 import re
 import shutil
+import tomllib
+from html.parser import HTMLParser
+from importlib.resources import files
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from brainlib.batch.summary import (
-    BOTH_CLASSES_HEADLINE,
-    MIN_GRID_SIDE,
-    PER_CLASS_HEADLINE,
-    headline_rows,
-    verdict,
-    write_summary,
-)
+from brainlib.batch.render import to_html
+from brainlib.batch.report_page import MIN_GRID_SIDE, Block
+from brainlib.batch.summary import write_summary
 from brainlib.config import preset
+from brainlib.eval.verdicts import BOTH_CLASSES_HEADLINE, PER_CLASS_HEADLINE, headline_rows, verdict
 
-FLATTENED = re.compile(r"per_class|swd_x1e3|floor_std|written_to|fingerprint|\w+\[\d+\]|\w+\.\w+\.(generated|floor|ratio)")
+FLATTENED = re.compile(r"per_class|swd_x1e3|floor_std|written_to|fingerprint|\w+\[\d+\]"
+                       r"|\w+\.\w+\.(generated|floor|ratio)")
 
 
 def pair(gen, floor, **extra):
-    return {"generated": gen, "floor": floor, "ratio": gen / floor if gen is not None and floor and floor > 0 else None, **extra}
+    ratio = gen / floor if gen is not None and floor and floor > 0 else None
+    return {"generated": gen, "floor": floor, "ratio": ratio, **extra}
 
 
 def class_report(swd_ratio: float) -> dict:
     return {"sizes": {"generated": 100, "compared": 40, "train": 160, "heldout": 40},
-            "swd_x1e3": {"mean": pair(9.0 * swd_ratio, 9.0), "levels": {"16": pair(9.0 * swd_ratio, 9.0)}, "n_images": 40},
+            "swd_x1e3": {"mean": pair(9.0 * swd_ratio, 9.0), "levels": {"16": pair(9.0 * swd_ratio, 9.0)},
+                         "n_images": 40},
             "ms_ssim": pair(0.3, 0.31), "fid_encoder": pair(50.0, 5.0),
             "kid_encoder": pair(0.004, -1e-5, generated_std=3e-4, floor_std=2e-5),
             "precision_encoder": pair(0.7, 0.92), "recall_encoder": pair(0.9, 0.93), "inception_fid": None,
@@ -91,13 +93,41 @@ def fake_batch(tmp_path: Path, *, classes=("AD", "NC"), conditional=False, evalu
 
 def write(batch: Path, runs: list[Path], **kw) -> Path:
     options = dict(preset="smoke", classes=["both"] if kw.pop("conditional", False) else [r.name[2:] for r in runs],
-                   conditional=runs[0].name.endswith("both"), data_root=None, name="b", out_root=str(batch.parent))
+                   conditional=runs[0].name.endswith("both"), data_root=None, name=kw.pop("name", "b"),
+                   out_root=str(batch.parent))
     timings = [{"label": "04_umap", "status": "done", "seconds": 3.0}]
     return write_summary(batch, runs, timings, total_seconds=60.0, batch=options, **kw)
 
 
+def change_settings(run: Path, **changes) -> None:
+    config = run / "config.json"
+    config.write_text(json.dumps({**json.loads(config.read_text()), **changes}))
+
+
+class Elements(HTMLParser):
+    """The start tags of a page as (tag, {attribute: value}), and its text by tag."""
+
+    def __init__(self, page: str):
+        super().__init__()
+        self.tags, self.text, self._open = [], {}, []
+        self.feed(page)
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append((tag, dict(attrs)))
+        self._open.append(tag)
+
+    def handle_endtag(self, tag):
+        if tag in self._open:
+            del self._open[len(self._open) - 1 - self._open[::-1].index(tag):]
+
+    def handle_data(self, data):
+        if self._open:
+            self.text.setdefault(self._open[-1], []).append(data)
+
+
 def embedded_images(page: str) -> list[Image.Image]:
-    return [Image.open(io.BytesIO(base64.b64decode(m))) for m in re.findall(r"src='data:image/png;base64,([^']+)'", page)]
+    encoded = re.findall(r"src='data:image/png;base64,([^']+)'", page)
+    return [Image.open(io.BytesIO(base64.b64decode(m))) for m in encoded]
 
 
 def test_verdicts_follow_the_distance_to_the_floor():
@@ -156,7 +186,8 @@ def test_the_batch_folder_alone_still_shows_everything(tmp_path):
         assert not href.startswith(("/", "..")) and (moved / href).exists(), href
     md = (moved / "summary.md").read_text()
     links = re.findall(r"\]\(([^)]+)\)", md)
-    assert any(line.endswith("eval.json") for line in links) and any(line.startswith("summary_files/") for line in links)
+    assert any(link.endswith("eval.json") for link in links)
+    assert any(link.startswith("summary_files/") for link in links)
     for link in links:
         assert (moved / link).is_file(), link
     assert json.loads((moved / "eval.json").read_text())["runs"] == ["b-AD", "b-NC"]
@@ -165,7 +196,7 @@ def test_the_batch_folder_alone_still_shows_everything(tmp_path):
 
 def test_settings_show_what_differs_from_the_preset_and_the_commands_repeat_it(tmp_path):
     batch, runs = fake_batch(tmp_path)
-    (runs[1] / "config.json").write_text(json.dumps({**json.loads((runs[1] / "config.json").read_text()), "lr": 0.0005}))
+    change_settings(runs[1], lr=0.0005)
     page = write(batch, runs).read_text()
     assert "b-AD: the smoke preset as it is" in page
     assert "<tr><td>lr</td><td class='n'>0.001</td><td class='n'>0.0005</td></tr>" in page
@@ -212,3 +243,58 @@ def test_headline_rows_mark_missing_figures_not_measured():
     rows = {(r["metric"], r["cls"]): r["verdict"] for r in headline_rows(report, ["AD", "NC"])}
     assert rows[("c2st_accuracy", "AD")] == "none" and rows[("c2st_accuracy", "NC")] == "far"
     assert rows[("usefulness_synthetic", "AD+NC")] == "none"
+
+
+def test_names_settings_file_names_and_failures_stay_text_in_the_page(tmp_path):
+    batch, runs = fake_batch(tmp_path, evaluated=False)
+    attack = "<script>alert('x')</script>"
+    change_settings(runs[0], data_root=f"/data/{attack}")
+    png(runs[0] / "plots" / "loss_x' onerror='alert(1).png", 120, 10)  # a caption inside an attribute
+    page = write(batch, runs, name=attack, failure=f"04_umap failed: <img src=x onerror=alert(2)> `{attack}`")
+    html = page.read_text()
+    elements = Elements(html)
+    assert {tag for tag, _ in elements.tags}.isdisjoint({"script", "iframe", "object"})
+    assert not [(tag, a) for tag, attrs in elements.tags for a in attrs if a.startswith("on")]
+    assert elements.text["title"] == [f"Batch {attack}: AD and NC, preset smoke"]
+    assert f"/data/{attack}" in "".join(elements.text["td"]) and f"--name {attack}" in elements.text["pre"][0]
+    assert elements.text["code"][0] == attack  # the failure's `code` span: escaped, then set as code
+    assert "loss x' onerror='alert(1)" in [attrs.get("alt") for tag, attrs in elements.tags if tag == "img"]
+    assert "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;" in html
+
+
+def test_an_unreadable_eval_json_renders_the_failure_and_not_measured_blocks(tmp_path):
+    batch, runs = fake_batch(tmp_path, evaluated=False)
+    for r in runs:
+        (r / "eval.json").write_text('{"per_class": ')  # cut short while being written
+    page = write(batch, runs, failure="04_umap failed in cell 7 with MemoryError").read_text()
+    paragraphs = re.findall(r"<p class='(\w+)'>([^<]*)", page)
+    assert paragraphs[0] == ("alert", "The batch stopped: 04_umap failed in cell 7 with MemoryError")
+    assert paragraphs[1][0] == "note" and paragraphs[1][1].startswith(
+        "Not measured: the evaluation (04_umap) did not finish. Evaluate with ")
+    assert "<tr class='v-" not in page and "Every metric" not in page
+    assert "href='eval.json'" not in page and not (batch / "eval.json").exists()
+
+
+def test_the_template_renders_blocks_as_escaped_html():
+    blocks = [Block("h1", "T <1>"), Block("p", "run `a<b` & go"),
+              Block("table", head=("figure", "value"), rows=[("ratio", "1.2×"), ("name", "x1")],
+                    row_attrs=[("v-near", {"metric": "m'1", "title": 'say "hi"'})]),
+              Block("links", links=[("eval <json>", "eval.json?a=1&b=2")])]
+    html = to_html("T <1>", blocks)
+    assert "<title>T &lt;1&gt;</title>" in html and "<h1>T &lt;1&gt;</h1>" in html
+    assert "<p>run <code>a&lt;b</code> &amp; go</p>" in html
+    assert ("<tr class='v-near' data-metric='m&#39;1' title='say &#34;hi&#34;'>"
+            "<td>ratio</td><td class='n'>1.2×</td></tr>") in html
+    assert "<tr><td>name</td><td>x1</td></tr>" in html  # no row attributes given, not a number
+    assert "<li><a href='eval.json?a=1&amp;b=2'>eval &lt;json&gt;</a></li>" in html
+    assert html.endswith("</html>\n") and "td.n{text-align:right" in html
+
+
+def test_the_template_ships_with_the_package():
+    template = files("brainlib.batch") / "templates" / "summary.html.j2"
+    assert template.is_file()
+    pyproject = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
+    patterns = pyproject["tool"]["setuptools"]["package-data"]["brainlib.batch"]
+    package = Path(str(files("brainlib.batch")))
+    assert any(Path(str(template)) in package.glob(p) for p in patterns), patterns
+    assert any(d.replace(" ", "").startswith("jinja2>=") for d in pyproject["project"]["dependencies"])

@@ -23,7 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from brainlib.atomic import atomic_write_json
-from brainlib.batch.summary import format_seconds, write_summary
+from brainlib.batch.report_page import format_seconds
+from brainlib.batch.summary import write_summary
 from brainlib.config import PRESETS, ConfigError, project_root
 from brainlib.config import preset as make_preset  # `preset` is a parameter name here
 
