@@ -115,7 +115,7 @@ def mean_style(G, class_name: str | None, *, n: int = 4000, seed: int = 0) -> tu
     """(mean w [w_dim] of the class, or of every class for None; rms distance of w from it)."""
     from brainlib.synthesis.sampling import is_conditional, latents, styles
 
-    z = latents(n, G.cfg.z_dim, seed=seed)
+    z = latents(n, G.z_dim, seed=seed)
     if class_name is None and is_conditional(G):
         label = torch.arange(n) % 2
     else:
