@@ -37,6 +37,7 @@ import torch
 from torch import Tensor
 
 from brainlib.config import RunConfig
+from brainlib.networks.settings import network_settings
 from brainlib.networks.stylegan1 import Discriminator, Generator
 
 
@@ -78,8 +79,8 @@ class BaselineTrainer:
     def __init__(self, cfg: RunConfig, device: str | torch.device = "cpu"):
         self.cfg, self.device = cfg, torch.device(device)
         torch.manual_seed(cfg.seed)
-        self.G = Generator(cfg).to(self.device)
-        self.D = Discriminator(cfg).to(self.device)
+        self.G = Generator(network_settings(cfg)).to(self.device)
+        self.D = Discriminator(network_settings(cfg)).to(self.device)
         for m in [*self.G.modules(), *self.D.modules()]:
             if hasattr(m, "fast"):
                 m.fast = False  # each layer's plain twin (layers.py): unfused resampling, torch's norms

@@ -14,6 +14,7 @@ import torch
 
 from brainlib.config import preset
 from brainlib.networks.build import build_generator
+from brainlib.networks.settings import network_settings
 from brainlib.synthesis.directions import compute_directions
 from brainlib.synthesis.explorer import LatentExplorer
 
@@ -21,7 +22,7 @@ from brainlib.synthesis.explorer import LatentExplorer
 def time_updates(size: int, repeats: int) -> dict:
     cfg = preset("paper", image_size=size, run=f"bench-{size}")
     torch.manual_seed(0)
-    G = build_generator(cfg).eval().requires_grad_(False)
+    G = build_generator(network_settings(cfg)).eval().requires_grad_(False)
     ex = LatentExplorer(G, cfg, directions=compute_directions(G, k=6, n_samples=2000), k=6)
     moves = [dict(directions=[0.1 * (i % 7)] + [0.0] * 5) if i % 3 else dict(seed=i) for i in range(repeats)]
     ex.update(seed=1)  # warm-up

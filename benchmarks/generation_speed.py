@@ -31,16 +31,20 @@ from benchmarks.common import (
     summary,
     write_result,
 )
-from brainlib.config import preset
+from brainlib.config import RunConfig, preset
 from brainlib.networks.build import build_generator
+from brainlib.networks.settings import network_settings
 from brainlib.networks.stylegan1 import StyleGenerator
 from brainlib.synthesis.sampling import sample_images
 
 
-def generator(preset_name: str, size: int, device: torch.device) -> StyleGenerator:
+def bench_config(preset_name: str, size: int) -> RunConfig:
+    return preset(preset_name, image_size=size, run=f"bench-{size}")
+
+
+def generator(cfg: RunConfig, device: torch.device) -> StyleGenerator:
     torch.manual_seed(0)
-    cfg = preset(preset_name, image_size=size, run=f"bench-{size}")
-    return build_generator(cfg).to(device).eval().requires_grad_(False)
+    return build_generator(network_settings(cfg)).to(device).eval().requires_grad_(False)
 
 
 def batched_vs_single(G: StyleGenerator, n: int, batch: int, rounds: int, device: torch.device) -> dict:
@@ -56,11 +60,11 @@ def batched_vs_single(G: StyleGenerator, n: int, batch: int, rounds: int, device
     return row
 
 
-def explorer_latency(G: StyleGenerator, repeats: int) -> dict:
+def explorer_latency(G: StyleGenerator, cfg: RunConfig, repeats: int) -> dict:
     """Median and 90th-percentile seconds of LatentExplorer.render over slider-like changes."""
     from brainlib.synthesis.directions import compute_directions
     from brainlib.synthesis.explorer import LatentExplorer
-    ex = LatentExplorer(G, G.cfg, directions=compute_directions(G, k=4, n_samples=500), k=4)
+    ex = LatentExplorer(G, cfg, directions=compute_directions(G, k=4, n_samples=500), k=4)
     changes = [dict(directions=[0.1 * (i % 7), 0.0, 0.0, 0.0]) if i % 3 else dict(seed=i) for i in range(repeats)]
     ex.render(seed=1)  # warm-up
     times = []
@@ -90,9 +94,10 @@ def main(argv: list[str] | None = None) -> dict:
     if args.quick:
         name, gen_size, explorer_sizes = "smoke", 16, (16,)
         args.n, args.batch, args.rounds, args.repeats = 8, 8, 1, 3
-    rows = [batched_vs_single(generator(name, gen_size, device), args.n, args.batch, args.rounds, device)]
+    rows = [batched_vs_single(generator(bench_config(name, gen_size), device), args.n, args.batch, args.rounds, device)]
     print(format_table(rows, ["res", "n", "batch", "batched_img_s", "single_img_s", "ratio"]))
-    latency = [explorer_latency(generator(name, s, torch.device("cpu")), args.repeats) for s in explorer_sizes]
+    configs = [bench_config(name, s) for s in explorer_sizes]
+    latency = [explorer_latency(generator(cfg, torch.device("cpu")), cfg, args.repeats) for cfg in configs]
     print(format_table(latency, ["res", "repeats", "median_ms", "p90_ms"]))
     result = {"preset_widths": name, "device": str(device), "generation": rows, "explorer": latency,
               "quick": args.quick, "peak_rss_mb": round(peak_rss_mb(), 1)}

@@ -70,7 +70,7 @@ def _project(args: argparse.Namespace) -> int:
     from brainlib.synthesis.projection import project_file
     folder, result = project_file(args.model, args.image, out=args.out, class_name=args.class_name,
                                   slice_index=args.slice, steps=args.steps, per_layer=args.per_layer,
-                                  optimize_noise=args.noise, seed=args.seed, out_root=args.out_root or "outputs")
+                                  optimise_noise=args.noise, seed=args.seed, out_root=args.out_root or "outputs")
     print(result.verdict())
     print(f"wrote {folder}")
     return 0

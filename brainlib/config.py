@@ -22,7 +22,7 @@ LOSSES = ("wgan-gp", "logistic-r1", "rpgan-r1r2")
 AUGMENTS = ("none", "diffaugment", "adaptive")  # adaptive: DiffAugment with ADA's adaptive probability
 # settings taken out of RunConfig: a saved config may still name them at the value that changed nothing
 REMOVED_SETTINGS = {"mapping_activation": "relu", "coarse_lr_scale": 1.0, "coarse_lr_spared": 0,
-                    "n_critic": 1, "lr_rampdown": 0.0}
+                    "n_critic": 1, "lr_rampdown": 0.0, "label_embed": True, "log_every": 1}
 
 
 def project_root() -> Path:
@@ -62,8 +62,7 @@ class RunConfig:
     channels: dict[int, int] = field(default_factory=lambda: {4: 256, 8: 256, 16: 256, 32: 256, 64: 128, 128: 64})
     mbstd_group: int = 4
     noise_max_res: int | None = None  # noise inputs up to this resolution; None: every layer, as StyleGAN
-    label_embed: bool = True  # only used when class_name == "both"
-    composite: bool = False  # draw tissue through a learned mask over a black background (models.composite_on_black)
+    composite: bool = False  # draw tissue through a learned mask over a black background (stylegan1.composite_on_black)
 
     # --- schedule ---
     batch_sizes: dict[int, int] = field(default_factory=lambda: {4: 256, 8: 128, 16: 64, 32: 32, 64: 16, 128: 8})
@@ -96,7 +95,6 @@ class RunConfig:
     compile: bool = False
     checkpoint_minutes: float = 10.0
     sample_grid: int = 4  # the grid after each resolution step is N x N
-    log_every: int = 1
 
     # ------------------------------------------------------------------
     @property

@@ -1,27 +1,31 @@
-"""Checkpoints: exact round trips, refusals with reasons, and atomic saves that survive a full disk."""
+"""Checkpoints: exact round trips, refusals with reasons, atomic saves that survive a full disk,
+and the metadata older versions wrote."""
+import dataclasses
 import errno
 import json
 
 import pytest
 import torch
 
-from brainlib.config import preset
+from brainlib.config import ConfigError, preset
+from brainlib.networks.settings import NetworkSettings, network_settings
 from brainlib.networks.stylegan1 import Discriminator, Generator
 from brainlib.training import checkpoints as ckpt
 from brainlib.training.checkpoints import CheckpointError, load_checkpoint, load_generator, save_checkpoint
+from brainlib.training.legacy import upgrade_meta
 
 
 def _tensors(cfg):
     torch.manual_seed(0)
-    G, D = Generator(cfg), Discriminator(cfg)
+    G, D = Generator(network_settings(cfg)), Discriminator(network_settings(cfg))
     opt = torch.optim.Adam(G.parameters(), lr=1e-3, betas=(0.0, 0.99))
     G(torch.randn(4, cfg.z_dim), res=8).square().mean().backward()
     opt.step()
-    opt_t, opt_meta = ckpt.optimizer_tensors(opt, "opt_G")
+    opt_t, opt_meta = ckpt.optimiser_tensors(opt, "opt_G")
     tensors = {**ckpt.module_tensors(G, "G"), **ckpt.module_tensors(D, "D"), **ckpt.module_tensors(G, "G_ema"),
                **opt_t, "rng/torch_cpu": torch.get_rng_state()}
     meta = {"config": cfg.to_dict(), "res": 8, "alpha": 1.0, "images_seen": 4, "finished": True,
-            "optimizers": {"opt_G": opt_meta}}
+            "optimisers": {"opt_G": opt_meta}}
     return G, opt, tensors, meta
 
 
@@ -42,10 +46,10 @@ def test_round_trip_gives_every_tensor_back_exactly(saved):
     assert all(torch.equal(loaded[k], tensors[k]) for k in tensors)
     assert meta["format_version"] == ckpt.FORMAT_VERSION and meta["images_seen"] == 4
     # optimiser state comes back into a fresh optimiser
-    G2 = Generator(cfg)
+    G2 = Generator(network_settings(cfg))
     ckpt.load_module(G2, loaded, "G", path)
     opt2 = torch.optim.Adam(G2.parameters(), lr=1e-3, betas=(0.0, 0.99))
-    ckpt.load_optimizer(opt2, loaded, meta["optimizers"]["opt_G"], "opt_G")
+    ckpt.load_optimiser(opt2, loaded, meta["optimisers"]["opt_G"], "opt_G")
     s1, s2 = opt.state_dict()["state"], opt2.state_dict()["state"]
     assert s1.keys() == s2.keys() and len(s1) > 0
     assert all(torch.equal(s1[i][k], s2[i][k]) for i in s1 for k in ("step", "exp_avg", "exp_avg_sq"))
@@ -78,13 +82,13 @@ def test_weights_only_pt_file_loads_and_a_pickle_is_refused(saved, tmp_path):
 
 def test_mismatched_architecture_is_refused_with_the_differences(saved):
     cfg, _, _, tensors, path = saved
-    wider = Generator(cfg.replace(channels={4: 16, 8: 32, 16: 8}))
+    wider = Generator(network_settings(cfg.replace(channels={4: 16, 8: 32, 16: 8})))
     with pytest.raises(CheckpointError) as e:
         ckpt.load_module(wider, tensors, "G", path)
     msg = str(e.value)
     assert "01-8px.safetensors does not fit this G architecture" in msg
     assert "shape of blocks.8.conv0.conv.weight: checkpoint [16, 16, 3, 3], model [32, 16, 3, 3]" in msg
-    bigger = Generator(cfg.replace(image_size=32, channels={4: 16, 8: 16, 16: 8, 32: 8}))
+    bigger = Generator(network_settings(cfg.replace(image_size=32, channels={4: 16, 8: 16, 16: 8, 32: 8})))
     with pytest.raises(CheckpointError, match="missing in checkpoint: blocks.32"):
         ckpt.load_module(bigger, tensors, "G", path)
 
@@ -103,6 +107,30 @@ def test_a_checkpoint_of_an_older_architecture_is_refused_and_kept(saved):
     with pytest.raises(CheckpointError, match="was written for architecture 1"):
         Trainer(cfg, dataset=None, resume=True)  # refused before the data is touched
     assert old.read_bytes() == before and ckpt.latest_checkpoint(cfg.run_dir) == old
+
+
+def test_format_1_metadata_takes_the_mapping_multiplier_from_the_rates_the_run_started_with():
+    cfg = preset("smoke", lr=5e-4, mapping_lr=1e-4)  # as saved after a resume that lowered lr
+    old = {"format_version": 1, "config": {**cfg.to_dict(), "label_embed": True},
+           "model_lrs": {"lr": 1e-3, "mapping_lr": 1e-4}, "optimizers": {"opt_G": {"scalars": {}}}}
+    new = upgrade_meta(old)
+    assert NetworkSettings.from_dict(new["networks"]) == dataclasses.replace(network_settings(cfg), mapping_lr_mul=0.1)
+    assert new["optimisers"] == {"opt_G": {"scalars": {}}} and "model_lrs" not in new and "optimizers" not in new
+    assert upgrade_meta(new) == new and "model_lrs" in old  # current metadata passes; the input is kept
+    # before model_lrs, the config's own rates
+    assert upgrade_meta({"config": cfg.to_dict()})["networks"]["mapping_lr_mul"] == 1e-4 / 5e-4
+    with pytest.raises(ConfigError, match="setting label_embed=False was removed"):
+        upgrade_meta({"config": {**cfg.to_dict(), "label_embed": False}})
+
+
+def test_load_generator_builds_the_multiplier_the_checkpoint_records(saved):
+    cfg, G, *_ = saved
+    path = save_checkpoint(cfg.run_dir, "02-8px", ckpt.module_tensors(G, "G_ema"),
+                           {"config": cfg.replace(lr=5e-4).to_dict(), "networks": network_settings(cfg).to_dict()})
+    G2 = load_generator(path)[0]
+    assert all(layer.lr_mul == cfg.mapping_lr / cfg.lr for layer in G2.mapping.layers)
+    z = torch.randn(2, cfg.z_dim)
+    torch.testing.assert_close(G2.map(z), G.map(z), rtol=0, atol=0)
 
 
 def test_corrupt_or_tampered_files_give_an_error_naming_the_file(saved):
@@ -148,12 +176,12 @@ def test_adam_state_saved_in_one_grouping_loads_into_another():
     before = torch.optim.Adam([{"params": params[:1]}, {"params": params[1:3]}, {"params": params[3:]}], lr=0.1)
     sum(p.square().sum() for p in params).backward()
     before.step()
-    tensors, extra = ckpt.optimizer_tensors(before, "opt")
+    tensors, extra = ckpt.optimiser_tensors(before, "opt")
     after = torch.optim.Adam([{"params": params[:3]}, {"params": params[3:]}], lr=0.1)
-    ckpt.load_optimizer(after, tensors, extra, "opt")
+    ckpt.load_optimiser(after, tensors, extra, "opt")
     assert len(after.param_groups) == 2
     for p in params:
         assert torch.equal(after.state[p]["exp_avg"], before.state[p]["exp_avg"])
     fewer = torch.optim.Adam([{"params": params[:2]}], lr=0.1)
     with pytest.raises(ValueError, match="opt: the checkpoint's optimiser holds 4 parameters, this model 2"):
-        ckpt.load_optimizer(fewer, tensors, extra, "opt")
+        ckpt.load_optimiser(fewer, tensors, extra, "opt")

@@ -71,6 +71,7 @@ def test_unknown_preset_and_setting():
 @pytest.mark.parametrize("name, old_default, other", [
     ("coarse_lr_scale", 1.0, 0.2), ("coarse_lr_spared", 0, 1), ("lr_rampdown", 0.0, 0.3),
     ("n_critic", 1, 5), ("mapping_activation", "relu", "lrelu"),
+    ("label_embed", True, False), ("log_every", 1, 10),
 ])
 def test_a_saved_config_naming_a_removed_setting_loads_only_at_its_old_default(name, old_default, other, tmp_path):
     saved = preset("smoke").to_dict()

@@ -11,6 +11,7 @@ from smoke_conditional import train_smoke_both
 
 from brainlib.cli import main
 from brainlib.config import preset
+from brainlib.networks.settings import network_settings
 from brainlib.networks.stylegan1 import Generator
 from brainlib.synthesis import counterfactual as cf
 from brainlib.synthesis.sampling import latents, load, sample_images, to_uint8
@@ -28,10 +29,15 @@ def G(out_root):
     return load("smoke-both", out_root=out_root)[0]
 
 
+@pytest.fixture(scope="module")
+def run_cfg(out_root):
+    return load("smoke-both", out_root=out_root)[1]
+
+
 def test_direction_is_the_difference_of_the_class_means(G):
     d = cf.class_direction(G, n_samples=500)
-    assert d.shape == (G.cfg.w_dim,) and d.norm() > 0
-    z = latents(500, G.cfg.z_dim, seed=0)
+    assert d.shape == (G.w_dim,) and d.norm() > 0
+    z = latents(500, G.z_dim, seed=0)
     means = [G.map(z, torch.full((500,), label)).mean(0) for label in (1, 0)]  # AD = 1, NC = 0
     assert torch.allclose(d, means[0] - means[1], atol=1e-5)
     assert not torch.equal(d, cf.class_direction(G, n_samples=500, seed=1))
@@ -55,8 +61,8 @@ def test_image_at_strength_zero_is_the_generated_nc_sample(G):
     assert torch.allclose(cf.render(G, ws), sample, atol=1e-6)
 
 
-def test_agreement_figures_are_correlations_in_range(G, tiny_phantom):
-    real_ad, real_nc = cf.real_class_images(G.cfg, 16)
+def test_agreement_figures_are_correlations_in_range(G, run_cfg, tiny_phantom):
+    real_ad, real_nc = cf.real_class_images(run_cfg, 16)
     assert len(real_ad) == len(real_nc) == 24
     result = cf.agreement(G, real_ad, real_nc, n=16)
     assert result["real_same_size_n"] == 12  # at most half of each class, so the rest is not empty
@@ -84,7 +90,7 @@ def test_map_correlation_is_pearson_over_the_mask():
 def test_single_class_models_are_refused_plainly():
     cfg = preset("smoke", class_name="AD")
     with pytest.raises(ValueError, match="need a conditional model .* trained on AD only"):
-        cf.class_direction(Generator(cfg))
+        cf.class_direction(Generator(network_settings(cfg)))
 
 
 def test_counterfactual_command_writes_the_strip_and_prints_the_agreement(out_root, tmp_path, capsys):
@@ -104,11 +110,11 @@ def test_counterfactual_command_writes_the_strip_and_prints_the_agreement(out_ro
     assert (out_root / "smoke-both" / "counterfactuals" / "agreement.png").is_file()
 
 
-def test_explorer_slider_moves_along_nc_to_ad(G, tmp_path):
+def test_explorer_slider_moves_along_nc_to_ad(G, run_cfg, tmp_path):
     from brainlib.synthesis.directions import compute_directions
     from brainlib.synthesis.explorer import LatentExplorer
 
-    ex = LatentExplorer(G, G.cfg, directions=compute_directions(G, k=2, n_samples=300), k=2, seed=4, psi=1.0,
+    ex = LatentExplorer(G, run_cfg, directions=compute_directions(G, k=2, n_samples=300), k=2, seed=4, psi=1.0,
                         save_dir=tmp_path)
     assert ex.settings["nc_to_ad"] == 0.0 and ex.ad_direction is not None
     w = cf.sampled_styles(G, seed=4, class_name="AD") + 1.5 * ex.ad_direction
@@ -116,7 +122,8 @@ def test_explorer_slider_moves_along_nc_to_ad(G, tmp_path):
     expected = to_uint8(synthesize(G, w, noise_mode="random", noise_seeds=[image_seed(4, 0)]).clamp(-1, 1))[0]
     assert np.array_equal(ex.render(class_name="AD", nc_to_ad=1.5), expected)
     assert not np.array_equal(ex.render(nc_to_ad=1.5), ex.render())
-    single = LatentExplorer(Generator(preset("smoke", class_name="NC")), preset("smoke", class_name="NC"),
+    nc = preset("smoke", class_name="NC")
+    single = LatentExplorer(Generator(network_settings(nc)), nc,
                             directions=compute_directions(G, k=2, n_samples=300), k=2, save_dir=tmp_path)
     with pytest.raises(ValueError, match="conditional"):
         single.render(nc_to_ad=1.0)

@@ -12,6 +12,7 @@ from smoke_conditional import train_smoke_both
 from brainlib.cli import main
 from brainlib.config import preset
 from brainlib.data.dataset import load_dataset
+from brainlib.networks.settings import network_settings
 from brainlib.networks.stylegan1 import Generator
 from brainlib.synthesis.export import MANIFEST_FIELDS, export_dataset
 from brainlib.synthesis.sampling import sample_images, to_uint8
@@ -118,7 +119,7 @@ def test_a_failure_midway_leaves_nothing_behind(out_root, tmp_path, monkeypatch)
 def save_random_run(out_root: Path, class_name: str, image_size: int = 16) -> None:
     cfg = preset("smoke", class_name=class_name, run=f"rand-{class_name}-{image_size}", out_root=str(out_root),
                  image_size=image_size, channels={4: 16, 8: 16, 16: 8, 32: 8}, batch_sizes={8: 8, 16: 8, 32: 8})
-    G = Generator(cfg)
+    G = Generator(network_settings(cfg))
     save_checkpoint(out_root / cfg.run, "final", module_tensors(G, "G_ema"),
                     {"config": cfg.to_dict(), "res": image_size, "alpha": 1.0, "images_seen": 0, "finished": True})
 

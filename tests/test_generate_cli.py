@@ -12,6 +12,7 @@ from PIL import Image
 from brainlib.cli import main
 from brainlib.config import preset
 from brainlib.networks.layers import NoiseInjection
+from brainlib.networks.settings import network_settings
 from brainlib.networks.stylegan1 import Generator
 from brainlib.synthesis.sampling import generate_to_folder
 from brainlib.training.checkpoints import module_tensors, save_checkpoint
@@ -21,7 +22,7 @@ def save_run(out_root: Path, class_name: str) -> Path:
     """A finished-looking run folder holding a random smoke generator (noise switched on)."""
     cfg = preset("smoke", class_name=class_name, run=f"smoke-{class_name}", out_root=str(out_root))
     torch.manual_seed(1)
-    G = Generator(cfg)
+    G = Generator(network_settings(cfg))
     with torch.no_grad():
         for m in G.modules():
             if isinstance(m, NoiseInjection):

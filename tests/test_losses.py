@@ -9,6 +9,7 @@ from torch import nn
 from brainlib.config import ConfigError, preset
 from brainlib.networks.augment import DEFAULT_POLICY, augment, brightness, contrast, cutout, translation
 from brainlib.networks.losses import WGANGP, LogisticR1, gradient_penalty, make_loss, r1_penalty
+from brainlib.networks.settings import network_settings
 from brainlib.networks.stylegan1 import Discriminator
 
 
@@ -126,7 +127,7 @@ def test_penalty_is_float32_under_bf16_autocast():
 @pytest.mark.parametrize("conditional", [False, True])
 def test_a_few_wgan_gp_steps_teach_the_critic_constant_reals_from_noise(conditional):
     cfg = preset("smoke", class_name="both" if conditional else "AD")
-    D = Discriminator(cfg)
+    D = Discriminator(network_settings(cfg))
     opt = torch.optim.Adam(D.parameters(), lr=2e-3, betas=(0.0, 0.99))
     loss_fn = make_loss(cfg)
     label = torch.arange(8) % 2 if conditional else None

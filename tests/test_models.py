@@ -1,5 +1,7 @@
 """Generator, mapping network and discriminator: shapes, fade-in identities, truncation,
 style mixing, noise, conditioning, autocast."""
+import dataclasses
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -7,6 +9,7 @@ import torch.nn.functional as F
 from brainlib.config import preset
 from brainlib.networks.build import build_discriminator, build_generator
 from brainlib.networks.layers import bilinear_2x
+from brainlib.networks.settings import network_settings
 from brainlib.networks.stylegan1 import (
     BLACK,
     Discriminator,
@@ -21,7 +24,7 @@ ALPHAS = [0.0, 0.3, 1.0]
 
 
 def tiny(**overrides):
-    return preset("smoke", **overrides)  # 16 px, widths {4: 16, 8: 16, 16: 8}
+    return network_settings(preset("smoke", **overrides))  # 16 px, widths {4: 16, 8: 16, 16: 8}
 
 
 @pytest.fixture(scope="module", params=[("stylegan1", "AD"), ("stylegan1", "both"),
@@ -129,9 +132,11 @@ def test_unconditional_models_ignore_labels():
     torch.testing.assert_close(D(img), D(img, torch.ones(2, dtype=torch.long)))
 
 
-def test_mapping_network_lr_mul_follows_the_config():
-    G = Generator(tiny(lr=1e-3, mapping_lr=1e-5))
-    assert all(layer.lr_mul == pytest.approx(0.01) for layer in G.mapping.layers)
+def test_mapping_network_lr_mul_is_the_settings_multiplier():
+    settings = tiny(lr=1e-3, mapping_lr=1e-5)
+    assert settings.mapping_lr_mul == pytest.approx(0.01)  # a run starts at mapping_lr / lr
+    G = Generator(dataclasses.replace(settings, mapping_lr_mul=0.03))
+    assert all(layer.lr_mul == 0.03 for layer in G.mapping.layers)
     assert len(G.mapping.layers) == 2
     w = MappingNetwork(8, 6, 3, lr_mul=1.0)(torch.randn(5, 8))
     assert w.shape == (5, 6) and (w >= 0).all() and (w > 0).any()  # each layer ends in a ReLU
@@ -225,10 +230,10 @@ def test_noise_max_res_leaves_the_finer_layers_without_noise_inputs(arch):
 def test_widths_follow_cfg_channels_and_presets_have_parameters():
     for name in ("smoke", "demo", "paper"):
         cfg = preset(name)
-        G, D = Generator(cfg), Discriminator(cfg)
+        G, D = Generator(network_settings(cfg)), Discriminator(network_settings(cfg))
         assert sum(p.numel() for p in G.parameters()) > 0 and sum(p.numel() for p in D.parameters()) > 0
         for res in [4] + cfg.resolutions:
-            assert G.to_image[str(res)].conv.weight.shape == (image_planes(cfg), cfg.channels[res], 1, 1)
+            assert G.to_image[str(res)].conv.weight.shape == (image_planes(G.settings), cfg.channels[res], 1, 1)
             assert D.from_image[str(res)].conv.weight.shape == (cfg.channels[res], 1, 1, 1)
         for res in cfg.resolutions:
             assert G.blocks[str(res)].conv0.conv.weight.shape[:2] == (cfg.channels[res], cfg.channels[res // 2])
@@ -282,9 +287,9 @@ def test_composite_generator_is_its_planes_composed_on_black(arch):
     z = torch.randn(3, cfg.z_dim)
     for res, alpha in [(4, 1.0), (8, 0.4), (16, 1.0)]:
         img = G(z, res=res, alpha=alpha, noise_mode="const")
-        G.cfg = cfg.replace(composite=False)  # the same weights, the planes before composing
+        G.settings = dataclasses.replace(cfg, composite=False)  # the same weights, the planes before composing
         planes = G(z, res=res, alpha=alpha, noise_mode="const")
-        G.cfg = cfg
+        G.settings = cfg
         assert img.shape == (3, 1, res, res) and planes.shape == (3, 2, res, res)
         torch.testing.assert_close(img, composite_on_black(planes))
     with torch.no_grad():  # every mask off: every pixel exactly black, whatever the tissue

@@ -41,7 +41,7 @@ def test_the_slice_is_preprocessed_as_the_training_data(model, slice_path, tiny_
     assert np.array_equal(to_uint8(x)[0], expected)
 
 
-@pytest.mark.parametrize("options", [{}, {"per_layer": True}, {"optimize_noise": True}])
+@pytest.mark.parametrize("options", [{}, {"per_layer": True}, {"optimise_noise": True}])
 def test_projection_improves_psnr_over_its_start(model, slice_path, options):
     G, cfg, _ = model
     target = load_slice(slice_path, cfg)
@@ -49,8 +49,8 @@ def test_projection_improves_psnr_over_its_start(model, slice_path, options):
     assert result.ws.shape == (1, G.num_ws_at(16), cfg.w_dim)
     assert result.psnr > result.start_psnr + 1.0
     assert result.curve[0]["step"] == 0 and result.curve[-1]["step"] == 60
-    assert (result.noise is not None) == bool(options.get("optimize_noise"))
-    if not options.get("optimize_noise"):  # the styles alone remake the image
+    assert (result.noise is not None) == bool(options.get("optimise_noise"))
+    if not options.get("optimise_noise"):  # the styles alone remake the image
         again = synthesize(G, result.ws, noise_mode="const").clamp(-1, 1)
         assert torch.allclose(again, result.image, atol=1e-5)
 

@@ -7,6 +7,7 @@ import torch
 
 from brainlib.config import preset
 from brainlib.networks.layers import NoiseInjection
+from brainlib.networks.settings import network_settings
 from brainlib.networks.stylegan1 import Generator
 from brainlib.synthesis.directions import cache_paths, compute_directions, directions_for_checkpoint
 from brainlib.synthesis.sampling import (
@@ -28,7 +29,7 @@ from brainlib.synthesis.sampling import (
 def random_generator(class_name="AD", seed=0):
     """A smoke-sized generator with random weights, its noise switched on (it starts at zero)."""
     torch.manual_seed(seed)
-    G = Generator(preset("smoke", class_name=class_name, run=f"t-{class_name}")).eval().requires_grad_(False)
+    G = Generator(network_settings(preset("smoke", class_name=class_name))).eval().requires_grad_(False)
     for m in G.modules():
         if isinstance(m, NoiseInjection):
             m.weight.fill_(0.5)

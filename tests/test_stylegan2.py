@@ -15,6 +15,7 @@ from brainlib.data.dataset import SliceDataset
 from brainlib.networks.build import build_discriminator, build_generator
 from brainlib.networks.layers import FIR_TAPS, ModulatedConv2d, bilinear_2x, fir_downsample_2x, lrelu
 from brainlib.networks.losses import RelativisticR1R2, make_loss, r1_penalty
+from brainlib.networks.settings import network_settings
 from brainlib.networks.stylegan1 import image_planes
 from brainlib.networks.stylegan2 import ResidualBlock, ResidualDiscriminator, SkipGenerator
 from brainlib.synthesis.sampling import load, sample_images
@@ -107,7 +108,7 @@ def test_residual_block_is_the_scaled_sum_of_its_two_paths():
 
 
 def test_skip_generator_sums_the_upsampled_image_of_every_resolution():
-    cfg = tiny(class_name="both")
+    cfg = network_settings(tiny(class_name="both"))
     G = build_generator(cfg).eval()
     assert isinstance(G, SkipGenerator) and isinstance(build_discriminator(cfg), ResidualDiscriminator)
     z, label = torch.randn(3, cfg.z_dim), torch.tensor([0, 1, 1])
@@ -123,9 +124,9 @@ def test_skip_generator_sums_the_upsampled_image_of_every_resolution():
 def test_stylegan2_widths_follow_cfg_channels_in_every_preset():
     for name in ("smoke", "demo", "paper"):
         cfg = preset(name, arch="stylegan2")
-        G, D = build_generator(cfg), build_discriminator(cfg)
+        G, D = build_generator(network_settings(cfg)), build_discriminator(network_settings(cfg))
         for res in [4] + cfg.resolutions:
-            assert G.to_image[str(res)].conv.weight.shape == (image_planes(cfg), cfg.channels[res], 1, 1)
+            assert G.to_image[str(res)].conv.weight.shape == (image_planes(G.settings), cfg.channels[res], 1, 1)
             assert D.from_image[str(res)].conv.weight.shape == (cfg.channels[res], 1, 1, 1)
         for res in cfg.resolutions:
             assert G.blocks[str(res)].conv0.conv.weight.shape[:2] == (cfg.channels[res], cfg.channels[res // 2])

@@ -11,6 +11,7 @@ from brainlib.data.dataset import SliceDataset
 from brainlib.training.checkpoints import latest_checkpoint, load_checkpoint, load_generator
 from brainlib.training.devices import autocast_dtype, use_channels_last
 from brainlib.training.divergence import TrainingDiverged
+from brainlib.training.legacy import upgrade_meta
 from brainlib.training.metrics_log import read_metrics
 from brainlib.training.schedule import epoch_permutation
 from brainlib.training.trainer import Trainer, ema_beta, train
@@ -104,6 +105,39 @@ def test_interrupted_and_resumed_run_ends_with_identical_weights(tmp_path):
     assert [r["d_loss"] for r in _batches(full)] == [r["d_loss"] for r in _batches(cfg.run_dir)]
 
 
+def test_a_checkpoint_in_the_old_format_resumes_to_the_same_weights(tmp_path):
+    """Format 1 metadata (the starting learning rates as "model_lrs", "optimizers", the removed
+    settings in the config) is read through legacy.upgrade_meta and resumes bit-exactly."""
+    data = _random(n=28)
+    full = train(preset("smoke", run="full", out_root=str(tmp_path)), dataset=data)
+    cfg = preset("smoke", run="old", out_root=str(tmp_path))
+    train(cfg, dataset=data, max_steps=5)  # step 2, mid fade-in
+    meta_path = latest_checkpoint(cfg.run_dir).with_suffix(".json")
+    meta = json.loads(meta_path.read_text())
+    networks, optimisers = meta.pop("networks"), meta.pop("optimisers")
+    old = {**meta, "format_version": 1, "optimizers": optimisers,
+           "model_lrs": {"lr": cfg.lr, "mapping_lr": cfg.mapping_lr},
+           "config": {**meta["config"], "label_embed": True, "log_every": 1}}
+    meta_path.write_text(json.dumps(old))
+    assert upgrade_meta(old)["networks"] == networks
+    train(cfg, dataset=data, resume=True)
+    a, _ = _all_tensors(full)
+    b, meta_b = _all_tensors(cfg.run_dir)
+    assert a.keys() == b.keys() and [k for k in a if not torch.equal(a[k], b[k])] == []
+    assert meta_b["finished"] and meta_b["format_version"] == 2 and "model_lrs" not in meta_b
+
+
+def test_a_resume_with_new_learning_rates_keeps_the_mapping_networks_parameterisation(tmp_path):
+    cfg = preset("smoke", run="lrs", out_root=str(tmp_path), lr=1e-3, mapping_lr=1e-4)
+    train(cfg, dataset=_random(), max_steps=2)
+    trainer = Trainer(cfg.replace(lr=5e-4, mapping_lr=2e-5), _random(), resume=True)
+    started = 1e-4 / 1e-3
+    assert trainer.network_settings.mapping_lr_mul == started
+    assert all(layer.lr_mul == started for layer in [*trainer.G.mapping.layers, *trainer.G_ema.mapping.layers])
+    groups = {g["name"]: g["lr"] for g in trainer.opt_G.param_groups}
+    assert groups == {"synthesis": 5e-4, "mapping": 2e-5 / started}  # the mapping network learns at 2e-5
+
+
 def test_resume_with_other_network_settings_is_refused_naming_them(tmp_path):
     cfg = preset("smoke", run="arch", out_root=str(tmp_path))
     train(cfg, dataset=_random(), max_steps=2)
@@ -147,7 +181,7 @@ def test_nan_loss_stops_naming_the_batch_and_keeps_the_last_good_checkpoint(tmp_
     train(cfg.replace(lr=5e-4), dataset=_random(), resume=True)
     _, meta = load_checkpoint(latest_checkpoint(cfg.run_dir))
     assert meta["finished"] and meta["resumed_with"] == {"lr": {"was": 1e-3, "now": 5e-4}}
-    assert meta["optimizers"]["opt_D"]["param_groups"][0]["lr"] == 5e-4
+    assert meta["optimisers"]["opt_D"]["param_groups"][0]["lr"] == 5e-4
     events = [r for r in read_metrics(cfg.run_dir) if r.get("kind") == "resume"]
     assert events == [{"kind": "resume", "batch": 4, "changed": {"lr": {"was": 1e-3, "now": 5e-4}}}]
     assert [r["batch"] for r in _batches(cfg.run_dir)] == list(range(1, 9))  # the failed rows were dropped

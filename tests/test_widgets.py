@@ -8,6 +8,7 @@ from PIL import Image
 
 from brainlib.config import preset
 from brainlib.networks.layers import NoiseInjection
+from brainlib.networks.settings import network_settings
 from brainlib.networks.stylegan1 import Generator
 from brainlib.synthesis.directions import compute_directions
 from brainlib.synthesis.explorer import LatentExplorer
@@ -17,7 +18,7 @@ from brainlib.synthesis.sampling import sample_images, to_uint8
 def make_explorer(tmp_path, class_name="AD", **kw):
     cfg = preset("smoke", class_name=class_name, run=f"x-{class_name}", out_root=str(tmp_path))
     torch.manual_seed(0)
-    G = Generator(cfg).eval().requires_grad_(False)
+    G = Generator(network_settings(cfg)).eval().requires_grad_(False)
     for m in G.modules():
         if isinstance(m, NoiseInjection):
             m.weight.fill_(0.5)

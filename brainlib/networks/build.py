@@ -1,8 +1,8 @@
-"""The generator and critic a config names: StyleGAN v1 (`models.py`, the original recipe) or
-StyleGAN2 (`stylegan2.py`), by `cfg.arch`."""
+"""The generator and critic that network settings name: StyleGAN v1 (`stylegan1.py`, the
+original recipe) or StyleGAN2 (`stylegan2.py`), by `settings.arch`."""
 from __future__ import annotations
 
-from brainlib.config import RunConfig
+from brainlib.networks.settings import NetworkSettings
 from brainlib.networks.stylegan1 import Discriminator, Generator, StyleGenerator
 from brainlib.networks.stylegan2 import ResidualDiscriminator, SkipGenerator
 
@@ -10,17 +10,17 @@ GENERATORS = {"stylegan1": Generator, "stylegan2": SkipGenerator}
 DISCRIMINATORS = {"stylegan1": Discriminator, "stylegan2": ResidualDiscriminator}
 
 
-def build_generator(cfg: RunConfig) -> StyleGenerator:
-    return GENERATORS[cfg.arch](cfg)
+def build_generator(settings: NetworkSettings) -> StyleGenerator:
+    return GENERATORS[settings.arch](settings)
 
 
-def build_discriminator(cfg: RunConfig) -> Discriminator:
-    return DISCRIMINATORS[cfg.arch](cfg)
+def build_discriminator(settings: NetworkSettings) -> Discriminator:
+    return DISCRIMINATORS[settings.arch](settings)
 
 
-def parameter_counts(cfg: RunConfig) -> dict[str, int]:
+def parameter_counts(settings: NetworkSettings) -> dict[str, int]:
     """Parameters of the mapping network, the synthesis network, G and D."""
-    G, D = build_generator(cfg), build_discriminator(cfg)
+    G, D = build_generator(settings), build_discriminator(settings)
     mapping = sum(p.numel() for p in G.mapping.parameters())
     total_g = sum(p.numel() for p in G.parameters())
     return {"mapping": mapping, "synthesis": total_g - mapping, "generator": total_g,

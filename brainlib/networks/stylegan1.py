@@ -2,7 +2,8 @@
 for single-channel images: the mapping network, the style-based generator and the
 discriminator, each a list of the blocks in `layers.py`.
 
-Progressive growing: both networks hold every resolution from 4 px to `cfg.image_size`;
+Both are built from a `NetworkSettings` (settings.py), not from the whole run config.
+Progressive growing: both networks hold every resolution from 4 px to `settings.image_size`;
 `res` and `alpha` choose how much of them runs. While a new resolution fades in
 (alpha < 1), the generator blends the upsampled image of the previous resolution with the
 new one, and the discriminator blends the two ways into its lower blocks.
@@ -16,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from brainlib.config import CLASS_LABELS, RunConfig
+from brainlib.config import CLASS_LABELS
 from brainlib.networks.layers import (
     RELU_GAIN,
     AdaIN,
@@ -30,6 +31,7 @@ from brainlib.networks.layers import (
     UpConv2d,
     lrelu,
 )
+from brainlib.networks.settings import NetworkSettings
 
 NUM_CLASSES = len(CLASS_LABELS)  # NC = 0, AD = 1
 W_AVG_BETA = 0.995  # StyleGAN v1's dlatent_avg_beta
@@ -72,26 +74,18 @@ class MappingNetwork(nn.Module):
     """z (and a class label) -> w: PixelNorm, then `num_layers` equalised dense layers, each
     followed by a ReLU, as StyleGAN v1's G_mapping.
 
-    `lr_mul` slows the whole network down: with Adam at learning rate `lr`, its effective
-    learning rate is `lr * lr_mul`. The Generator sets `lr_mul = cfg.mapping_lr / cfg.lr`, so
-    one optimiser at `cfg.lr` for all of G trains the mapping network at `cfg.mapping_lr`
-    (StyleGAN v1: 0.001 * 0.01). Conditional models embed the label into z_dim (a dense
-    layer on the one-hot label, or the one-hot itself with `label_embed=False`),
-    normalise it, and concatenate it with the normalised z.
+    `lr_mul` is every layer's equalised-learning-rate multiplier: with Adam at learning rate
+    `lr`, the network's effective learning rate is `lr * lr_mul` (StyleGAN v1: 0.01; the
+    trainer's mapping group picks `lr`). Conditional models embed the one-hot label into z_dim
+    with a dense layer, normalise it, and concatenate it with the normalised z.
     """
 
-    def __init__(self, z_dim: int, w_dim: int, num_layers: int, *,
-                 lr_mul: float = 0.01, num_classes: int = 0, label_embed: bool = True):
+    def __init__(self, z_dim: int, w_dim: int, num_layers: int, *, lr_mul: float = 0.01, num_classes: int = 0):
         super().__init__()
         self.num_classes = num_classes
         self.norm = PixelNorm()
-        self.embed = None
-        in_dim = z_dim
-        if num_classes:
-            embed_dim = z_dim if label_embed else num_classes
-            if label_embed:
-                self.embed = EqualLinear(num_classes, z_dim, bias=False, lr_mul=lr_mul)
-            in_dim = z_dim + embed_dim
+        self.embed = EqualLinear(num_classes, z_dim, bias=False, lr_mul=lr_mul) if num_classes else None
+        in_dim = 2 * z_dim if num_classes else z_dim
         dims = [in_dim] + [w_dim] * num_layers
         self.layers = nn.ModuleList(
             EqualLinear(a, b, gain=RELU_GAIN, lr_mul=lr_mul) for a, b in itertools.pairwise(dims))
@@ -101,9 +95,7 @@ class MappingNetwork(nn.Module):
         if self.num_classes:
             if label is None:
                 raise ValueError("this is a class-conditional model: pass label (NC=0, AD=1)")
-            y = one_hot(label, z.dtype)
-            y = self.embed(y) if self.embed is not None else y
-            x = torch.cat([x, self.norm(y)], dim=1)
+            x = torch.cat([x, self.norm(self.embed(one_hot(label, z.dtype)))], dim=1)
         for layer in self.layers:
             x = F.relu(layer(x))
         return x
@@ -172,9 +164,14 @@ class SynthesisBlock(nn.Module):
         return self.conv1(x, ws[:, 1], noise_mode, noise_strength)
 
 
-def image_planes(cfg: RunConfig) -> int:
+def image_planes(settings: NetworkSettings) -> int:
     """Channels of the to-image layers: grey, plus a mask logit when composing on black."""
-    return 2 if cfg.composite else 1
+    return 2 if settings.composite else 1
+
+
+def has_noise(settings: NetworkSettings, res: int) -> bool:
+    """Whether the synthesis layers at `res` take noise inputs (`noise_max_res`)."""
+    return settings.noise_max_res is None or res <= settings.noise_max_res
 
 
 def composite_on_black(planes: Tensor) -> Tensor:
@@ -204,29 +201,28 @@ class StyleGenerator(nn.Module):
     (overall and per class) for truncation, and style mixing. Subclasses build the synthesis
     network in `blocks` / `to_image` (ModuleDicts keyed by resolution) and define `synthesize`."""
 
-    def __init__(self, cfg: RunConfig):
+    def __init__(self, settings: NetworkSettings):
         super().__init__()
-        self.cfg = cfg
-        self.image_size = cfg.image_size
-        self.z_dim, self.w_dim = cfg.z_dim, cfg.w_dim
-        self.conditional = cfg.conditional
-        self.resolutions = resolutions_up_to(cfg.image_size)
-        self.mapping = MappingNetwork(
-            cfg.z_dim, cfg.w_dim, cfg.mapping_layers,
-            lr_mul=cfg.mapping_lr / cfg.lr, num_classes=NUM_CLASSES if cfg.conditional else 0,
-            label_embed=cfg.label_embed)
-        self.register_buffer("w_avg", torch.zeros(cfg.w_dim))
+        self.settings = settings
+        self.image_size = settings.image_size
+        self.z_dim, self.w_dim = settings.z_dim, settings.w_dim
+        self.conditional = settings.conditional
+        self.resolutions = resolutions_up_to(settings.image_size)
+        num_classes = NUM_CLASSES if settings.conditional else 0
+        self.mapping = MappingNetwork(settings.z_dim, settings.w_dim, settings.mapping_layers,
+                                      lr_mul=settings.mapping_lr_mul, num_classes=num_classes)
+        self.register_buffer("w_avg", torch.zeros(settings.w_dim))
         # Per-class means, so a conditional model truncates towards its class, not between them.
-        self.register_buffer("w_avg_class", torch.zeros(NUM_CLASSES if cfg.conditional else 0, cfg.w_dim))
-        self.num_ws = self.num_ws_at(cfg.image_size)
+        self.register_buffer("w_avg_class", torch.zeros(num_classes, settings.w_dim))
+        self.num_ws = self.num_ws_at(settings.image_size)
 
     def synthesize(self, ws: Tensor, *, res: int, alpha: float | Tensor = 1.0, noise_mode: str = "random",
                    noise_strength: float = 1.0) -> Tensor:
         raise NotImplementedError
 
     def finish(self, planes: Tensor) -> Tensor:
-        """The to-image planes -> the image: composed on black when `cfg.composite`."""
-        return composite_on_black(planes) if self.cfg.composite else planes
+        """The to-image planes -> the image: composed on black when `settings.composite`."""
+        return composite_on_black(planes) if self.settings.composite else planes
 
     def broadcast_ws(self, ws: Tensor, res: int) -> Tensor:
         """ws [B, w_dim] (one w for every layer) or [B, n >= num_ws_at(res), w_dim] -> [B, n, w_dim]."""
@@ -301,15 +297,15 @@ class Generator(StyleGenerator):
     Outputs are linear (no tanh): the data lives in [-1, 1] and samplers clamp.
     """
 
-    def __init__(self, cfg: RunConfig):
-        super().__init__(cfg)
-        ch = cfg.channels
-        self.blocks = nn.ModuleDict({"4": InputBlock(ch[4], cfg.w_dim)})
-        planes = image_planes(cfg)
+    def __init__(self, settings: NetworkSettings):
+        super().__init__(settings)
+        ch, w_dim = settings.channels, settings.w_dim
+        self.blocks = nn.ModuleDict({"4": InputBlock(ch[4], w_dim)})
+        planes = image_planes(settings)
         self.to_image = nn.ModuleDict({"4": ToImage(ch[4], planes)})
         for res in self.resolutions[1:]:
-            noise = cfg.noise_max_res is None or res <= cfg.noise_max_res
-            self.blocks[str(res)] = SynthesisBlock(ch[res // 2], ch[res], cfg.w_dim, res, noise=noise)
+            noise = has_noise(settings, res)
+            self.blocks[str(res)] = SynthesisBlock(ch[res // 2], ch[res], w_dim, res, noise=noise)
             self.to_image[str(res)] = ToImage(ch[res], planes)
 
     def synthesize(self, ws: Tensor, *, res: int, alpha: float | Tensor = 1.0, noise_mode: str = "random",
@@ -393,17 +389,17 @@ class Discriminator(nn.Module):
     def downsample_image(img: Tensor) -> Tensor:
         return F.avg_pool2d(img, 2)
 
-    def __init__(self, cfg: RunConfig):
+    def __init__(self, settings: NetworkSettings):
         super().__init__()
-        self.image_size = cfg.image_size
-        self.conditional = cfg.conditional
-        ch = cfg.channels
-        self.resolutions = resolutions_up_to(cfg.image_size)
+        self.image_size = settings.image_size
+        self.conditional = settings.conditional
+        ch = settings.channels
+        self.resolutions = resolutions_up_to(settings.image_size)
         self.from_image = nn.ModuleDict({str(r): FromImage(ch[r]) for r in self.resolutions})
         self.blocks = nn.ModuleDict(
             {str(r): self.block_type(ch[r], ch[r // 2]) for r in self.resolutions[1:]})
-        self.epilogue = DiscriminatorEpilogue(ch[4], cfg.mbstd_group,
-                                              num_classes=NUM_CLASSES if cfg.conditional else 0)
+        self.epilogue = DiscriminatorEpilogue(ch[4], settings.mbstd_group,
+                                              num_classes=NUM_CLASSES if settings.conditional else 0)
 
     def forward(self, img: Tensor, label: Tensor | None = None, *, alpha: float | Tensor = 1.0) -> Tensor:
         """img [B, 1, res, res] -> scores [B]. Unconditional models ignore `label`."""

@@ -1,6 +1,6 @@
 """StyleGAN2 (Karras et al. 2020, arXiv 1912.04958) for single-channel images: the skip
 generator with weight demodulation and the residual discriminator, beside the v1 pair in
-`models.py` and chosen by `cfg.arch = "stylegan2"`.
+`stylegan1.py` and chosen by `arch = "stylegan2"`.
 
 What changes from v1, and why it matters for brain slices: AdaIN normalises each feature map
 on its own statistics, which lets the generator hide signal in a map's mean and shows up as
@@ -11,7 +11,7 @@ the networks can train at the full size from the first batch (`start_res = image
 grow progressively, with the new resolution's image output faded in.
 
 The mapping network, truncation, style mixing and class conditioning are v1's
-(`models.StyleGenerator`, `models.DiscriminatorEpilogue`), so sampling, the explorer and the
+(`stylegan1.StyleGenerator`, `stylegan1.DiscriminatorEpilogue`), so sampling, the explorer and the
 evaluation use either pair unchanged. Both networks hold the same style count per
 resolution as v1 (two at 4 px, two more per doubling): the to-image layer at each resolution
 shares its w with the next block's first convolution, as in StyleGAN2.
@@ -23,7 +23,6 @@ import math
 import torch
 from torch import Tensor, nn
 
-from brainlib.config import RunConfig
 from brainlib.networks.layers import (
     RELU_GAIN,
     ConvDownFiltered,
@@ -34,7 +33,15 @@ from brainlib.networks.layers import (
     fir_downsample_2x,
     lrelu,
 )
-from brainlib.networks.stylegan1 import Discriminator, StyleGenerator, SynthesisBlock, image_planes, is_fading
+from brainlib.networks.settings import NetworkSettings
+from brainlib.networks.stylegan1 import (
+    Discriminator,
+    StyleGenerator,
+    SynthesisBlock,
+    has_noise,
+    image_planes,
+    is_fading,
+)
 
 SKIP_GAIN = 1 / math.sqrt(2)  # the residual critic's sum keeps unit variance
 
@@ -58,7 +65,7 @@ class StyledConv2(nn.Module):
 
 
 class ToImage2(nn.Module):
-    """Features -> grey (and a mask logit; `models.image_planes`): a modulated 1x1 convolution
+    """Features -> grey (and a mask logit; `stylegan1.image_planes`): a modulated 1x1 convolution
     without demodulation, plus bias."""
 
     def __init__(self, channels: int, w_dim: int, planes: int = 1):
@@ -94,19 +101,15 @@ class SkipGenerator(StyleGenerator):
     4 px to the requested resolution. While `res` fades in (alpha < 1) its to-image output is
     scaled by alpha, so alpha = 0 is the previous resolution's image, upsampled."""
 
-    def __init__(self, cfg: RunConfig):
-        super().__init__(cfg)
-        ch = cfg.channels
-
-        def noise_at(res: int) -> bool:
-            return cfg.noise_max_res is None or res <= cfg.noise_max_res
-
-        self.blocks = nn.ModuleDict({"4": InputBlock2(ch[4], cfg.w_dim, noise=noise_at(4))})
-        planes = image_planes(cfg)
-        self.to_image = nn.ModuleDict({"4": ToImage2(ch[4], cfg.w_dim, planes)})
+    def __init__(self, settings: NetworkSettings):
+        super().__init__(settings)
+        ch, w_dim = settings.channels, settings.w_dim
+        self.blocks = nn.ModuleDict({"4": InputBlock2(ch[4], w_dim, noise=has_noise(settings, 4))})
+        planes = image_planes(settings)
+        self.to_image = nn.ModuleDict({"4": ToImage2(ch[4], w_dim, planes)})
         for res in self.resolutions[1:]:
-            self.blocks[str(res)] = SynthesisBlock2(ch[res // 2], ch[res], cfg.w_dim, res, noise=noise_at(res))
-            self.to_image[str(res)] = ToImage2(ch[res], cfg.w_dim, planes)
+            self.blocks[str(res)] = SynthesisBlock2(ch[res // 2], ch[res], w_dim, res, noise=has_noise(settings, res))
+            self.to_image[str(res)] = ToImage2(ch[res], w_dim, planes)
 
     def synthesize(self, ws: Tensor, *, res: int, alpha: float | Tensor = 1.0, noise_mode: str = "random",
                    noise_strength: float = 1.0) -> Tensor:

@@ -55,7 +55,7 @@ def class_direction(G, *, n_samples: int = 10_000, seed: int = 0) -> torch.Tenso
     """mean w(AD) - mean w(NC) [w_dim], each z mapped with both labels."""
 
     require_conditional(G)
-    z = latents(n_samples, G.cfg.z_dim, seed=seed)
+    z = latents(n_samples, G.z_dim, seed=seed)
     means = {c: styles(G, z, torch.full((n_samples,), label)).float().mean(0).cpu()
              for c, label in CLASS_LABELS.items()}
     return means["AD"] - means["NC"]
@@ -90,7 +90,7 @@ def strip(G, ws: torch.Tensor, strengths: Sequence[float] = DEFAULT_STRENGTHS,
 @torch.no_grad()
 def sampled_styles(G, seed: int, *, class_name: str = "NC", psi: float = 1.0) -> torch.Tensor:
     """w [1, w_dim] of image 0 of `seed` in that class (as `brainlib generate` makes it)."""
-    return styles(G, latents(1, G.cfg.z_dim, seed=seed), class_labels(G, class_name, 1), psi=psi).cpu()
+    return styles(G, latents(1, G.z_dim, seed=seed), class_labels(G, class_name, 1), psi=psi).cpu()
 
 
 def save_strip_figure(images: torch.Tensor, differences: torch.Tensor, strengths: Sequence[float], path: str | Path,
@@ -146,7 +146,7 @@ def counterfactual_difference(G, direction: torch.Tensor, *, n: int = 200, stren
     total = None
     for lo in range(0, n, batch_size):
         b = min(batch_size, n - lo)
-        w = styles(G, latents(b, G.cfg.z_dim, seed=seed, start=lo), class_labels(G, "NC", b)).cpu()
+        w = styles(G, latents(b, G.z_dim, seed=seed, start=lo), class_labels(G, "NC", b)).cpu()
         diff = (render(G, shift(w, direction, strength)) - render(G, w)).sum(0)[0]
         total = diff if total is None else total + diff
     return total / n

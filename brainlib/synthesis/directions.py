@@ -62,7 +62,7 @@ def compute_directions(G, *, k: int = 16, n_samples: int = 10_000, seed: int = 0
     """The top-k principal components of n_samples w vectors (psi = 1).
 
     For a conditional model with class_name None, the samples alternate NC and AD."""
-    w_dim = G.cfg.w_dim
+    w_dim = G.w_dim
     if not 1 <= k <= w_dim:
         raise ValueError(f"k must be between 1 and w_dim={w_dim} (got {k})")
     if n_samples <= k:
@@ -75,7 +75,7 @@ def compute_directions(G, *, k: int = 16, n_samples: int = 10_000, seed: int = 0
         else:
             label = class_labels(G, class_name, b)
         gen = torch.Generator().manual_seed(seed * 1_000_003 + lo)  # one stream per batch is enough here
-        ws.append(styles(G, torch.randn(b, G.cfg.z_dim, generator=gen), label).float().cpu())
+        ws.append(styles(G, torch.randn(b, G.z_dim, generator=gen), label).float().cpu())
     w = torch.cat(ws).double()
     mean = w.mean(0)
     _, s, vh = torch.linalg.svd(w - mean, full_matrices=False)

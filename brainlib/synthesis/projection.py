@@ -11,7 +11,7 @@ from the mean w of the class (or of every class), Adam moves w to lower
 
 (pixels and structure; no network weights to download). Options: one w per style input
 (`per_layer`, more freedom, less like a sample of the model) and the fixed noise maps
-(`optimize_noise`, regularised towards white noise). Early steps add a decaying random
+(`optimise_noise`, regularised towards white noise). Early steps add a decaying random
 perturbation to w so the search looks around before it settles.
 
 Quality is PSNR (dB, images in [0, 1], whole frame) and SSIM (brainlib.eval.metrics.ssim)
@@ -130,7 +130,7 @@ def load_slice(path: str | Path, cfg, *, res: int | None = None, slice_index: in
 def mean_style(G, class_name: str | None, *, n: int = 4000, seed: int = 0) -> tuple[torch.Tensor, float]:
     """(mean w [w_dim] of the class, or of every class for None; rms distance of w from it)."""
 
-    z = latents(n, G.cfg.z_dim, seed=seed)
+    z = latents(n, G.z_dim, seed=seed)
     if class_name is None and is_conditional(G):
         label = torch.arange(n) % 2
     else:
@@ -163,7 +163,7 @@ def noise_regulariser(maps: list[torch.Tensor]) -> torch.Tensor:
 
 
 def project(G, target: torch.Tensor, *, class_name: str | None = None, steps: int = 400, lr: float = 0.05,
-            per_layer: bool = False, optimize_noise: bool = False, seed: int = 0,
+            per_layer: bool = False, optimise_noise: bool = False, seed: int = 0,
             progress: bool = False) -> Projection:
     """Fit styles (and optionally noise) so that G reproduces `target` [1, 1, S, S] in [-1, 1]."""
 
@@ -183,7 +183,7 @@ def project(G, target: torch.Tensor, *, class_name: str | None = None, steps: in
     w = start.clone().requires_grad_(True)
     params = [w]
     maps: dict[str, torch.Tensor] = {}
-    if optimize_noise:
+    if optimise_noise:
         G = copy.deepcopy(G)
         maps = {k: v.detach().clone().requires_grad_(True) for k, v in _noise_buffers(G).items()}
         if not maps:
@@ -276,7 +276,7 @@ def load_latent(folder: str | Path) -> torch.Tensor:
 
 def project_file(model: str | Path, image: str | Path, *, out: str | Path | None = None,
                  class_name: str | None = None, slice_index: int | None = None, steps: int = 400,
-                 per_layer: bool = False, optimize_noise: bool = False, seed: int = 0,
+                 per_layer: bool = False, optimise_noise: bool = False, seed: int = 0,
                  out_root: str | Path = "outputs", progress: bool = True) -> tuple[Path, Projection]:
     """Load the run, project the slice, write the folder (default <run>/projections/<image name>)."""
 
@@ -287,10 +287,10 @@ def project_file(model: str | Path, image: str | Path, *, out: str | Path | None
     if folder.exists() and any(folder.iterdir()):  # checked before the minutes of fitting, and again on writing
         raise FolderExistsError(f"{folder} already exists and is not empty; choose another --out")
     result = project(G, target, class_name=class_name, steps=steps, per_layer=per_layer,
-                     optimize_noise=optimize_noise, seed=seed, progress=progress)
+                     optimise_noise=optimise_noise, seed=seed, progress=progress)
     ckpt = resolve_checkpoint(model, out_root)
     info = {"model": str(model), "checkpoint": str(ckpt), "checkpoint_sha256": file_sha256(ckpt),
             "image": str(image), "slice_index": slice_index, "res": int(G.trained_res), "steps": steps,
-            "per_layer": per_layer, "optimize_noise": optimize_noise, "seed": seed,
+            "per_layer": per_layer, "optimise_noise": optimise_noise, "seed": seed,
             "loss": f"L1 + {MS_SSIM_WEIGHT:g} x (1 - MS-SSIM)"}
     return save_projection(result, folder, info), result

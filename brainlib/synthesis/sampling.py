@@ -77,10 +77,11 @@ def lerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor | float) -> torch.Ten
 
 def model_classes(G) -> list[str]:
     """The classes a generator can make: ["AD", "NC"] if conditional, else its own class."""
-    cfg = getattr(G, "cfg", None)
-    if cfg is None:
-        raise ValueError("the generator carries no RunConfig (G.cfg); load it with checkpoints.load_generator")
-    return list(cfg.classes)
+    settings = getattr(G, "settings", None)
+    if settings is None:
+        raise ValueError("the generator carries no network settings (G.settings); build it with "
+                         "networks.build or load it with checkpoints.load_generator")
+    return list(settings.classes)
 
 
 def is_conditional(G) -> bool:
@@ -111,7 +112,7 @@ def _device(G) -> torch.device:
 
 def trained_res(G) -> int:
     """The resolution G was trained up to: set by `load`, else the configured image size."""
-    return int(getattr(G, "trained_res", None) or G.cfg.image_size)
+    return int(getattr(G, "trained_res", None) or G.image_size)
 
 
 def trained_alpha(G) -> float:
@@ -203,7 +204,7 @@ def sample_images(G, n: int, *, seed: int = 0, class_name: str | None = None, ps
     if batch_size <= 0:
         raise ValueError(f"batch_size must be positive (got {batch_size})")
     res = res or trained_res(G)
-    z_dim = G.cfg.z_dim
+    z_dim = G.z_dim
     out = torch.empty(n, 1, res, res)
     with _progress(n, progress, "generating") as bar:
         for lo in range(0, n, batch_size):
@@ -276,7 +277,7 @@ def interpolation_strip(G, seed_a: int, seed_b: int, steps: int = 8, *, space: s
         raise ValueError(f"an interpolation strip needs at least 2 steps (got {steps})")
     if space not in ("z", "w"):
         raise ValueError(f"space must be 'z' or 'w' (got {space!r})")
-    z = torch.cat([latents(1, G.cfg.z_dim, seed=seed_a), latents(1, G.cfg.z_dim, seed=seed_b)])
+    z = torch.cat([latents(1, G.z_dim, seed=seed_a), latents(1, G.z_dim, seed=seed_b)])
     t = torch.linspace(0, 1, steps)
     label = class_labels(G, class_name, steps)
     if space == "z":
@@ -292,7 +293,7 @@ def interpolation_strip(G, seed_a: int, seed_b: int, steps: int = 8, *, space: s
 def noise_variations(G, seed: int, n: int = 8, *, class_name: str | None = None, psi: float = 1.0,
                      noise_strength: float = 1.0) -> torch.Tensor:
     """Image 0 of `seed` (the same w) under n different noise draws: [n, 1, S, S]."""
-    w = styles(G, latents(1, G.cfg.z_dim, seed=seed), class_labels(G, class_name, 1), psi=psi).repeat(n, 1)
+    w = styles(G, latents(1, G.z_dim, seed=seed), class_labels(G, class_name, 1), psi=psi).repeat(n, 1)
     img = synthesize(G, w, noise_mode="random", noise_strength=noise_strength,
                      noise_seeds=[image_seed(seed, 1_000_000 + k) for k in range(n)])
     return img.float().clamp(-1, 1).cpu()

@@ -3,11 +3,11 @@
 A checkpoint `<run>/checkpoints/<name>` is two files written in this order, each
 atomically (brainlib/atomic.py): `<name>.safetensors` (weights of G, D and the EMA
 generator, both optimisers' state tensors, the torch RNG states, the fixed sample
-latents) and `<name>.json` (config, schedule position, non-tensor optimiser state,
-the architecture signature and the sha256 of the safetensors file). Only then does
+latents) and `<name>.json` (config, network settings, schedule position, non-tensor optimiser
+state, the architecture signature and the sha256 of the safetensors file). Only then does
 `latest.json` move to the new checkpoint, so a crash or a full disk at any moment
 leaves the previous checkpoint usable. Loading reads safetensors and JSON and never
-unpickles.
+unpickles; metadata an older version wrote is read through legacy.py.
 """
 from __future__ import annotations
 
@@ -27,9 +27,12 @@ from torch import nn
 from brainlib.atomic import atomic_write_bytes, atomic_write_json
 from brainlib.config import ConfigError, RunConfig
 from brainlib.networks.build import build_generator
+from brainlib.networks.settings import NetworkSettings, network_settings
 from brainlib.networks.stylegan1 import ARCHITECTURE
+from brainlib.training.legacy import upgrade_meta
 
-FORMAT_VERSION = 1
+# 2: the network settings recorded ("networks"), "optimisers" spelt so; legacy.py reads 1
+FORMAT_VERSION = 2
 LATEST = "latest.json"
 
 
@@ -81,7 +84,7 @@ def load_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
         raise FileNotFoundError(f"checkpoint {path} does not exist")
     meta_path = path.with_suffix(".json")
     if path.suffix == ".pt":
-        return _load_pt(path), _read_json(meta_path) if meta_path.is_file() else {}
+        return _load_pt(path), upgrade_meta(_read_json(meta_path)) if meta_path.is_file() else {}
     if not meta_path.is_file():
         raise CheckpointError(f"checkpoint {path} has no metadata file {meta_path.name} beside it")
     meta = _read_json(meta_path)
@@ -94,7 +97,7 @@ def load_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
     except (SafetensorError, ValueError, RuntimeError) as e:
         raise CheckpointError(f"checkpoint {path} is not a readable safetensors file ({e})") from e
     _check_architecture(meta, path)
-    return tensors, meta
+    return tensors, upgrade_meta(meta)
 
 
 def _check_architecture(meta: dict, path: str | Path) -> None:
@@ -172,7 +175,7 @@ def load_module(module: nn.Module, tensors: dict[str, torch.Tensor], prefix: str
     module.load_state_dict(state, strict=True)
 
 
-def optimizer_tensors(opt: torch.optim.Optimizer, prefix: str) -> tuple[dict[str, torch.Tensor], dict]:
+def optimiser_tensors(opt: torch.optim.Optimizer, prefix: str) -> tuple[dict[str, torch.Tensor], dict]:
     """Split an optimiser's state dict into tensors (flattened names) and a JSON-able rest."""
     sd = opt.state_dict()
     tensors, scalars = {}, {}
@@ -185,8 +188,8 @@ def optimizer_tensors(opt: torch.optim.Optimizer, prefix: str) -> tuple[dict[str
     return tensors, {"param_groups": sd["param_groups"], "scalars": scalars}
 
 
-def load_optimizer(opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], extra: dict, prefix: str) -> None:
-    """Inverse of optimizer_tensors; tensors land on the device of the optimiser's parameters."""
+def load_optimiser(opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], extra: dict, prefix: str) -> None:
+    """Inverse of optimiser_tensors; tensors land on the device of the optimiser's parameters."""
     state: dict[int, dict[str, Any]] = {}
     for name, value in tensors.items():
         if name.startswith(prefix + "/state/"):
@@ -212,17 +215,17 @@ def load_optimizer(opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor],
 
 
 def save_training_checkpoint(run_dir: Path, name: str, *, networks: dict[str, nn.Module],
-                             optimizers: dict[str, torch.optim.Optimizer], state: dict[str, torch.Tensor],
+                             optimisers: dict[str, torch.optim.Optimizer], state: dict[str, torch.Tensor],
                              meta: dict) -> Path:
     """One checkpoint of a training run (`state`: its other tensors, RNGs and sample latents);
     the periodic checkpoints it supersedes are deleted."""
     tensors = {k: v for prefix, m in networks.items() for k, v in module_tensors(m, prefix).items()}
     signature = architecture_signature(tensors)
-    optimizer_meta = {}
-    for prefix, opt in optimizers.items():
-        opt_tensors, optimizer_meta[prefix] = optimizer_tensors(opt, prefix)
+    optimiser_meta = {}
+    for prefix, opt in optimisers.items():
+        opt_tensors, optimiser_meta[prefix] = optimiser_tensors(opt, prefix)
         tensors |= opt_tensors
-    meta = {**meta, "optimizers": optimizer_meta, "signature": signature,
+    meta = {**meta, "optimisers": optimiser_meta, "signature": signature,
             "saved_at": datetime.now().isoformat(timespec="seconds")}
     path = save_checkpoint(run_dir, name, tensors | state, meta)
     prune_periodic(run_dir, keep=path)
@@ -230,11 +233,11 @@ def save_training_checkpoint(run_dir: Path, name: str, *, networks: dict[str, nn
 
 
 def restore_training_checkpoint(path: Path, tensors: dict[str, torch.Tensor], meta: dict, *,
-                                networks: dict[str, nn.Module], optimizers: dict[str, torch.optim.Optimizer]) -> None:
+                                networks: dict[str, nn.Module], optimisers: dict[str, torch.optim.Optimizer]) -> None:
     for prefix, module in networks.items():
         load_module(module, tensors, prefix, path)
-    for prefix, opt in optimizers.items():
-        load_optimizer(opt, tensors, meta["optimizers"][prefix], prefix)
+    for prefix, opt in optimisers.items():
+        load_optimiser(opt, tensors, meta["optimisers"][prefix], prefix)
 
 
 def prune_periodic(run_dir: Path, keep: Path) -> None:
@@ -256,28 +259,18 @@ def rng_from_json(state: list) -> tuple:
     return (version, tuple(internal), gauss)
 
 
-# settings that shape the networks: a resumed run must keep them
-ARCHITECTURE_FIELDS = ("arch", "image_size", "z_dim", "w_dim", "mapping_layers", "channels",
-                       "mbstd_group", "noise_max_res", "label_embed", "class_name")
-
-
-def check_same_architecture(saved: dict, cfg: RunConfig, source: Path) -> None:
-    """Refuse, naming the settings, to resume a run whose networks these settings would not build
-    (for example after a preset changed between versions)."""
-    old = RunConfig.from_dict(saved)
-    changed = {k: (getattr(old, k), getattr(cfg, k)) for k in ARCHITECTURE_FIELDS if getattr(old, k) != getattr(cfg, k)}
+def networks_to_resume(meta: dict, cfg: RunConfig, source: Path) -> NetworkSettings:
+    """The checkpoint's network settings, mapping multiplier included (whatever the learning
+    rates now are); refused, naming the settings, when `cfg` would build other networks (for
+    example after a preset changed between versions)."""
+    saved = NetworkSettings.from_dict(meta["networks"])
+    changed = network_settings(cfg).changed_from(saved)
     if changed:
         listed = "; ".join(f"{k} was {was!r}, now {now!r}" for k, (was, now) in changed.items())
         raise ConfigError(f"cannot resume {source}: it was trained with other network settings ({listed}). "
                           f"Resume with the run's own settings (e.g. --set {next(iter(changed))}=...) "
                           "or train a new run.")
-
-
-def model_config(cfg: RunConfig, lrs: dict[str, float] | None) -> RunConfig:
-    """The config the networks are built with: the mapping network's lr multiplier
-    (mapping_lr / lr) is part of its weights' meaning, so it stays as the run began even
-    when a resume lowers the learning rates (the optimiser groups take the new ones)."""
-    return cfg.replace(**lrs) if lrs else cfg
+    return saved
 
 
 # ----------------------------------------------------------------------
@@ -299,7 +292,8 @@ def resolve_checkpoint(model: str | Path, out_root: str | Path = "outputs") -> P
 
 
 def load_generator(model: str | Path, *, out_root: str | Path = "outputs", device: str | torch.device = "cpu"):
-    """(EMA generator in eval mode, RunConfig, meta) from a run name, run folder or checkpoint.
+    """(EMA generator in eval mode, RunConfig, meta) from a run name, run folder or checkpoint;
+    G is built from the checkpoint's network settings, else (a bare .pt) from the config's.
 
     meta holds "res", "alpha", "images_seen" and "finished" (plus the rest of the checkpoint's JSON)."""
     path = resolve_checkpoint(model, out_root)
@@ -311,7 +305,8 @@ def load_generator(model: str | Path, *, out_root: str | Path = "outputs", devic
         if not config_json.is_file():
             raise CheckpointError(f"checkpoint {path} has no config in its metadata and no {config_json}")
         cfg = RunConfig.load(config_json)
-    G = build_generator(cfg)
+    settings = NetworkSettings.from_dict(meta["networks"]) if "networks" in meta else network_settings(cfg)
+    G = build_generator(settings)
     prefix = "G_ema" if any(k.startswith("G_ema/") for k in tensors) else None
     if prefix is None:  # a bare state dict (.pt) of the generator
         tensors, prefix = {f"G/{k}": v for k, v in tensors.items()}, "G"

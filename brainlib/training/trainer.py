@@ -31,6 +31,7 @@ from brainlib.config import CLASS_LABELS, RunConfig
 from brainlib.data.dataset import dataset_for_config, to_model_input
 from brainlib.networks import losses
 from brainlib.networks.build import build_discriminator, build_generator
+from brainlib.networks.settings import network_settings
 from brainlib.plots import save_step_figures
 from brainlib.progress import progress_bar
 from brainlib.training import checkpoints as ckpt
@@ -68,11 +69,10 @@ class Trainer:
 
         checkpoint = ckpt.latest_checkpoint(self.run_dir) if resume else None
         tensors, meta = ckpt.load_checkpoint(checkpoint) if checkpoint else ({}, {})
-        if checkpoint:
-            ckpt.check_same_architecture(meta["config"], cfg, checkpoint)
-        self.model_lrs = meta.get("model_lrs", {"lr": cfg.lr, "mapping_lr": cfg.mapping_lr})
-        arch = ckpt.model_config(cfg, self.model_lrs)
-        self.G, self.D, self.G_ema = build_generator(arch), build_discriminator(arch), build_generator(arch)
+        # a resumed run keeps its networks, the mapping network's lr multiplier included
+        self.network_settings = ckpt.networks_to_resume(meta, cfg, checkpoint) if checkpoint else network_settings(cfg)
+        self.G, self.D = build_generator(self.network_settings), build_discriminator(self.network_settings)
+        self.G_ema = build_generator(self.network_settings)
         self.G_ema.load_state_dict(self.G.state_dict())
         self.channels_last = use_channels_last(cfg.channels_last, self.device)
         for m in (self.G, self.D, self.G_ema):
@@ -81,7 +81,7 @@ class Trainer:
                 m.to(memory_format=torch.channels_last)
         self.G_ema.eval().requires_grad_(False)
         self.loss = losses.make_loss(cfg, self.device)
-        self.opt_G, self.opt_D = self._optimisers()
+        self.opt_G, self.opt_D = self._make_optimisers()
         self.position = Position()
         self._set_lrs()
 
@@ -119,7 +119,7 @@ class Trainer:
     # ------------------------------------------------------------------
     # set-up
 
-    def _optimisers(self):
+    def _make_optimisers(self) -> tuple[torch.optim.Optimizer, torch.optim.Optimizer]:
         """Adam for G and D at cfg.lr, G's mapping network in a group of its own (_set_lrs)."""
         mapping = list(self.G.mapping.parameters())
         synthesis = [p for p in self.G.parameters() if all(p is not q for q in mapping)]
@@ -130,11 +130,11 @@ class Trainer:
 
     def _set_lrs(self) -> None:
         """The config's learning rates. The mapping network's EqualLinear layers already scale
-        Adam's steps by lr_mul, so its group runs at mapping_lr / lr_mul, which is cfg.lr unless
-        a resume changed the lrs."""
-        lr_mul = self.model_lrs["mapping_lr"] / self.model_lrs["lr"]
+        Adam's steps by the run's multiplier, so its group runs at mapping_lr / mapping_lr_mul,
+        which is cfg.lr unless a resume changed the lrs."""
         for group in self.opt_G.param_groups:
-            group["lr"] = self.cfg.mapping_lr / lr_mul if group["name"] == "mapping" else self.cfg.lr
+            mapping = group["name"] == "mapping"
+            group["lr"] = self.cfg.mapping_lr / self.network_settings.mapping_lr_mul if mapping else self.cfg.lr
         for group in self.opt_D.param_groups:
             group["lr"] = self.cfg.lr
 
@@ -286,11 +286,10 @@ class Trainer:
 
     def log_batch(self, stats: dict, *, res: int, alpha: float, seconds: float, images: int) -> None:
         p = self.position
-        if p.batches % self.cfg.log_every == 0:
-            self.log.add({"kind": "batch", "step": p.step_index + 1, "res": res, "epoch": p.epoch,
-                          "batch": p.batches, "alpha": round(alpha, 6), "images_seen": p.images_seen,
-                          "images_in_step": p.images_in_step, "lr": self.opt_D.param_groups[0]["lr"],
-                          "img_per_sec": round(images / max(seconds, 1e-9), 2), **stats})
+        self.log.add({"kind": "batch", "step": p.step_index + 1, "res": res, "epoch": p.epoch,
+                      "batch": p.batches, "alpha": round(alpha, 6), "images_seen": p.images_seen,
+                      "images_in_step": p.images_in_step, "lr": self.opt_D.param_groups[0]["lr"],
+                      "img_per_sec": round(images / max(seconds, 1e-9), 2), **stats})
 
     def flush(self, bar=None) -> bool:
         """Write the buffered log rows after checking them and the weights for divergence.
@@ -348,23 +347,23 @@ class Trainer:
             state["rng/torch_cuda"] = torch.cuda.get_rng_state(self.device)
         if self.sample_labels is not None:
             state["sample/labels"] = self.sample_labels
-        meta = {"config": self.cfg.to_dict(), "model_lrs": self.model_lrs, "res": res, "alpha": alpha,
+        meta = {"config": self.cfg.to_dict(), "networks": self.network_settings.to_dict(), "res": res, "alpha": alpha,
                 "step": self.position.step_index + 1, "images_seen": p.images_seen,
                 "images_in_step": p.images_in_step, "position": asdict(p), "finished": finished,
                 "end_of_step": end_of_step, "python_rng": ckpt.rng_to_json(self.py_rng.getstate()),
                 "resumed_with": self.resumed_changes, "world_size": self.world}
         return ckpt.save_training_checkpoint(self.run_dir, name, networks=self._networks(),
-                                             optimizers=self._optimizers_by_name(), state=state, meta=meta)
+                                             optimisers=self._optimisers(), state=state, meta=meta)
 
     def _networks(self) -> dict[str, nn.Module]:
         return {"G": self.G, "D": self.D, "G_ema": self.G_ema}
 
-    def _optimizers_by_name(self) -> dict[str, torch.optim.Optimizer]:
+    def _optimisers(self) -> dict[str, torch.optim.Optimizer]:
         return {"opt_G": self.opt_G, "opt_D": self.opt_D}
 
     def _restore(self, path: Path, tensors: dict, meta: dict) -> None:
         ckpt.restore_training_checkpoint(path, tensors, meta, networks=self._networks(),
-                                         optimizers=self._optimizers_by_name())
+                                         optimisers=self._optimisers())
         torch.set_rng_state(tensors["rng/torch_cpu"])
         if self.cuda and "rng/torch_cuda" in tensors:
             torch.cuda.set_rng_state(tensors["rng/torch_cuda"], self.device)
