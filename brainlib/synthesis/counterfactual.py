@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from brainlib.config import CLASS_LABELS
+from brainlib.rundir import DEFAULT_OUT_ROOT, run_dir_of
 
 DEFAULT_STRENGTHS = (0.0, 0.5, 1.0, 1.5, 2.0)
 BRAIN_THRESHOLD = -0.8  # a pixel is brain when the mean real image is above this ([-1, 1]; about 25 of 255)
@@ -235,17 +236,17 @@ def real_class_images(cfg, res: int, *, progress: bool = False) -> tuple[torch.T
 
 
 def run_agreement(model: str | Path, *, n: int = 200, strength: float = 1.0, seed: int = 0,
-                  out_root: str | Path = "outputs", progress: bool = True) -> tuple[dict, Path]:
+                  out_root: str | Path = DEFAULT_OUT_ROOT, progress: bool = True) -> tuple[dict, Path]:
     """The agreement of a conditional run on its own dataset; writes
     <run>/counterfactuals/agreement.{json,png} and returns (result, json path)."""
     from brainlib.atomic import atomic_write_json
-    from brainlib.synthesis.sampling import load, run_dir_of, trained_res
+    from brainlib.synthesis.sampling import load, trained_res
 
     G, cfg, _ = load(model, out_root=out_root)
     require_conditional(G)
     real_ad, real_nc = real_class_images(cfg, trained_res(G), progress=progress)
     result = agreement(G, real_ad, real_nc, n=n, strength=strength, seed=seed)
-    folder = run_dir_of(model, out_root=out_root) / "counterfactuals"
+    folder = run_dir_of(model, out_root=out_root).counterfactuals
     save_agreement_figure(result, folder / "agreement.png")
     path = folder / "agreement.json"
     atomic_write_json(path, {k: v for k, v in result.items() if k != "maps"} | {"summary": format_agreement(result)})
@@ -254,18 +255,18 @@ def run_agreement(model: str | Path, *, n: int = 200, strength: float = 1.0, see
 
 def strip_file(model: str | Path, *, image: str | Path | None = None, seed: int = 0,
                strengths: Sequence[float] = DEFAULT_STRENGTHS, out: str | Path | None = None, steps: int = 400,
-               per_layer: bool = False, class_name: str | None = None, out_root: str | Path = "outputs",
+               per_layer: bool = False, class_name: str | None = None, out_root: str | Path = DEFAULT_OUT_ROOT,
                progress: bool = True) -> tuple[Path, str]:
     """The strip figure of a projected slice (`image`) or of NC sample `seed`; returns (figure, a note).
 
     Written to `out`, default <run>/counterfactuals/<image name or seed<n>>.png; an existing file is refused."""
     from brainlib.atomic import FolderExistsError
-    from brainlib.synthesis.sampling import load, run_dir_of
+    from brainlib.synthesis.sampling import load
 
     G, cfg, _ = load(model, out_root=out_root)
     require_conditional(G)
     name = Path(image).name.split(".")[0] if image is not None else f"seed{seed}"
-    path = Path(out) if out is not None else run_dir_of(model, out_root=out_root) / "counterfactuals" / f"{name}.png"
+    path = Path(out) if out is not None else run_dir_of(model, out_root=out_root).counterfactuals / f"{name}.png"
     if path.exists():
         raise FolderExistsError(f"{path} already exists; choose another --out (the existing file is kept)")
     if image is not None:

@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 
 from brainlib.atomic import FolderExistsError, new_folder
+from brainlib.rundir import DEFAULT_OUT_ROOT, run_dir_of
 
 POOR_FIT_PSNR = 20.0  # dB; below it the projection is reported as a poor fit
 MS_SSIM_WEIGHT = 0.5
@@ -272,15 +273,15 @@ def load_latent(folder: str | Path) -> torch.Tensor:
 def project_file(model: str | Path, image: str | Path, *, out: str | Path | None = None,
                  class_name: str | None = None, slice_index: int | None = None, steps: int = 400,
                  per_layer: bool = False, optimize_noise: bool = False, seed: int = 0,
-                 out_root: str | Path = "outputs", progress: bool = True) -> tuple[Path, Projection]:
+                 out_root: str | Path = DEFAULT_OUT_ROOT, progress: bool = True) -> tuple[Path, Projection]:
     """Load the run, project the slice, write the folder (default <run>/projections/<image name>)."""
-    from brainlib.synthesis.sampling import load, run_dir_of
+    from brainlib.synthesis.sampling import load
     from brainlib.training.checkpoints import file_sha256, resolve_checkpoint
 
     G, cfg, meta = load(model, out_root=out_root)
     target = load_slice(image, cfg, res=G.trained_res, slice_index=slice_index)
     stem = Path(image).name.split(".")[0] + ("" if slice_index is None else f"-{slice_index}")
-    folder = Path(out) if out is not None else run_dir_of(model, out_root=out_root) / "projections" / stem
+    folder = Path(out) if out is not None else run_dir_of(model, out_root=out_root).projections / stem
     if folder.exists() and any(folder.iterdir()):  # checked before the minutes of fitting, and again on writing
         raise FolderExistsError(f"{folder} already exists and is not empty; choose another --out")
     result = project(G, target, class_name=class_name, steps=steps, per_layer=per_layer,
