@@ -24,8 +24,6 @@ needs a class; a single-class model accepts None or its own class only.
 from __future__ import annotations
 
 import contextlib
-import shutil
-import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -33,7 +31,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from brainlib.atomic import atomic_write_json
+from brainlib.atomic import atomic_write_json, new_folder
 from brainlib.config import CLASS_LABELS
 from brainlib.networks.layers import NOISE_MODES
 from brainlib.rundir import DEFAULT_OUT_ROOT, run_dir_of
@@ -360,19 +358,12 @@ def generate_to_folder(model: str | Path, output: str, n: int, seed: int = 0, cl
     if folder.exists():
         raise OutputExistsError(f"{folder} already exists; choose another --output name "
                               f"(nothing was written, the existing images are kept)")
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{output}.", suffix=".tmp", dir=folder.parent))
-    try:
-        with _progress(n, progress and n > batch_size, f"generate {output}") as bar:
-            for lo in range(0, n, batch_size):
-                imgs = sample_images(G, min(batch_size, n - lo), seed=seed, class_name=class_name, psi=psi,
-                                     batch_size=batch_size, noise_mode=noise_mode, start=lo)
-                write_pngs(to_uint8(imgs), tmp, size=size, start=lo)
-                bar.update(len(imgs))
-        tmp.rename(folder)  # atomic; fails rather than replaces if someone made the folder meanwhile
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    with new_folder(folder) as tmp, _progress(n, progress and n > batch_size, f"generate {output}") as bar:
+        for lo in range(0, n, batch_size):
+            imgs = sample_images(G, min(batch_size, n - lo), seed=seed, class_name=class_name, psi=psi,
+                                 batch_size=batch_size, noise_mode=noise_mode, start=lo)
+            write_pngs(to_uint8(imgs), tmp, size=size, start=lo)
+            bar.update(len(imgs))
     atomic_write_json(run.generated_record(output), {
         "checkpoint": str(resolve_checkpoint(model, out_root)), "checkpoint_sha256": meta.get("sha256"),
         "n": n, "seed": seed, "class_name": class_name, "psi": psi, "size": size or trained_res(G),
