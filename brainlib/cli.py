@@ -9,6 +9,7 @@ import sys
 
 from brainlib.batch.pipeline import PipelineError
 from brainlib.config import ConfigError
+from brainlib.rundir import DEFAULT_OUT_ROOT
 
 
 class UserError(Exception):
@@ -46,14 +47,14 @@ def _generate(args: argparse.Namespace) -> int:
     from brainlib.synthesis.sampling import generate_to_folder
     out = generate_to_folder(model=args.model, output=args.output, n=args.n, seed=args.seed,
                              class_name=args.class_name, psi=args.truncation, size=args.size,
-                             out_root=args.out_root or "outputs")
+                             out_root=args.out_root)
     print(f"wrote {args.n} images to {out}")
     return 0
 
 
 def _evaluate(args: argparse.Namespace) -> int:
     from brainlib.eval.evaluate import evaluate
-    result_path = evaluate(runs=args.run, n=args.n, out_root=args.out_root or "outputs", truncation=args.truncation)
+    result_path = evaluate(runs=args.run, n=args.n, out_root=args.out_root, truncation=args.truncation)
     print(f"wrote {result_path}")
     return 0
 
@@ -61,7 +62,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 def _export(args: argparse.Namespace) -> int:
     from brainlib.synthesis.export import export_dataset
     out = export_dataset(args.model, args.out, args.n, test_fraction=args.test_fraction, seed=args.seed,
-                         psi=args.truncation, noise_mode=args.noise_mode, out_root=args.out_root or "outputs")
+                         psi=args.truncation, noise_mode=args.noise_mode, out_root=args.out_root)
     print(f"wrote a synthetic dataset to {out} (manifest.csv, DATASHEET.md)")
     return 0
 
@@ -70,7 +71,7 @@ def _project(args: argparse.Namespace) -> int:
     from brainlib.synthesis.projection import project_file
     folder, result = project_file(args.model, args.image, out=args.out, class_name=args.class_name,
                                   slice_index=args.slice, steps=args.steps, per_layer=args.per_layer,
-                                  optimise_noise=args.noise, seed=args.seed, out_root=args.out_root or "outputs")
+                                  optimise_noise=args.noise, seed=args.seed, out_root=args.out_root)
     print(result.verdict())
     print(f"wrote {folder}")
     return 0
@@ -78,7 +79,7 @@ def _project(args: argparse.Namespace) -> int:
 
 def _counterfactual(args: argparse.Namespace) -> int:
     from brainlib.synthesis import counterfactual
-    out_root = args.out_root or "outputs"
+    out_root = args.out_root
     if args.agreement:
         result, path = counterfactual.run_agreement(args.model, n=args.n, seed=args.seed, out_root=out_root)
         print(counterfactual.format_agreement(result))
@@ -95,7 +96,7 @@ def _counterfactual(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     from brainlib.batch.pipeline import run_batch
     summary = run_batch(preset=args.preset, classes=args.classes, conditional=args.conditional,
-                        data_root=args.data, name=args.name, out_root=args.out_root or "outputs",
+                        data_root=args.data, name=args.name, out_root=args.out_root,
                         retrain=args.retrain)
     print(f"summary: {summary}")
     return 0
@@ -111,6 +112,11 @@ def _class_dirs(pairs: list[str] | None) -> dict[str, str] | None:
             raise UserError(f"--class-dir {p!r} must look like AD=<folder> or NC=<folder>")
         dirs[label] = folder
     return {"AD": "AD", "NC": "NC", **dirs}
+
+
+def _out_root_option(parser: argparse.ArgumentParser, default: str | None = DEFAULT_OUT_ROOT) -> None:
+    parser.add_argument("--out-root", default=default,
+                        help=f"the folder holding the runs (default: {DEFAULT_OUT_ROOT})")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -136,7 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--class", dest="class_name", default="AD", help="AD, NC or both (conditional)")
     t.add_argument("--run", default=None, help="run name under outputs/ (default: <preset>-<class>)")
     t.add_argument("--data", default=None, help="dataset root (default: the embedded dataset)")
-    t.add_argument("--out-root", default=None)
+    _out_root_option(t, default=None)  # None: the preset's (or --set out_root=...)
     t.add_argument("--resume", action="store_true", help="continue from the run's latest checkpoint")
     t.add_argument("--set", action="append", metavar="KEY=VALUE", help="override any RunConfig field")
     t.set_defaults(func=_train)
@@ -149,7 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--class", dest="class_name", default=None, choices=("AD", "NC"))
     g.add_argument("--truncation", type=float, default=1.0, help="psi; 1 = no truncation")
     g.add_argument("--size", type=int, default=None, help="default: the trained size")
-    g.add_argument("--out-root", default=None)
+    _out_root_option(g)
     g.set_defaults(func=_generate)
 
     e = sub.add_parser("evaluate", help="metrics with real-vs-real floors; writes eval.json")
@@ -158,7 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--n", type=int, default=1000, help="generated images per class")
     e.add_argument("--truncation", type=float, default=1.0,
                    help="psi; below 1 writes eval-psi<psi>.json beside eval.json (precision against recall)")
-    e.add_argument("--out-root", default=None)
+    _out_root_option(e)
     e.set_defaults(func=_evaluate)
 
     x = sub.add_parser("export", help="a synthetic dataset in ADNI's layout, with manifest.csv and DATASHEET.md")
@@ -169,7 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--seed", type=int, default=0)
     x.add_argument("--truncation", type=float, default=1.0, help="psi; 1 = no truncation")
     x.add_argument("--noise-mode", choices=("random", "const", "none"), default="random")
-    x.add_argument("--out-root", default=None)
+    _out_root_option(x)
     x.set_defaults(func=_export)
 
     pj = sub.add_parser("project", help="find the latent that reproduces a real slice")
@@ -183,7 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
     pj.add_argument("--noise", action="store_true", help="optimise the noise maps too")
     pj.add_argument("--seed", type=int, default=0)
     pj.add_argument("--out", default=None, help="default: <run>/projections/<image name>")
-    pj.add_argument("--out-root", default=None)
+    _out_root_option(pj)
     pj.set_defaults(func=_project)
 
     cf = sub.add_parser("counterfactual", help="NC-to-AD edits of a slice by a conditional model, "
@@ -199,7 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
     cf.add_argument("--agreement", action="store_true",
                     help="print the correlation of the counterfactual and real AD-NC difference maps")
     cf.add_argument("--n", type=int, default=200, help="NC samples averaged, with --agreement")
-    cf.add_argument("--out-root", default=None)
+    _out_root_option(cf)
     cf.set_defaults(func=_counterfactual)
 
     r = sub.add_parser("run", help="run the numbered notebooks end to end with papermill")
@@ -208,7 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--conditional", action="store_true")
     r.add_argument("--data", default=None)
     r.add_argument("--name", default=None)
-    r.add_argument("--out-root", default=None)
+    _out_root_option(r)
     r.add_argument("--retrain", action="store_true", help="retrain runs that already finished")
     r.set_defaults(func=_run)
     return p

@@ -1,7 +1,7 @@
 """Every knob of a run in one dataclass, plus the named presets.
 
 A run is fully described by its `RunConfig`; the trainer saves it as
-`outputs/<run>/config.json` and everything downstream (sampling, evaluation,
+`<out_root>/<run>/config.json` (brainlib/rundir.py) and everything downstream (sampling, evaluation,
 notebooks) reads it back from there.
 """
 from __future__ import annotations
@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from brainlib.atomic import atomic_write_text
+from brainlib.rundir import DEFAULT_OUT_ROOT, RunDir
 
 CLASS_LABELS = {"NC": 0, "AD": 1}  # AD is the positive class, as in the ADNI papers
 CLASS_CHOICES = ("AD", "NC", "both")  # "both" trains one class-conditional model
@@ -44,7 +45,7 @@ PER_RES_FIELDS = {"channels": int, "batch_sizes": int, "seconds_per_res": float,
 class RunConfig:
     # --- run and data ---
     run: str = "run"
-    out_root: str = "outputs"
+    out_root: str = DEFAULT_OUT_ROOT
     data_root: str | None = None  # None: the embedded MNI152 dataset, built on first use
     class_name: str = "AD"  # AD, NC, or both (conditional)
     class_dirs: dict[str, str] = field(default_factory=lambda: {"AD": "AD", "NC": "NC"})
@@ -113,7 +114,7 @@ class RunConfig:
 
     @property
     def run_dir(self) -> Path:
-        return Path(self.out_root) / self.run
+        return RunDir.named(self.run, self.out_root).path
 
     def validate(self) -> RunConfig:
         """Raise ConfigError naming the first bad setting, before any work starts."""

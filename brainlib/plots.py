@@ -10,6 +10,7 @@ import torch
 from torchvision.utils import save_image
 
 from brainlib.atomic import atomic_write, atomic_write_bytes
+from brainlib.rundir import RunDir
 
 CLASS_COLOURS = {"AD": "tab:red", "NC": "tab:blue"}  # the same in every figure
 LOSS_KEYS = ("d_loss", "g_loss")
@@ -28,11 +29,11 @@ def save_grid(images: torch.Tensor, path: str | Path, nrow: int) -> Path:
     return path
 
 
-def save_step_figures(run_dir: Path, name: str, samples: torch.Tensor, nrow: int, rows: list[dict]) -> None:
+def save_step_figures(run: RunDir, step: int, res: int, samples: torch.Tensor, nrow: int, rows: list[dict]) -> None:
     """After a resolution step: the fixed latents' sample grid and the loss curves so far."""
-    save_grid(samples, run_dir / "samples" / f"{name}.png", nrow=nrow)
-    plot_losses_per_batch(rows, run_dir / "plots" / "loss_per_batch.png")
-    plot_losses_per_epoch(rows, run_dir / "plots" / "loss_per_epoch.png")
+    save_grid(samples, run.step_grid(step, res), nrow=nrow)
+    plot_losses_per_batch(rows, run.loss_per_batch_plot)
+    plot_losses_per_epoch(rows, run.loss_per_epoch_plot)
 
 
 def pyplot(headless: bool = True):

@@ -1,5 +1,6 @@
 """`brainlib generate`: the original workbook's predict command, on saved random-weight runs."""
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +15,7 @@ from brainlib.config import preset
 from brainlib.networks.layers import NoiseInjection
 from brainlib.networks.settings import network_settings
 from brainlib.networks.stylegan1 import Generator
+from brainlib.rundir import RunDir
 from brainlib.synthesis.sampling import generate_to_folder
 from brainlib.training.checkpoints import module_tensors, save_checkpoint
 
@@ -127,7 +129,9 @@ def test_existing_output_is_never_overwritten(out_root, capsys):
     assert snapshot(out_root) == before
 
 
-def test_an_error_midway_leaves_nothing_behind(out_root, monkeypatch):
+@pytest.mark.parametrize("error", [OSError(28, "No space left on device"), KeyboardInterrupt()],
+                         ids=["disk-full", "ctrl-c"])
+def test_an_error_midway_leaves_nothing_behind(out_root, monkeypatch, error):
     import brainlib.synthesis.sampling as sampling
 
     calls = []
@@ -135,15 +139,29 @@ def test_an_error_midway_leaves_nothing_behind(out_root, monkeypatch):
     def failing_write(images, folder, **kw):
         calls.append(folder)
         if len(calls) == 2:
-            raise OSError(28, "No space left on device")
+            raise error
         return original(images, folder, **kw)
 
     original = sampling.write_pngs
     monkeypatch.setattr(sampling, "write_pngs", failing_write)
-    before = snapshot(out_root)
-    with pytest.raises(OSError, match="No space left"):
+    generated = RunDir.named("smoke-AD", out_root).generated_images("interrupted").parent
+    generated.mkdir(parents=True, exist_ok=True)
+    before, entries = snapshot(out_root), sorted(generated.iterdir())
+    with pytest.raises(type(error)):
         generate_to_folder("smoke-AD", "interrupted", 5, out_root=out_root, batch_size=2)
-    assert snapshot(out_root) == before and not (out_root / "smoke-AD" / "generated_images" / "interrupted").exists()
+    assert len(calls) == 2 and calls[0].name.startswith(".interrupted.")  # written into a hidden folder
+    assert snapshot(out_root) == before and sorted(generated.iterdir()) == entries  # no folder, hidden or not
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o027], ids=["umask022", "umask027"])
+def test_generated_folder_follows_the_umask(out_root, umask):
+    old = os.umask(umask)
+    try:
+        folder = generate_to_folder("smoke-AD", f"umask{umask:03o}", 1, out_root=out_root)
+    finally:
+        os.umask(old)
+    assert folder == RunDir.named("smoke-AD", out_root).generated_images(f"umask{umask:03o}")
+    assert folder.stat().st_mode & 0o777 == 0o777 & ~umask  # 0755 under umask 022, as every other folder
 
 
 def test_checkpoint_path_relative_to_out_root_and_run_folder(out_root):

@@ -27,6 +27,7 @@ from brainlib.batch.report_page import format_seconds
 from brainlib.batch.summary import write_summary
 from brainlib.config import PRESETS, ConfigError, project_root
 from brainlib.config import preset as make_preset  # `preset` is a parameter name here
+from brainlib.rundir import DEFAULT_OUT_ROOT, BatchDir, RunDir, checkpoint_meta
 
 NOTEBOOKS = ("01_data", "02_train_progressive", "03_samples", "04_umap")
 KERNEL_NAME = "python3"  # installed into the venv by the Makefile (ipykernel install --sys-prefix)
@@ -52,7 +53,7 @@ class Step:
 
 def run_batch(preset: str = "demo", classes: tuple[str, ...] | list[str] = ("AD", "NC"),
               conditional: bool = False, data_root: str | Path | None = None,
-              name: str | None = None, out_root: str | Path = "outputs", retrain: bool = False,
+              name: str | None = None, out_root: str | Path = DEFAULT_OUT_ROOT, retrain: bool = False,
               *, notebooks_dir: str | Path | None = None, parameters: dict[str, Any] | None = None,
               kernel_name: str = KERNEL_NAME) -> Path:
     """Execute 01..04 for one batch and write its summary page; return summary.html.
@@ -69,25 +70,27 @@ def run_batch(preset: str = "demo", classes: tuple[str, ...] | list[str] = ("AD"
     out_root = Path(out_root).expanduser().resolve()
     data_root = None if data_root is None else str(_existing_dir(data_root, "data root"))
     notebooks_dir = Path(notebooks_dir) if notebooks_dir else project_root() / "notebooks"
-    batch_dir = out_root / name
+    batch_dir = BatchDir.named(name, out_root)
     runs = [f"{name}-{cls}" for cls in run_classes]
+    run_dirs = [RunDir.named(run, out_root) for run in runs]
     offered = batch_parameters(preset, run_classes, data_root, name, out_root, parameters)
 
-    steps = plan_steps(notebooks_dir, batch_dir / "notebooks", offered, run_classes, runs)
+    steps = plan_steps(notebooks_dir, batch_dir.notebooks, offered, run_classes, runs)
     batch = dict(preset=preset, classes=list(run_classes), conditional=conditional, data_root=data_root,
                  name=name, out_root=str(out_root))
     print(f"batch {name!r}: {len(steps)} notebooks, outputs in {batch_dir}", flush=True)
     started = time.monotonic()
     for i, step in enumerate(steps, 1):
         prefix = f"[{i}/{len(steps)}] {step.label} ..."
-        if step.run and not retrain and training_finished(out_root / step.run):
+        run_dir = RunDir.named(step.run, out_root) if step.run else None
+        if run_dir is not None and not retrain and training_finished(run_dir):
             step.status = "skipped"
             _record(batch_dir, steps)
-            print(f"{prefix} skipped: {out_root / step.run} already finished (retrain=True to redo)", flush=True)
+            print(f"{prefix} skipped: {run_dir} already finished (retrain=True to redo)", flush=True)
             continue
-        if step.run and "resume" in declared_parameters(notebooks_dir / f"{step.notebook}.ipynb"):
+        if run_dir is not None and "resume" in declared_parameters(notebooks_dir / f"{step.notebook}.ipynb"):
             # an interrupted run continues from its checkpoint; retrain starts it afresh
-            started_before = (out_root / step.run / "checkpoints" / "latest.json").is_file()
+            started_before = run_dir.latest.is_file()
             step.parameters["resume"] = started_before and not retrain
         live = sys.stdout.isatty()  # in a log, only the finished line (kernels write to stderr meanwhile)
         if live:
@@ -97,7 +100,7 @@ def run_batch(preset: str = "demo", classes: tuple[str, ...] | list[str] = ("AD"
         except PipelineError as e:
             print(f"{'' if live else prefix} FAILED after {format_seconds(step.seconds)}", flush=True)
             _record(batch_dir, steps)
-            summary = write_summary(batch_dir, [out_root / run for run in runs], _timings(steps), batch=batch,
+            summary = write_summary(batch_dir.path, [d.path for d in run_dirs], _timings(steps), batch=batch,
                                     total_seconds=time.monotonic() - started, failure=str(e))
             print(f"what the batch made so far: {summary}", flush=True)
             raise
@@ -105,7 +108,7 @@ def run_batch(preset: str = "demo", classes: tuple[str, ...] | list[str] = ("AD"
             _record(batch_dir, steps)
         print(f"{chr(13) + prefix if live else prefix} done in {format_seconds(step.seconds)}", flush=True)
 
-    summary = write_summary(batch_dir, [out_root / run for run in runs], _timings(steps), batch=batch,
+    summary = write_summary(batch_dir.path, [d.path for d in run_dirs], _timings(steps), batch=batch,
                             total_seconds=time.monotonic() - started)
     print(f"batch {name!r} finished in {format_seconds(time.monotonic() - started)}; "
           f"summary: {summary} (and summary.md)", flush=True)
@@ -181,12 +184,12 @@ def declared_parameters(notebook: Path) -> set[str]:
     return set(papermill.inspect_notebook(str(notebook)))
 
 
-def training_finished(run_dir: Path) -> bool:
+def training_finished(run_dir: RunDir | Path) -> bool:
     """True when the checkpoint that the run's latest.json points to says the schedule finished."""
     from brainlib.training.checkpoints import CheckpointError, latest_checkpoint  # torch: not for `brainlib --help`
     try:
         latest = latest_checkpoint(run_dir)
-        return latest is not None and bool(json.loads(latest.with_suffix(".json").read_text()).get("finished", False))
+        return latest is not None and bool(json.loads(checkpoint_meta(latest).read_text()).get("finished", False))
     except (OSError, json.JSONDecodeError, CheckpointError):
         return False
 
@@ -215,6 +218,6 @@ def _timings(steps: list[Step]) -> list[dict[str, Any]]:
                  executed=str(s.output)) for s in steps]
 
 
-def _record(batch_dir: Path, steps: list[Step]) -> None:
+def _record(batch_dir: BatchDir, steps: list[Step]) -> None:
     """timings.json in the batch folder: which notebooks ran, how long, how they ended."""
-    atomic_write_json(batch_dir / "timings.json", _timings(steps))
+    atomic_write_json(batch_dir.timings, _timings(steps))

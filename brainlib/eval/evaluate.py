@@ -46,6 +46,7 @@ from brainlib.eval.metrics import class_contrast, fid, kid, ms_ssim_pairs, preci
 from brainlib.eval.metrics import usefulness as usefulness_study
 from brainlib.eval.report import format_table, load_report, metric_rows, with_floor
 from brainlib.plots import pyplot, save_grid
+from brainlib.rundir import DEFAULT_OUT_ROOT, run_dir_of
 from brainlib.synthesis.sampling import load, sample_images
 
 # 4: truncation (psi) in the report and its fingerprint; 3: C2ST at half resolution, one-class
@@ -365,7 +366,7 @@ def write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
-def evaluate(runs: list[str], n: int = 1000, out_root: str | Path = "outputs", *, seed: int = 0,
+def evaluate(runs: list[str], n: int = 1000, out_root: str | Path = DEFAULT_OUT_ROOT, *, seed: int = 0,
              quick: bool = False, sizes: EvalSizes | None = None, embed_method: str = "umap",
              usefulness: bool = True, reuse: bool = False, encoder_cache: str | Path | None = None,
              progress: bool = True, truncation: float = 1.0) -> Path:
@@ -387,9 +388,8 @@ def evaluate(runs: list[str], n: int = 1000, out_root: str | Path = "outputs", *
         raise ValueError(f"evaluate needs at least 2 generated images per class, got n={n}")
     t0 = time.perf_counter()
     loaded = load_runs(list(runs), out_root)
-    run_dirs = [Path(out_root) / run if (Path(out_root) / run).is_dir() else Path(run) for run, *_ in loaded]
-    stem = "eval" if truncation == 1.0 else f"eval-psi{truncation:g}"
-    first_json, fig_dir = run_dirs[0] / f"{stem}.json", run_dirs[0] / stem
+    run_dirs = [run_dir_of(run, out_root=out_root) for run, *_ in loaded]
+    first_json, fig_dir = run_dirs[0].eval_report(truncation), run_dirs[0].eval_figures(truncation)
     fingerprint = _fingerprint(runs, n, seed, sizes, loaded, truncation)
     if reuse and (old := reusable_report(first_json, fingerprint)) is not None:
         print(format_table(metric_rows(old)))
@@ -441,10 +441,10 @@ def evaluate(runs: list[str], n: int = 1000, out_root: str | Path = "outputs", *
         figures["features"] = str(fig_dir / "features.npz")
     seconds["total"] = time.perf_counter() - t0
     report.update(figures=figures, seconds={k: round(v, 1) for k, v in seconds.items()}, fingerprint=fingerprint,
-                  written_to=[str(d / f"{stem}.json") for d in run_dirs])
+                  written_to=[str(d.eval_report(truncation)) for d in run_dirs])
     report["table"] = metric_rows(report)
     for d in run_dirs:
-        atomic_write_json(d / f"{stem}.json", _jsonable(report))
+        atomic_write_json(d.eval_report(truncation), _jsonable(report))
     print(format_table(report["table"]))
     print(f"encoder: {enc.info['name']} (train set {enc.info['train_set_hash']} of {'+'.join(encoder_classes)}, "
           f"held-out AD/NC accuracy {encoder_info['heldout_accuracy']}); Inception: {inception_note}")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from brainlib.rundir import RunDir
+
 
 def with_floor(generated: float | None, floor: float | None) -> dict:
     """A metric beside its real-vs-real floor, and their ratio."""
@@ -78,7 +80,7 @@ def format_table(rows: list[dict]) -> str:
 
 
 def load_report(path: str | Path) -> dict:
-    """eval.json as a dict (a run name under outputs/ or a path to eval.json or its folder)."""
+    """eval.json as a dict (a path to eval.json or to the folder holding it)."""
     p = Path(path)
-    p = p / "eval.json" if p.is_dir() else p
+    p = RunDir(p).eval_report() if p.is_dir() else p
     return json.loads(p.read_text())

@@ -27,6 +27,7 @@ from brainlib.atomic import FolderExistsError, atomic_write, atomic_write_json
 from brainlib.config import CLASS_LABELS
 from brainlib.data.dataset import dataset_for_config, to_model_input
 from brainlib.plots import pyplot
+from brainlib.rundir import DEFAULT_OUT_ROOT, run_dir_of
 from brainlib.synthesis.projection import load_slice, project
 from brainlib.synthesis.sampling import (
     class_labels,
@@ -34,7 +35,6 @@ from brainlib.synthesis.sampling import (
     latents,
     load,
     model_classes,
-    run_dir_of,
     styles,
     synthesize,
     trained_res,
@@ -236,7 +236,7 @@ def real_class_images(cfg, res: int, *, progress: bool = False) -> tuple[torch.T
 
 
 def run_agreement(model: str | Path, *, n: int = 200, strength: float = 1.0, seed: int = 0,
-                  out_root: str | Path = "outputs", progress: bool = True) -> tuple[dict, Path]:
+                  out_root: str | Path = DEFAULT_OUT_ROOT, progress: bool = True) -> tuple[dict, Path]:
     """The agreement of a conditional run on its own dataset; writes
     <run>/counterfactuals/agreement.{json,png} and returns (result, json path)."""
 
@@ -244,7 +244,7 @@ def run_agreement(model: str | Path, *, n: int = 200, strength: float = 1.0, see
     require_conditional(G)
     real_ad, real_nc = real_class_images(cfg, trained_res(G), progress=progress)
     result = agreement(G, real_ad, real_nc, n=n, strength=strength, seed=seed)
-    folder = run_dir_of(model, out_root=out_root) / "counterfactuals"
+    folder = run_dir_of(model, out_root=out_root).counterfactuals
     save_agreement_figure(result, folder / "agreement.png")
     path = folder / "agreement.json"
     atomic_write_json(path, {k: v for k, v in result.items() if k != "maps"} | {"summary": format_agreement(result)})
@@ -253,7 +253,7 @@ def run_agreement(model: str | Path, *, n: int = 200, strength: float = 1.0, see
 
 def strip_file(model: str | Path, *, image: str | Path | None = None, seed: int = 0,
                strengths: Sequence[float] = DEFAULT_STRENGTHS, out: str | Path | None = None, steps: int = 400,
-               per_layer: bool = False, class_name: str | None = None, out_root: str | Path = "outputs",
+               per_layer: bool = False, class_name: str | None = None, out_root: str | Path = DEFAULT_OUT_ROOT,
                progress: bool = True) -> tuple[Path, str]:
     """The strip figure of a projected slice (`image`) or of NC sample `seed`; returns (figure, a note).
 
@@ -262,7 +262,7 @@ def strip_file(model: str | Path, *, image: str | Path | None = None, seed: int 
     G, cfg, _ = load(model, out_root=out_root)
     require_conditional(G)
     name = Path(image).name.split(".")[0] if image is not None else f"seed{seed}"
-    path = Path(out) if out is not None else run_dir_of(model, out_root=out_root) / "counterfactuals" / f"{name}.png"
+    path = Path(out) if out is not None else run_dir_of(model, out_root=out_root).counterfactuals / f"{name}.png"
     if path.exists():
         raise FolderExistsError(f"{path} already exists; choose another --out (the existing file is kept)")
     if image is not None:

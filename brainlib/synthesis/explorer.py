@@ -27,6 +27,7 @@ from PIL import Image
 
 from brainlib.atomic import atomic_write_bytes, atomic_write_json
 from brainlib.config import RunConfig
+from brainlib.rundir import RunDir
 from brainlib.synthesis.counterfactual import class_direction
 from brainlib.synthesis.directions import Directions, compute_directions
 from brainlib.synthesis.sampling import (
@@ -60,7 +61,7 @@ class LatentExplorer:
             self.ad_direction = class_direction(G, n_samples=5000)
         self.display_size = display_size
         self.slider_range = slider_range
-        self.save_dir = Path(save_dir) if save_dir is not None else Path(cfg.out_root) / cfg.run / "explorer"
+        self.save_dir = Path(save_dir) if save_dir is not None else RunDir(cfg.run_dir).explorer
         self.settings: dict[str, Any] = dict(
             seed=seed, psi=psi, directions=[0.0] * self.k, noise_strength=1.0,
             mix_seed=seed + 1, mix_layer=self.num_ws,  # mix_layer == num_ws: no mixing

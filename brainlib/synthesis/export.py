@@ -29,6 +29,7 @@ from tqdm.auto import tqdm
 from brainlib.atomic import new_folder
 from brainlib.config import CLASS_LABELS, RunConfig, project_root
 from brainlib.data.discovery import DataError, discover
+from brainlib.rundir import CHECKPOINTS, DEFAULT_OUT_ROOT, RunDir, eval_reports
 from brainlib.synthesis.sampling import load, png_bytes, sample_images, to_uint8, trained_res
 from brainlib.training.checkpoints import file_sha256, resolve_checkpoint
 
@@ -59,7 +60,7 @@ def class_seed(seed: int, class_name: str) -> int:
     return 2 * int(seed) + CLASS_LABELS[class_name]
 
 
-def load_models(runs: list[str], out_root: str | Path = "outputs") -> dict[str, ExportModel]:
+def load_models(runs: list[str], out_root: str | Path = DEFAULT_OUT_ROOT) -> dict[str, ExportModel]:
     """{class: ExportModel} from one conditional run or one run per class; each class once."""
 
     if not runs:
@@ -91,7 +92,7 @@ def split_sizes(n: int, test_fraction: float) -> tuple[int, int]:
 
 def checkpoint_label(m: ExportModel) -> str:
     """The checkpoint as `<run folder>/checkpoints/<file>`: the same wherever outputs/ lives."""
-    return "/".join(m.checkpoint.parts[-3:]) if m.checkpoint.parent.name == "checkpoints" else m.checkpoint.name
+    return "/".join(m.checkpoint.parts[-3:]) if m.checkpoint.parent.name == CHECKPOINTS else m.checkpoint.name
 
 
 def png_text(m: ExportModel, seed: int, index: int, psi: float) -> dict[str, str]:
@@ -131,7 +132,7 @@ def manifest_csv(rows: list[dict]) -> str:
 
 
 def export_dataset(runs: list[str] | str, out: str | Path, n: int, *, test_fraction: float = 0.2, seed: int = 0,
-                   psi: float = 1.0, noise_mode: str = "random", out_root: str | Path = "outputs",
+                   psi: float = 1.0, noise_mode: str = "random", out_root: str | Path = DEFAULT_OUT_ROOT,
                    progress: bool = True) -> Path:
     """Write the synthetic dataset described in the module docstring and return its folder."""
 
@@ -159,14 +160,14 @@ def export_dataset(runs: list[str] | str, out: str | Path, n: int, *, test_fract
 def find_evaluation(m: ExportModel, out_root: Path) -> tuple[Path, dict] | None:
     """The eval.json that judged this run: in its run folder, else in a batch folder under
     out_root whose report lists the run."""
-    run_dir = m.checkpoint.parent.parent if m.checkpoint.parent.name == "checkpoints" else m.checkpoint.parent
-    candidates = [run_dir / "eval.json"] + sorted(Path(out_root).glob("*/eval.json"))
+    run_dir = RunDir.of_checkpoint(m.checkpoint)
+    candidates = [run_dir.eval_report()] + eval_reports(out_root)
     for path in candidates:
         try:
             report = json.loads(path.read_text())
         except (OSError, ValueError):
             continue
-        if path.parent == run_dir or m.run in report.get("runs", []) or run_dir.name in report.get("runs", []):
+        if path.parent == run_dir.path or m.run in report.get("runs", []) or run_dir.name in report.get("runs", []):
             return path, report
     return None
 

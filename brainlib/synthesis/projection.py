@@ -39,13 +39,13 @@ from brainlib.data.decoding import decode_file
 from brainlib.data.slices import SkippedFile
 from brainlib.eval.metrics import ms_ssim, ssim
 from brainlib.plots import pyplot
+from brainlib.rundir import DEFAULT_OUT_ROOT, run_dir_of
 from brainlib.synthesis.sampling import (
     class_labels,
     is_conditional,
     latents,
     load,
     png_bytes,
-    run_dir_of,
     styles,
     to_uint8,
     trained_alpha,
@@ -277,13 +277,13 @@ def load_latent(folder: str | Path) -> torch.Tensor:
 def project_file(model: str | Path, image: str | Path, *, out: str | Path | None = None,
                  class_name: str | None = None, slice_index: int | None = None, steps: int = 400,
                  per_layer: bool = False, optimise_noise: bool = False, seed: int = 0,
-                 out_root: str | Path = "outputs", progress: bool = True) -> tuple[Path, Projection]:
+                 out_root: str | Path = DEFAULT_OUT_ROOT, progress: bool = True) -> tuple[Path, Projection]:
     """Load the run, project the slice, write the folder (default <run>/projections/<image name>)."""
 
     G, cfg, meta = load(model, out_root=out_root)
     target = load_slice(image, cfg, res=G.trained_res, slice_index=slice_index)
     stem = Path(image).name.split(".")[0] + ("" if slice_index is None else f"-{slice_index}")
-    folder = Path(out) if out is not None else run_dir_of(model, out_root=out_root) / "projections" / stem
+    folder = Path(out) if out is not None else run_dir_of(model, out_root=out_root).projections / stem
     if folder.exists() and any(folder.iterdir()):  # checked before the minutes of fitting, and again on writing
         raise FolderExistsError(f"{folder} already exists and is not empty; choose another --out")
     result = project(G, target, class_name=class_name, steps=steps, per_layer=per_layer,

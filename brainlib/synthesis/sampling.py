@@ -25,8 +25,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import shutil
-import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -35,10 +33,11 @@ import torch
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
-from brainlib.atomic import atomic_write_json
+from brainlib.atomic import atomic_write_json, new_folder
 from brainlib.config import CLASS_LABELS
 from brainlib.networks.layers import NOISE_MODES
 from brainlib.progress import progress_bar
+from brainlib.rundir import DEFAULT_OUT_ROOT, run_dir_of
 from brainlib.training.checkpoints import load_generator, resolve_checkpoint
 
 # ----------------------------------------------------------------------
@@ -120,7 +119,7 @@ def trained_alpha(G) -> float:
     return float(getattr(G, "trained_alpha", 1.0))
 
 
-def load(model: str | Path, *, out_root: str | Path = "outputs", device: str = "cpu"):
+def load(model: str | Path, *, out_root: str | Path = DEFAULT_OUT_ROOT, device: str = "cpu"):
     """checkpoints.load_generator, with the checkpoint's resolution and alpha recorded on G
     (G.trained_res, G.trained_alpha) so every sampler here uses them by default.
 
@@ -327,19 +326,6 @@ def write_pngs(images_u8: np.ndarray, folder: Path, *, size: int | None = None, 
         (Path(folder) / f"img_{start + i}.png").write_bytes(png_bytes(im, size))
 
 
-def run_dir_of(model: str | Path, *, out_root: str | Path = "outputs") -> Path:
-    """The run folder of a model given as checkpoints.load_generator takes it (a run name under
-    out_root, a run folder, or a checkpoint file): the folder holding its checkpoints/."""
-
-    ckpt = resolve_checkpoint(model, out_root)
-    return ckpt.parent.parent if ckpt.parent.name == "checkpoints" else ckpt.parent
-
-
-def generated_images_dir(model: str | Path, output: str, *, out_root: str | Path = "outputs") -> Path:
-    """Where `brainlib generate` writes: <run dir>/generated_images/<output>/."""
-    return run_dir_of(model, out_root=out_root) / "generated_images" / output
-
-
 class OutputExistsError(FileExistsError, ValueError):
     """The output folder exists already: we never write into or over it."""
 
@@ -350,7 +336,7 @@ def _check_output_name(output: str) -> None:
 
 
 def generate_to_folder(model: str | Path, output: str, n: int, seed: int = 0, class_name: str | None = None,
-                       psi: float = 1.0, size: int | None = None, out_root: str | Path = "outputs", *,
+                       psi: float = 1.0, size: int | None = None, out_root: str | Path = DEFAULT_OUT_ROOT, *,
                        batch_size: int = 64, noise_mode: str = "random", progress: bool = True) -> Path:
     """Write img_0.png .. img_{n-1}.png (greyscale, the trained size unless `size`) and return the folder.
 
@@ -367,24 +353,18 @@ def generate_to_folder(model: str | Path, output: str, n: int, seed: int = 0, cl
 
     G, cfg, meta = load(model, out_root=out_root)
     class_labels(G, class_name, 1)  # a class the model cannot make fails here, before any writing
-    folder = generated_images_dir(model, output, out_root=out_root)
+    run = run_dir_of(model, out_root=out_root)
+    folder = run.generated_images(output)
     if folder.exists():
         raise OutputExistsError(f"{folder} already exists; choose another --output name "
                               f"(nothing was written, the existing images are kept)")
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{output}.", suffix=".tmp", dir=folder.parent))
-    try:
-        with _progress(n, progress and n > batch_size, f"generate {output}") as bar:
-            for lo in range(0, n, batch_size):
-                imgs = sample_images(G, min(batch_size, n - lo), seed=seed, class_name=class_name, psi=psi,
-                                     batch_size=batch_size, noise_mode=noise_mode, start=lo)
-                write_pngs(to_uint8(imgs), tmp, size=size, start=lo)
-                bar.update(len(imgs))
-        tmp.rename(folder)  # atomic; fails rather than replaces if someone made the folder meanwhile
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    atomic_write_json(folder.with_name(f"{output}.json"), {
+    with new_folder(folder) as tmp, _progress(n, progress and n > batch_size, f"generate {output}") as bar:
+        for lo in range(0, n, batch_size):
+            imgs = sample_images(G, min(batch_size, n - lo), seed=seed, class_name=class_name, psi=psi,
+                                 batch_size=batch_size, noise_mode=noise_mode, start=lo)
+            write_pngs(to_uint8(imgs), tmp, size=size, start=lo)
+            bar.update(len(imgs))
+    atomic_write_json(run.generated_record(output), {
         "checkpoint": str(resolve_checkpoint(model, out_root)), "checkpoint_sha256": meta.get("sha256"),
         "n": n, "seed": seed, "class_name": class_name, "psi": psi, "size": size or trained_res(G),
         "noise_mode": noise_mode, "files": f"img_0.png .. img_{n - 1}.png"})

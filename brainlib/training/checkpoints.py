@@ -29,11 +29,11 @@ from brainlib.config import ConfigError, RunConfig
 from brainlib.networks.build import build_generator
 from brainlib.networks.settings import NetworkSettings, network_settings
 from brainlib.networks.stylegan1 import ARCHITECTURE
+from brainlib.rundir import DEFAULT_OUT_ROOT, LATEST, RunDir, checkpoint_meta, find_model
 from brainlib.training.legacy import upgrade_meta
 
 # 2: the network settings recorded ("networks"), "optimisers" spelt so; legacy.py reads 1
 FORMAT_VERSION = 2
-LATEST = "latest.json"
 
 
 class CheckpointError(ValueError):
@@ -50,9 +50,9 @@ def save_checkpoint(run_dir: str | Path, name: str, tensors: dict[str, torch.Ten
     `meta` must be JSON-able; the models' ARCHITECTURE is recorded unless it names one.
     Returns the safetensors path. On failure (for example a full disk) raises CheckpointError
     and leaves latest.json and the previous checkpoint intact."""
-    folder = Path(run_dir) / "checkpoints"
-    path = folder / f"{name}.safetensors"
-    meta_path = path.with_suffix(".json")
+    run = RunDir(run_dir)
+    path = run.checkpoint(name)
+    meta_path = checkpoint_meta(path)
     # safetensors refuses views that share storage, and wants contiguous CPU tensors
     flat = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
     blob = safetensors_save(flat)
@@ -63,7 +63,7 @@ def save_checkpoint(run_dir: str | Path, name: str, tensors: dict[str, torch.Ten
     try:
         atomic_write_bytes(path, blob)
         atomic_write_json(meta_path, meta)
-        atomic_write_json(folder / LATEST, {"checkpoint": path.name})
+        atomic_write_json(run.latest, {"checkpoint": path.name})
     except OSError as e:
         reason = "the disk is full" if e.errno == errno.ENOSPC else (e.strerror or str(e))
         kept = f"the previous checkpoint {previous} is intact" if previous else "no earlier checkpoint exists"
@@ -82,7 +82,7 @@ def load_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
         path = path.with_suffix(".safetensors")
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} does not exist")
-    meta_path = path.with_suffix(".json")
+    meta_path = checkpoint_meta(path)
     if path.suffix == ".pt":
         return _load_pt(path), upgrade_meta(_read_json(meta_path)) if meta_path.is_file() else {}
     if not meta_path.is_file():
@@ -120,7 +120,7 @@ def file_sha256(path: str | Path) -> str:
 
 def latest_checkpoint(run_dir: str | Path) -> Path | None:
     """The checkpoint latest.json points to, or None when the run has none yet."""
-    pointer = Path(run_dir) / "checkpoints" / LATEST
+    pointer = RunDir(run_dir).latest
     if not pointer.is_file():
         return None
     name = _read_json(pointer).get("checkpoint")
@@ -242,9 +242,9 @@ def restore_training_checkpoint(path: Path, tensors: dict[str, torch.Tensor], me
 
 def prune_periodic(run_dir: Path, keep: Path) -> None:
     """Periodic checkpoints (`*img`) are superseded by any newer one; end-of-step ones stay."""
-    for old in (Path(run_dir) / "checkpoints").glob("*img.safetensors"):
+    for old in RunDir(run_dir).periodic_checkpoints():
         if old != keep:
-            old.with_suffix(".json").unlink(missing_ok=True)
+            checkpoint_meta(old).unlink(missing_ok=True)
             old.unlink(missing_ok=True)
 
 
@@ -277,21 +277,18 @@ def networks_to_resume(meta: dict, cfg: RunConfig, source: Path) -> NetworkSetti
 # The generator for sampling
 
 
-def resolve_checkpoint(model: str | Path, out_root: str | Path = "outputs") -> Path:
+def resolve_checkpoint(model: str | Path, out_root: str | Path = DEFAULT_OUT_ROOT) -> Path:
     """A run name under out_root, a run folder, or a checkpoint file -> the checkpoint file."""
-    candidates = [Path(model), Path(out_root) / str(model)]
-    for cand in candidates:
-        if cand.is_file():
-            return cand
-        if cand.is_dir():
-            latest = latest_checkpoint(cand)
-            if latest is None:
-                raise FileNotFoundError(f"run folder {cand} has no checkpoint yet (no checkpoints/{LATEST})")
-            return latest
-    raise FileNotFoundError(f"no run or checkpoint named {model!r}: looked for {candidates[0]} and {candidates[1]}")
+    found = find_model(model, out_root)
+    if found.is_file():
+        return found
+    latest = latest_checkpoint(found)
+    if latest is None:
+        raise FileNotFoundError(f"run folder {found} has no checkpoint yet (no checkpoints/{LATEST})")
+    return latest
 
 
-def load_generator(model: str | Path, *, out_root: str | Path = "outputs", device: str | torch.device = "cpu"):
+def load_generator(model: str | Path, *, out_root: str | Path = DEFAULT_OUT_ROOT, device: str | torch.device = "cpu"):
     """(EMA generator in eval mode, RunConfig, meta) from a run name, run folder or checkpoint;
     G is built from the checkpoint's network settings, else (a bare .pt) from the config's.
 
@@ -301,7 +298,7 @@ def load_generator(model: str | Path, *, out_root: str | Path = "outputs", devic
     if "config" in meta:
         cfg = RunConfig.from_dict(meta["config"])
     else:
-        config_json = path.parent.parent / "config.json"
+        config_json = RunDir.of_checkpoint(path).config
         if not config_json.is_file():
             raise CheckpointError(f"checkpoint {path} has no config in its metadata and no {config_json}")
         cfg = RunConfig.load(config_json)

@@ -8,11 +8,12 @@ from pathlib import Path
 import torch
 
 from brainlib.atomic import atomic_write_text
+from brainlib.rundir import RunDir
 
 
 class MetricsLog:
     def __init__(self, run_dir: Path, *, flush_every: int):
-        self.path = Path(run_dir) / "metrics.jsonl"
+        self.path = RunDir(run_dir).metrics
         self.flush_every = flush_every
         self.pending: list[dict] = []  # rows whose values may still be device tensors
 
@@ -37,7 +38,7 @@ class MetricsLog:
 
 def read_metrics(run_dir: str | Path) -> list[dict]:
     """The rows of <run>/metrics.jsonl (a torn last line from a crash is ignored)."""
-    path = Path(run_dir) / "metrics.jsonl"
+    path = RunDir(run_dir).metrics
     rows = []
     if path.is_file():
         for line in path.read_text().splitlines():
@@ -51,4 +52,4 @@ def read_metrics(run_dir: str | Path) -> list[dict]:
 def truncate_metrics(run_dir: Path, batches: int) -> None:
     """On resume, drop rows logged after the checkpoint: they will be trained again."""
     rows = [r for r in read_metrics(run_dir) if r.get("kind") != "batch" or r.get("batch", 0) <= batches]
-    atomic_write_text(run_dir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
+    atomic_write_text(RunDir(run_dir).metrics, "".join(json.dumps(r) + "\n" for r in rows))

@@ -34,6 +34,7 @@ from brainlib.networks.build import build_discriminator, build_generator
 from brainlib.networks.settings import network_settings
 from brainlib.plots import save_step_figures
 from brainlib.progress import progress_bar
+from brainlib.rundir import RunDir, periodic_name, step_name
 from brainlib.training import checkpoints as ckpt
 from brainlib.training import distributed as dist
 from brainlib.training.devices import autocast_dtype, precision, resolve_device, use_channels_last
@@ -62,7 +63,7 @@ class Trainer:
         self.rank, self.world = dist.rank(), dist.world_size()
         self.main = self.rank == 0
         self.device = dist.device_for_rank(resolve_device(cfg.device))
-        self.run_dir = Path(cfg.run_dir)
+        self.run_dir = RunDir(cfg.run_dir)
         self.cuda = self.device.type == "cuda"
         torch.manual_seed(cfg.seed)  # same initial weights on every rank
         self.py_rng = random.Random(cfg.seed)  # style-mixing decisions: host-side, no device sync
@@ -216,14 +217,14 @@ class Trainer:
         cfg, p = self.cfg, self.position
         if self.finished:
             self._say(f"{self.run_dir} has already finished training; nothing to do")
-            return self.run_dir
+            return self.run_dir.path
         while p.step_index < len(cfg.resolutions):
             res = cfg.resolutions[p.step_index]
             if not self.train_resolution(res):
-                return self.run_dir  # stopped by max_steps, with a checkpoint
+                return self.run_dir.path  # stopped by max_steps, with a checkpoint
             self.end_of_step(res, self.alpha(res), finished=p.step_index == len(cfg.resolutions) - 1)
             self.position = p = p.next_step()
-        return self.run_dir
+        return self.run_dir.path
 
     def train_resolution(self, res: int) -> bool:
         """Train one resolution step to its budget; False when max_steps stopped the run."""
@@ -323,12 +324,13 @@ class Trainer:
             return self.G_ema(self.sample_z.to(self.device), labels, res=res, alpha=alpha, noise_mode="const").float()
 
     def end_of_step(self, res: int, alpha: float, *, finished: bool) -> None:
-        name = f"{self.position.step_index + 1:02d}-{res}px"
+        step = self.position.step_index + 1
+        name = step_name(step, res)
         weights = [t for m in (self.G, self.D) for t in m.parameters()]
         if not dist.ranks_agree(weights):
             raise RuntimeError(f"the {self.world} processes hold different weights after step {name}")
         if self.main:
-            save_step_figures(self.run_dir, name, self.fixed_samples(res, alpha), self.cfg.sample_grid,
+            save_step_figures(self.run_dir, step, res, self.fixed_samples(res, alpha), self.cfg.sample_grid,
                               read_metrics(self.run_dir))
         # the checkpoint points at the start of the next step
         self.save(res, alpha, end_of_step=True, finished=finished, position=self.position.next_step(), name=name)
@@ -339,7 +341,7 @@ class Trainer:
         if not self.main:
             return None
         p = position or self.position
-        name = name or f"{self.position.step_index + 1:02d}-{res}px-{p.images_seen:09d}img"
+        name = name or periodic_name(self.position.step_index + 1, res, p.images_seen)
         state = {"rng/torch_cpu": torch.get_rng_state(), "sample/z": self.sample_z}
         if self.loss.adaptive is not None:
             state |= {f"augment/{k}": v for k, v in self.loss.adaptive.state_dict().items()}
@@ -417,7 +419,7 @@ def train(cfg: RunConfig, *, resume: bool = False, dataset=None, max_steps: int 
                 dataset = dataset_for_config(cfg, progress=False)
         trainer = Trainer(cfg, dataset, resume=resuming, max_steps=max_steps)
         if trainer.main:
-            cfg.save(run_dir / "config.json")
+            cfg.save(RunDir(run_dir).config)
             if resuming:
                 truncate_metrics(run_dir, trainer.position.batches)
                 trainer.log.write([{"kind": "resume", "batch": trainer.position.batches,

@@ -1,0 +1,211 @@
+"""The run folder: where a run keeps each of its files, and where runs live.
+
+    <out_root>/<run>/                      RunDir
+        config.json                        the RunConfig the run was trained with
+        checkpoints/<step>-<res>px.safetensors + .json    end of each resolution step (02-16px)
+        checkpoints/<step>-<res>px-<images>img.*          periodic, superseded by the next
+        checkpoints/latest.json            names the newest checkpoint
+        samples/<step>-<res>px.png         the fixed latents' grid after each step
+        plots/loss_per_batch.png, plots/loss_per_epoch.png
+        metrics.jsonl                      one row per logged batch
+        eval.json, eval/                   the evaluation and its figures (eval-psi<psi>.* when truncated)
+        generated_images/<name>/ + <name>.json, projections/, counterfactuals/, explorer/
+    <out_root>/<batch>/                    BatchDir: notebooks/, plots/, timings.json, eval.json
+
+Every module asks here for these paths; nothing else spells them. The default out_root,
+"outputs", is relative: the caller's folder (notebooks chdir to the workbook first).
+Pure paths: no file is read or made here.
+"""
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import NamedTuple, Self
+
+DEFAULT_OUT_ROOT = "outputs"
+CHECKPOINTS = "checkpoints"
+LATEST = "latest.json"
+_STEP_NAME = re.compile(r"^(\d+)-(\d+)px$")
+
+
+def step_name(step: int, res: int) -> str:
+    """The name of resolution step `step` (from 1) at `res` px: its checkpoint and its grid, e.g. 02-16px."""
+    return f"{step:02d}-{res}px"
+
+
+def periodic_name(step: int, res: int, images_seen: int) -> str:
+    """The name of a checkpoint taken within a step, e.g. 02-16px-000000056img."""
+    return f"{step_name(step, res)}-{images_seen:09d}img"
+
+
+def parse_step_name(name: str) -> tuple[int, int] | None:
+    """(step, res) of a name step_name made (a file stem), else None."""
+    m = _STEP_NAME.match(name)
+    return (int(m[1]), int(m[2])) if m else None
+
+
+def checkpoint_meta(checkpoint: str | Path) -> Path:
+    """The JSON beside a checkpoint's tensors file."""
+    return Path(checkpoint).with_suffix(".json")
+
+
+class StepGrid(NamedTuple):
+    step: int
+    res: int
+    path: Path
+
+
+class _Folder(os.PathLike):
+    """A folder of known layout; path-like, so `Path(folder)` and `open` take it."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+
+    @classmethod
+    def named(cls, name: str, out_root: str | os.PathLike = DEFAULT_OUT_ROOT) -> Self:
+        """The folder of run (or batch) `name` under out_root."""
+        return cls(Path(out_root) / name)
+
+    def __fspath__(self) -> str:
+        return os.fspath(self.path)
+
+    def __str__(self) -> str:
+        return str(self.path)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({str(self.path)!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self) and other.path == self.path
+
+    def __hash__(self) -> int:
+        return hash(self.path)
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    @property
+    def plots(self) -> Path:
+        return self.path / "plots"
+
+    def eval_report(self, psi: float = 1.0) -> Path:
+        """eval.json, or eval-psi<psi>.json for an evaluation with truncation."""
+        return self.path / f"{_eval_stem(psi)}.json"
+
+
+class RunDir(_Folder):
+    """The files of one training run."""
+
+    @classmethod
+    def of_checkpoint(cls, checkpoint: str | os.PathLike) -> RunDir:
+        """The run holding a checkpoint file (a loose file outside checkpoints/: its folder)."""
+        folder = Path(checkpoint).parent
+        return cls(folder.parent if folder.name == CHECKPOINTS else folder)
+
+    @property
+    def config(self) -> Path:
+        return self.path / "config.json"
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.path / CHECKPOINTS
+
+    @property
+    def latest(self) -> Path:
+        """The pointer to the newest checkpoint."""
+        return self.checkpoints / LATEST
+
+    def checkpoint(self, name: str) -> Path:
+        """The tensors file of checkpoint `name` (its JSON: checkpoint_meta)."""
+        return self.checkpoints / f"{name}.safetensors"
+
+    def periodic_checkpoints(self) -> list[Path]:
+        return sorted(self.checkpoints.glob("*img.safetensors"))
+
+    @property
+    def samples(self) -> Path:
+        return self.path / "samples"
+
+    def step_grid(self, step: int, res: int) -> Path:
+        return self.samples / f"{step_name(step, res)}.png"
+
+    def step_grids(self) -> list[StepGrid]:
+        """The grids the trainer wrote after each step, in step order."""
+        found = ((parse_step_name(p.stem), p) for p in self.samples.glob("*.png"))
+        return sorted(StepGrid(*parsed, p) for parsed, p in found if parsed)
+
+    @property
+    def loss_per_batch_plot(self) -> Path:
+        return self.plots / "loss_per_batch.png"
+
+    @property
+    def loss_per_epoch_plot(self) -> Path:
+        return self.plots / "loss_per_epoch.png"
+
+    @property
+    def metrics(self) -> Path:
+        return self.path / "metrics.jsonl"
+
+    def eval_figures(self, psi: float = 1.0) -> Path:
+        """The folder of that evaluation's figures and features: eval/ or eval-psi<psi>/."""
+        return self.path / _eval_stem(psi)
+
+    def generated_images(self, name: str) -> Path:
+        """`brainlib generate --output <name>`'s folder; generated_record(name) beside it."""
+        return self.path / "generated_images" / name
+
+    def generated_record(self, name: str) -> Path:
+        return self.path / "generated_images" / f"{name}.json"
+
+    @property
+    def projections(self) -> Path:
+        return self.path / "projections"
+
+    @property
+    def counterfactuals(self) -> Path:
+        return self.path / "counterfactuals"
+
+    @property
+    def explorer(self) -> Path:
+        return self.path / "explorer"
+
+
+def _eval_stem(psi: float) -> str:
+    return "eval" if psi == 1.0 else f"eval-psi{psi:g}"
+
+
+def find_model(model: str | os.PathLike, out_root: str | os.PathLike = DEFAULT_OUT_ROOT) -> Path:
+    """The existing file or folder a model names: a path as given (a checkpoint file or a run
+    folder), else a run name under out_root."""
+    candidates = [Path(model), Path(out_root) / str(model)]
+    for cand in candidates:
+        if cand.is_file() or cand.is_dir():
+            return cand
+    raise FileNotFoundError(f"no run or checkpoint named {model!r}: looked for {candidates[0]} and {candidates[1]}")
+
+
+def eval_reports(out_root: str | os.PathLike = DEFAULT_OUT_ROOT) -> list[Path]:
+    """The untruncated eval.json of every run and batch folder under out_root, sorted."""
+    return sorted(Path(out_root).glob(f"*/{_eval_stem(1.0)}.json"))
+
+
+def run_dir_of(model: str | os.PathLike, *, out_root: str | os.PathLike = DEFAULT_OUT_ROOT) -> RunDir:
+    """The run folder of a model given as checkpoints.load_generator takes it (a run name under
+    out_root, a run folder, or a checkpoint file)."""
+    found = find_model(model, out_root)
+    return RunDir.of_checkpoint(found) if found.is_file() else RunDir(found)
+
+
+class BatchDir(_Folder):
+    """The folder of a `brainlib run` batch, beside its runs under out_root: the executed
+    notebooks, 01_data's figures in plots/, timings.json and a copy of the runs' eval.json."""
+
+    @property
+    def notebooks(self) -> Path:
+        return self.path / "notebooks"
+
+    @property
+    def timings(self) -> Path:
+        return self.path / "timings.json"
