@@ -5,7 +5,7 @@
         checkpoints/<step>-<res>px.safetensors + .json    end of each resolution step (02-16px)
         checkpoints/<step>-<res>px-<images>img.*          periodic, superseded by the next
         checkpoints/latest.json            names the newest checkpoint
-        samples/<step>-<res>px.png         the fixed latents' grid after each step
+        samples/<step>-<res>px.png         the fixed latents' grid after each step; 03_<name>.png: 03_samples'
         plots/loss_per_batch.png, plots/loss_per_epoch.png
         metrics.jsonl                      one row per logged batch
         eval.json, eval/                   the evaluation and its figures (eval-psi<psi>.* when truncated)
@@ -43,6 +43,11 @@ def parse_step_name(name: str) -> tuple[int, int] | None:
     """(step, res) of a name step_name made (a file stem), else None."""
     m = _STEP_NAME.match(name)
     return (int(m[1]), int(m[2])) if m else None
+
+
+def eval_figure_name(kind: str, class_name: str) -> str:
+    """The file name of an evaluation's per-class figure (real, generated or memorisation) in its folder."""
+    return f"{kind}_{class_name}.png"
 
 
 def checkpoint_meta(checkpoint: str | Path) -> Path:
@@ -151,6 +156,17 @@ class RunDir(_Folder):
     def eval_figures(self, psi: float = 1.0) -> Path:
         """The folder of that evaluation's figures and features: eval/ or eval-psi<psi>/."""
         return self.path / _eval_stem(psi)
+
+    def eval_figure(self, kind: str, class_name: str, psi: float = 1.0) -> Path:
+        """An evaluation's per-class figure: kind real, generated (4x4 grids) or memorisation."""
+        return self.eval_figures(psi) / eval_figure_name(kind, class_name)
+
+    def notebook_sample(self, name: str) -> Path:
+        """A figure 03_samples saves for the report: samples/03_<name>.png."""
+        return self.samples / f"03_{name}.png"
+
+    def notebook_samples(self) -> list[Path]:
+        return sorted(self.samples.glob("03_*.png"))
 
     def generated_images(self, name: str) -> Path:
         """`brainlib generate --output <name>`'s folder; generated_record(name) beside it."""

@@ -17,6 +17,7 @@ import math
 import re
 import shlex
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,10 +28,10 @@ from brainlib.atomic import atomic_write_bytes
 from brainlib.config import PRESETS, RunConfig, project_root
 from brainlib.eval.report import metric_rows
 from brainlib.eval.verdicts import BOTH_CLASSES_HEADLINE, PER_CLASS_HEADLINE, RULES, VERDICTS, headline_rows
+from brainlib.rundir import DEFAULT_OUT_ROOT, BatchDir, RunDir
 
 MIN_GRID_SIDE = 256  # px: anatomy needs at least this much to be judged
 FILES_DIR = "summary_files"  # the figures' folder beside summary.md
-STEP_GRID = re.compile(r"^\d+-(\d+)px$")  # the trainer's grid after each step, e.g. 02-16px.png
 IDENTITY_SETTINGS = ("run", "out_root", "data_root", "class_name")  # what a batch sets for every run
 
 
@@ -72,7 +73,7 @@ def page_blocks(batch_dir: Path, run_dirs: list[Path], timings: list[dict], tota
     """The whole page, top to bottom; the first block is the title. Copies the runs' eval.json
     into batch_dir (or removes a stale copy) so that the page's link to it works."""
     runs = [r for r in run_dirs if r.is_dir()]
-    configs = {r.name: _read_json(r / "config.json") for r in runs}
+    configs = {r.name: _read_json(RunDir(r).config) for r in runs}
     report, eval_path = _evaluation(batch_dir, run_dirs)  # copies eval.json beside the page
     classes = _classes(batch, configs, report)
     name = batch.get("name") or batch_dir.name
@@ -86,10 +87,10 @@ def page_blocks(batch_dir: Path, run_dirs: list[Path], timings: list[dict], tota
     for r in run_dirs:
         blocks += run_blocks(r)
     blocks += figure_section("Embedding of encoder features", [
-        p for r in runs for p in sorted((r / "eval").glob("*.png")) if p.stem in ("umap", "tsne")], "")
+        p for r in runs for p in sorted(RunDir(r).eval_figures().glob("*.png")) if p.stem in ("umap", "tsne")], "")
     blocks += figure_section("Memorisation: the closest generated and training pairs", [
-        p for r in runs for p in sorted((r / "eval").glob("memorisation_*.png"))], "", max_width=240)
-    blocks += figure_section("The data (01_data)", sorted((batch_dir / "plots").glob("*.png")), "batch_")
+        p for r in runs for p in sorted(RunDir(r).eval_figures().glob("memorisation_*.png"))], "", max_width=240)
+    blocks += figure_section("The data (01_data)", sorted(BatchDir(batch_dir).plots.glob("*.png")), "batch_")
     if report:
         blocks += all_metrics_blocks(report)
     blocks += settings_blocks(run_dirs, configs, preset)
@@ -133,8 +134,9 @@ def headline_blocks(report: dict | None, classes: list[str], run_dirs: list[Path
 def real_vs_generated_blocks(run_dirs: list[Path], classes: list[str]) -> list[Block]:
     out = [Block("h2", "Real and generated slices")]
     for c in classes:
-        real = _find(run_dirs, f"eval/real_{c}.png")
-        generated = _find(run_dirs, f"eval/generated_{c}.png") or _find(run_dirs, f"samples/03_grid_{c}_psi1.0.png")
+        real = _find(run_dirs, lambda run, c=c: run.eval_figure("real", c))
+        generated = (_find(run_dirs, lambda run, c=c: run.eval_figure("generated", c))
+                     or _find(run_dirs, lambda run, c=c: run.notebook_sample(f"grid_{c}_psi1.0")))
         figures = [_figure(p, f"{c}_{kind}.png", f"{c}: {kind}", grid=True)
                    for kind, p in (("real", real), ("generated", generated)) if p is not None]
         out.append(Block("h3", c))
@@ -148,17 +150,17 @@ def run_blocks(run_dir: Path) -> list[Block]:
     out = [Block("h2", f"Run {run_dir.name}: training")]
     if not run_dir.is_dir():
         return out + [Block("note", f"No run folder {run_dir.name}: its training did not start.")]
-    steps = sorted((p for p in (run_dir / "samples").glob("*.png") if STEP_GRID.match(p.stem)),
-                   key=lambda p: int(p.stem.split("-")[0]))
+    run = RunDir(run_dir)
+    steps = run.step_grids()
     out.append(Block("h3", "Samples after each resolution step (fixed latents, EMA generator)"))
-    out.append(Block("figures", figures=[_figure(p, f"{run_dir.name}_{p.name}", f"step {p.stem.replace('-', ': ')}",
-                                                 grid=True) for p in steps])
+    out.append(Block("figures", figures=[_figure(g.path, f"{run_dir.name}_{g.path.name}",
+                                                 f"step {g.step:02d}: {g.res}px", grid=True) for g in steps])
                if steps else Block("note", "No step finished yet."))
     out.append(Block("h3", "Losses"))
-    plots = sorted((run_dir / "plots").glob("loss_*.png"))
+    plots = sorted(run.plots.glob("loss_*.png"))
     out.append(Block("figures", figures=[_figure(p, f"{run_dir.name}_{p.name}", p.stem.replace("_", " "))
                                          for p in plots]) if plots else Block("note", "No loss plots."))
-    extra = sorted(p for p in (run_dir / "samples").glob("03_*.png") if not p.stem.startswith("03_grid_"))
+    extra = [p for p in run.notebook_samples() if not p.stem.startswith("03_grid_")]
     if extra:
         out.append(Block("h3", "Truncation, style mixing, interpolation, noise (03_samples)"))
         out.append(Block("figures", figures=[_figure(p, f"{run_dir.name}_{p.name}", p.stem[3:].replace("_", " "),
@@ -236,7 +238,7 @@ def reproduce_blocks(batch: dict, run_dirs: list[Path], configs: dict, report: d
     data = batch.get("data_root")
     out_root = batch.get("out_root")
     common = (f" --data {shlex.quote(str(data))}" if data else "")
-    if out_root and Path(out_root).resolve() != (project_root() / "outputs").resolve():
+    if out_root and Path(out_root).resolve() != (project_root() / DEFAULT_OUT_ROOT).resolve():
         common += f" --out-root {shlex.quote(str(out_root))}"
     classes = "--conditional" if batch.get("conditional") else f"--classes {' '.join(batch.get('classes') or [])}"
     lines = ["# the whole batch: 01_data, 02 per class, 03_samples, 04_umap, this page",
@@ -258,13 +260,14 @@ def reproduce_blocks(batch: dict, run_dirs: list[Path], configs: dict, report: d
 
 
 def link_blocks(batch_dir: Path, eval_path: Path | None) -> list[Block]:
-    notebooks = sorted((batch_dir / "notebooks").glob("*.ipynb"))
-    links = [(f"executed notebook {p.stem}", f"notebooks/{p.name}") for p in notebooks]
+    batch = BatchDir(batch_dir)
+    notebooks = sorted(batch.notebooks.glob("*.ipynb"))
+    links = [(f"executed notebook {p.stem}", p.relative_to(batch_dir).as_posix()) for p in notebooks]
     if eval_path is not None:
-        links.append(("eval.json (every figure, as evaluate wrote it)", "eval.json"))
+        links.append(("eval.json (every figure, as evaluate wrote it)", batch.eval_report().name))
     links.append(("summary.md (this page as Markdown)", "summary.md"))
-    if (batch_dir / "timings.json").is_file():
-        links.append(("timings.json (each notebook's status and time)", "timings.json"))
+    if batch.timings.is_file():
+        links.append(("timings.json (each notebook's status and time)", batch.timings.name))
     return [Block("h2", "Files"), Block("links", links=links)]
 
 
@@ -293,13 +296,13 @@ def _evaluation(batch_dir: Path, run_dirs: list[Path]) -> tuple[dict | None, Pat
     """The batch's eval.json (evaluate writes identical copies into each run), copied into
     the batch folder so that the page's link works when the folder travels alone."""
     for r in run_dirs:
-        path = r / "eval.json"
+        path = RunDir(r).eval_report()
         report = _read_json(path)
         if isinstance(report, dict) and isinstance(report.get("per_class"), dict):
-            atomic_write_bytes(batch_dir / "eval.json", path.read_bytes())
+            atomic_write_bytes(BatchDir(batch_dir).eval_report(), path.read_bytes())
             report["_modified"] = path.stat().st_mtime
             return report, path
-    stale = batch_dir / "eval.json"
+    stale = BatchDir(batch_dir).eval_report()
     if stale.is_file():
         stale.unlink()  # from an earlier evaluation of runs this page no longer shows
     return None, None
@@ -334,8 +337,9 @@ def _lede(run_dirs: list[Path], configs: dict, report: dict | None, batch: dict,
     return text + "."
 
 
-def _find(run_dirs: list[Path], relative: str) -> Path | None:
-    return next((r / relative for r in run_dirs if (r / relative).is_file()), None)
+def _find(run_dirs: list[Path], where: Callable[[RunDir], Path]) -> Path | None:
+    """The first run's file `where` names that exists."""
+    return next((p for p in (where(RunDir(r)) for r in run_dirs) if p.is_file()), None)
 
 
 def _read_json(path: Path) -> Any:

@@ -46,7 +46,7 @@ from brainlib.eval.metrics import class_contrast, fid, kid, ms_ssim_pairs, preci
 from brainlib.eval.metrics import usefulness as usefulness_study
 from brainlib.eval.report import format_table, load_report, metric_rows, with_floor
 from brainlib.plots import pyplot, save_grid
-from brainlib.rundir import DEFAULT_OUT_ROOT, run_dir_of
+from brainlib.rundir import DEFAULT_OUT_ROOT, eval_figure_name, run_dir_of
 from brainlib.synthesis.sampling import load, sample_images
 
 # 4: truncation (psi) in the report and its fingerprint; 3: C2ST at half resolution, one-class
@@ -209,7 +209,7 @@ def class_metrics(c: str, gen, train, held, enc, inception, sizes: EvalSizes, se
         out["memorisation"] = mem.public(memo)
         for space in ("pixels", "encoder"):
             out[f"memorised_share_{space}"] = with_floor(memo[space]["share"], memo[space]["floor"])
-        path = mem.save_closest_pairs(gen, train, memo, fig_dir / f"memorisation_{c}.png",
+        path = mem.save_closest_pairs(gen, train, memo, fig_dir / eval_figure_name("memorisation", c),
                                       k=min(sizes.memorisation_pairs_shown, len(gen)),
                                       title=f"{c}: closest generated | training pairs (pixel L2)")
         figures[f"memorisation_{c}"] = str(path)
@@ -252,7 +252,7 @@ def save_real_and_generated(c: str, gen, train, fig_dir: Path, seed: int, n: int
     paths = {}
     for kind, images in (("real", train), ("generated", gen)):
         picked = _subset(images, min(n, len(images)), seed + 7)
-        paths[f"{kind}_{c}"] = str(save_grid(picked, fig_dir / f"{kind}_{c}.png", nrow=4))
+        paths[f"{kind}_{c}"] = str(save_grid(picked, fig_dir / eval_figure_name(kind, c), nrow=4))
     return paths
 
 
