@@ -11,7 +11,7 @@ from PIL import Image
 
 import brainlib.data.dataset as data
 from brainlib.config import preset
-from brainlib.data import census, decoding
+from brainlib.data import census, decoding, slices
 from brainlib.data.dataset import load_dataset, to_model_input
 from brainlib.data.discovery import DataError, DataWarning
 from tests.bad_inputs import brain_like, nifti_volume, save_nifti
@@ -140,6 +140,16 @@ def test_nifti_volume_sliced_over_band_skipping_empty_slices(tmp_path):
     assert {int(s.split("#")[1]) for s in coronal.sources} == {12, 13}
     mid = full.images[full.sources.index(f"{folder / 'subject.nii.gz'}#8")]
     assert mid.max() > 200 and mid[0, 0] == 0  # bright blob, dark corner
+
+
+def test_nifti_slices_are_views_whatever_the_memory_order():
+    """A slice never copies the volume (np.take did, once per slice, for nibabel's column-major arrays)."""
+    volume = nifti_volume((20, 24, 16))
+    for array in (volume, np.asfortranarray(volume)):
+        for axis in range(3):
+            view = slices._nifti_slice(array, axis, 7)
+            assert np.shares_memory(view, array) and view.base is not None
+            np.testing.assert_array_equal(view, np.take(volume, 7, axis=axis).T[::-1])
 
 
 def test_second_load_reads_the_cache_without_decoding(tmp_path, monkeypatch):

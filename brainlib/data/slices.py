@@ -31,8 +31,11 @@ def resize_slice(a: np.ndarray, image_size: int, pad_to_square: bool) -> np.ndar
 
 
 def _nifti_slice(volume: np.ndarray, axis: int, index: int) -> np.ndarray:
-    """A 2D slice of a RAS volume, display-oriented: superior/anterior up."""
-    return np.take(volume, index, axis=axis).T[::-1]
+    """A 2D slice of a RAS volume, display-oriented: superior/anterior up.
+
+    A view, whatever the volume's memory order: nibabel's arrays are column-major, and
+    `np.take` would first copy the whole volume into row-major order, once per slice."""
+    return volume[(slice(None),) * axis + (index,)].T[::-1]
 
 
 def canonical_volume(img) -> np.ndarray:
@@ -54,7 +57,8 @@ def canonical_volume(img) -> np.ndarray:
 
 def _intensity_top(values: np.ndarray) -> float:
     """The 99.5th percentile of the foreground of `values` (already shifted to a minimum of 0)."""
-    foreground = values[values > 0]
+    values = values.ravel(order="K")  # in memory order: a view, where boolean indexing of a
+    foreground = values[values > 0]  # column-major volume would gather it in row-major order
     if foreground.size == 0:
         raise SkippedFile("image is empty (constant intensity)")
     return float(np.percentile(foreground, 99.5)) or float(foreground.max())
