@@ -21,7 +21,7 @@ Problems with the folder itself raise `DataError`.
 
 Decoding happens once: the array is cached as `.npy` (loaded back with mmap) keyed
 on the file list with sizes and modification times plus the preprocessing options,
-so a second load costs one `stat` per file.
+so a second load costs one `stat` per file and one checksum of the cache (cache.py).
 """
 from __future__ import annotations
 
@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from brainlib.config import CLASS_LABELS
 from brainlib.data.cache import cache_key, decode_to_cache, default_cache_dir, read_cache_meta
 from brainlib.data.discovery import ACCEPTED_LAYOUTS, DataError, DataWarning, FileEntry, discover
+
 
 @dataclass
 class SliceDataset:
@@ -93,7 +94,7 @@ def load_dataset(root, *, classes=("AD", "NC"), class_dirs=None, splits=None, im
     cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     key = cache_key(entries, root, options)
     array_path, meta_path = cache_dir / f"{key}.npy", cache_dir / f"{key}.json"
-    meta = read_cache_meta(meta_path, array_path)
+    meta = read_cache_meta(meta_path, array_path, options["image_size"])
     if meta is None:
         meta = decode_to_cache(entries, options, array_path, meta_path, progress)
     images = np.load(array_path, mmap_mode="r")
