@@ -7,14 +7,13 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import numpy as np
 from PIL import Image
 
-from brainlib.data.decoding import decode_image, quiet_decoder_warnings
+from brainlib.data.decoding import decode_image, nifti_voxels, open_nifti, quiet_decoder_warnings
 from brainlib.data.dicom import inspect_series
 from brainlib.data.discovery import ACCEPTED_LAYOUTS, NIFTI_SUFFIXES, DataError, discover, find_layout
-from brainlib.data.slices import SkippedFile
-from PIL import Image
+from brainlib.data.slices import SkippedFile, one_line
+
 
 def _inspect(path: Path) -> dict:
     """Size, mode and type of one file, or the reason it cannot be used."""
@@ -22,13 +21,8 @@ def _inspect(path: Path) -> dict:
     suffix = ".nii.gz" if name.endswith(".nii.gz") else path.suffix.lower()
     try:
         if suffix in NIFTI_SUFFIXES:
-            import nibabel as nib
-            img = nib.load(str(path))
-            if len([d for d in img.shape if d > 1]) > 3 or len(img.shape) > 4:
-                raise SkippedFile(f"{len(img.shape)}D volume of shape {tuple(img.shape)}: expected one 3D volume per file")
-            data = np.asarray(img.dataobj, dtype=np.float32)
-            if not np.isfinite(data).all():
-                raise SkippedFile(f"volume contains {int((~np.isfinite(data)).sum())} NaN/infinite voxels")
+            img = open_nifti(path)  # the header's size checked before anything is read
+            nifti_voxels(img)  # every voxel read: catches short files and NaN
             return dict(type=suffix, size="x".join(map(str, img.shape)), mode=str(img.get_data_dtype()))
         with Image.open(path) as im:
             size, mode = f"{im.size[0]}x{im.size[1]}", im.mode
@@ -41,7 +35,7 @@ def _inspect(path: Path) -> dict:
             decode_image(path, 8, False)
         except SkippedFile as s:
             return dict(reason=str(s))
-        return dict(reason=f"could not be read: {type(e).__name__}: {e}")
+        return dict(reason=f"could not be read: {one_line(e)}")
 
 
 def census(root, *, class_dirs=None) -> dict:
@@ -89,7 +83,7 @@ def census(root, *, class_dirs=None) -> dict:
                 sizes[s.size] += len(s.files)
                 modes[s.mode] += len(s.files)
                 types["dicom"] += len(s.files)
-    for (entry, cls), info in zip(entries, infos):
+    for (entry, cls), info in zip(entries, infos, strict=True):
         if "reason" in info:
             skipped.append((entry.path, info["reason"]))
             continue

@@ -15,8 +15,10 @@ Preprocessing follows the original: greyscale, optional pad to square, antialias
 resize to `image_size`, stored as uint8. Nothing is flipped or rotated.
 
 Files that cannot be used (macOS metadata, zero bytes, truncated, not an image,
-decompression bombs, symlink loops, unreadable, NaN or 4D volumes, DICOM without
-pixel data or in inconsistent series) are skipped and reported with their reason.
+decompression bombs, symlink loops, unreadable, NaN or 4D volumes, NIfTI volumes and
+DICOM files or series larger than the limits in slices.py or shorter than their headers
+claim, DICOM without pixel data or in inconsistent series) are skipped and reported with
+their reason; sizes are checked from the headers before anything is allocated.
 Problems with the folder itself raise `DataError`.
 
 Decoding happens once: the array is cached as `.npy` (loaded back with mmap) keyed

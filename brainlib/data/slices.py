@@ -1,15 +1,23 @@
 """2-D slices in the dataset's form (uint8, square, intensity-scaled) from scan images and
-volumes: shared by the NIfTI and image readers (data.py) and the DICOM reader (dicom.py)."""
+volumes, and the size limits every reader checks before it allocates: shared by the NIfTI
+and image readers (decoding.py) and the DICOM reader (dicom.py)."""
 from __future__ import annotations
 
 import numpy as np
 from PIL import Image
 
 EMPTY_SLICE_FRACTION = 0.02  # a slice with less foreground than this is left out
+MAX_PIXELS = 64_000_000  # per 2D image or DICOM frame: larger ones are skipped as decompression bombs
+MAX_VOXELS = 512 ** 3  # per NIfTI file, DICOM series or multi-frame file (512 MiB as float32): larger are skipped
 
 
 class SkippedFile(Exception):
     """One file cannot be used; the message is the reason."""
+
+
+def one_line(error: BaseException) -> str:
+    """`Type: message` on one line (nibabel's, numpy's and pydicom's messages may span several)."""
+    return f"{type(error).__name__}: {' '.join(str(error).split())}"
 
 
 def _pad_to_square(a: np.ndarray) -> np.ndarray:
