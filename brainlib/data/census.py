@@ -11,7 +11,15 @@ from PIL import Image
 
 from brainlib.data.decoding import decode_image, nifti_voxels, open_nifti, quiet_decoder_warnings
 from brainlib.data.dicom import inspect_series
-from brainlib.data.discovery import ACCEPTED_LAYOUTS, NIFTI_SUFFIXES, DataError, discover, find_layout
+from brainlib.data.discovery import (
+    ACCEPTED_LAYOUTS,
+    NIFTI_SUFFIXES,
+    DataError,
+    EmptyClassError,
+    discover,
+    find_layout,
+    printable,
+)
 from brainlib.data.slices import SkippedFile, one_line
 
 
@@ -43,7 +51,9 @@ def census(root, *, class_dirs=None) -> dict:
     with reasons. JSON-able. Reads every file (to find truncated ones) but decodes no cache.
 
     DICOM files count in `counts` when their series is usable; `series` and `slices` count,
-    per split and class, the DICOM series and the slices they give with the default options."""
+    per split and class, the DICOM series and the slices they give with the default options.
+    A class whose folder is absent counts nothing; a class folder without image files raises
+    DataError (EmptyClassError) naming it."""
     root = Path(root).expanduser()
     class_dirs = {"AD": "AD", "NC": "NC", **(class_dirs or {})}
     if not root.exists() or not root.is_dir():
@@ -57,6 +67,8 @@ def census(root, *, class_dirs=None) -> dict:
         for c in ("AD", "NC"):
             try:
                 found, junk, _ = discover(base, classes=[c], class_dirs=class_dirs)
+            except EmptyClassError:
+                raise
             except DataError:
                 continue  # a class may be absent; the counts say so
             entries += [(e, c) for e in found]
@@ -104,10 +116,11 @@ def census(root, *, class_dirs=None) -> dict:
 
 
 def format_census(report: dict, *, show_root: bool = True, max_skipped: int = 10) -> str:
-    """The census as readable text (`show_root=False` for output that must not depend on paths)."""
-    lines = [f"dataset: {report['root']}"] if show_root else []
+    """The census as readable text (`show_root=False` for output that must not depend on paths).
+    Control characters in names and reasons are escaped: each line printed is one line."""
+    lines = [f"dataset: {printable(report['root'])}"] if show_root else []
     lines.append(f"layout: {report['layout']}   class folders: "
-                 + ", ".join(f"{k}={v}" for k, v in report["class_dirs"].items()))
+                 + ", ".join(printable(f"{k}={v}") for k, v in report["class_dirs"].items()))
     classes = sorted({c for s in report["counts"].values() for c in s})
     lines.append("split        " + "".join(f"{c:>12}" for c in classes))
     for split in sorted(report["counts"]):
@@ -124,7 +137,7 @@ def format_census(report: dict, *, show_root: bool = True, max_skipped: int = 10
     lines.append("types: " + ", ".join(f"{k} ({v})" for k, v in report["types"].items()))
     lines.append(f"skipped: {report['n_skipped']} files")
     for s in report["skipped"][:max_skipped]:
-        lines.append(f"  {s['path']}: {s['reason']}")
+        lines.append(f"  {printable(s['path'])}: {printable(s['reason'])}")
     if report["n_skipped"] > max_skipped:
         lines.append(f"  ... and {report['n_skipped'] - max_skipped} more")
     return "\n".join(lines)

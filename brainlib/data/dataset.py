@@ -37,7 +37,7 @@ import torch.nn.functional as F
 
 from brainlib.config import CLASS_LABELS
 from brainlib.data.cache import cache_key, decode_to_cache, default_cache_dir, read_cache_meta
-from brainlib.data.discovery import ACCEPTED_LAYOUTS, DataError, DataWarning, FileEntry, discover
+from brainlib.data.discovery import ACCEPTED_LAYOUTS, DataError, DataWarning, FileEntry, discover, printable
 
 
 @dataclass
@@ -74,7 +74,7 @@ def _limit_per_class(entries: list[FileEntry], max_per_class: int | None) -> lis
 def _report_skipped(skipped: list[tuple[str, str]], root: Path) -> None:
     if not skipped:
         return
-    first = "; ".join(f"{p} ({r})" for p, r in skipped[:3])
+    first = "; ".join(f"{printable(p)} ({printable(r)})" for p, r in skipped[:3])
     more = f"; and {len(skipped) - 3} more" if len(skipped) > 3 else ""
     warnings.warn(f"{len(skipped)} files under {root} were skipped: {first}{more} "
                   "(SliceDataset.skipped lists them all)", DataWarning, stacklevel=3)
@@ -156,7 +156,7 @@ def format_skipped(dataset: SliceDataset, max_lines: int = 20) -> str:
     if not dataset.skipped:
         return "no files skipped"
     lines = [f"{len(dataset.skipped)} files skipped:"]
-    lines += [f"  {p}: {r}" for p, r in dataset.skipped[:max_lines]]
+    lines += [f"  {printable(p)}: {printable(r)}" for p, r in dataset.skipped[:max_lines]]
     if len(dataset.skipped) > max_lines:
         lines.append(f"  ... and {len(dataset.skipped) - max_lines} more")
     return "\n".join(lines)
