@@ -4,6 +4,7 @@ folder at test time, with the outcome brainlib.data.dataset must give each one.
 `build_corpus(root)` writes `<root>/{AD,NC}/...` and returns the table of cases."""
 from __future__ import annotations
 
+import gzip
 import io
 import os
 import struct
@@ -78,6 +79,49 @@ def nifti_volume(shape=(20, 24, 16), seed: int = 0) -> np.ndarray:
 def save_nifti(path: Path, data: np.ndarray) -> None:
     import nibabel as nib
     nib.save(nib.Nifti1Image(data, np.eye(4)), str(path))
+
+
+def nifti_header_only(path: Path, shape: tuple[int, ...], dtype=np.uint8, data: bytes = b"\x01" * 64) -> Path:
+    """A NIfTI-1 file whose header claims `shape` but holds only `data` after it (gzipped for .gz)."""
+    import nibabel as nib
+    header = nib.Nifti1Header()
+    header.set_data_shape(shape)
+    header.set_data_dtype(dtype)
+    header["vox_offset"] = 352
+    buf = io.BytesIO()
+    header.write_to(buf)  # 348 bytes, then the 4-byte extension flag: voxels start at 352
+    content = buf.getvalue() + data
+    path.write_bytes(gzip.compress(content) if path.name.endswith(".gz") else content)
+    return path
+
+
+def build_size_claims(root: Path) -> dict[str, str]:
+    """<root>/{AD,NC} with a few good slices and, in AD, files whose headers claim more than the
+    size limits or more data than they hold; returns {file name: phrase its skip reason contains}."""
+    from tests.dicom_files import write_deflated, write_image
+    for cls, seed in (("AD", 0), ("NC", 5)):
+        (root / cls).mkdir(parents=True, exist_ok=True)
+        for i in range(2):
+            Image.fromarray(brain_like(seed=seed + i)).save(root / cls / f"good_{i}.png")
+    ad = root / "AD"
+    nifti_header_only(ad / "bomb.nii", (2000, 2000, 500))  # 416 bytes claiming 2 GB
+    nifti_header_only(ad / "bomb.nii.gz", (2000, 2000, 500), np.float32)
+    nifti_header_only(ad / "short.nii", (100, 100, 100), np.float32)
+    nifti_header_only(ad / "short.nii.gz", (400, 400, 400), np.float32)  # 256 MB claimed, under the limit
+    write_deflated(ad / "deflate_bomb.dcm", 16000, 16000, 16000 * 16000 * 2)  # ~500 KB inflating to 512 MB
+    write_deflated(ad / "deflate_claim.dcm", 16000, 16000, 64)  # a header's claim, no pixels behind it
+    write_image(ad / "short.dcm", np.zeros((4, 4)), "1.2.826.0.1.3680043.8.498.91")
+    import pydicom
+    short = pydicom.dcmread(ad / "short.dcm")
+    short.Rows = short.Columns = 4000  # 16 Mpx claimed, 32 bytes held
+    short.save_as(ad / "short.dcm")
+    return {"bomb.nii": "oversized nifti volume: the header claims 2000x2000x500",
+            "bomb.nii.gz": "oversized nifti volume: the header claims 2000x2000x500",
+            "short.nii": "short nifti file: the header claims 100x100x100 voxels of float32",
+            "short.nii.gz": "short nifti file: the header claims 400x400x400 voxels of float32",
+            "deflate_bomb.dcm": "oversized deflated dicom file",
+            "deflate_claim.dcm": "oversized dicom image: 16000x16000",
+            "short.dcm": "short dicom file: the header claims 4000x4000 at 16 bits"}
 
 
 def build_corpus(root: Path) -> list[Case]:

@@ -5,6 +5,7 @@ A volume's voxel (i, j, k) is DICOM pixel (row j, column i) of slice k, so the s
 describes exactly the space the affine does and must load like the NIfTI volume."""
 from __future__ import annotations
 
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -105,6 +106,35 @@ def write_image(path: Path, pixels: np.ndarray, series_uid: str, *, pixel_data: 
     if pixel_data:
         ds.PixelData = pixels.astype("<i2").tobytes()
     return save(ds, path)
+
+
+def write_deflated(path: Path, rows: int, columns: int, pixel_bytes: int) -> Path:
+    """A 16-bit MR image of Columns x Rows in Deflated Explicit VR Little Endian whose pixel data
+    is `pixel_bytes` zero bytes (the header's claim and the data can differ), written without
+    ever holding the pixels: a compressed megabyte of zeros, flushed so it stands alone, repeated."""
+    from pydicom.filebase import DicomBytesIO
+    from pydicom.filewriter import write_dataset, write_file_meta_info
+    from pydicom.uid import DeflatedExplicitVRLittleEndian, MRImageStorage
+    ds = _dataset(MRImageStorage, "1.2.826.0.1.3680043.8.498.90", rows, columns)
+    ds.file_meta.TransferSyntaxUID = DeflatedExplicitVRLittleEndian
+    meta, body = DicomBytesIO(), DicomBytesIO()
+    for f in (meta, body):
+        f.is_little_endian, f.is_implicit_VR = True, False
+    write_file_meta_info(meta, ds.file_meta, enforce_standard=True)
+    write_dataset(body, ds)
+    pixel_element = b"\xe0\x7f\x10\x00OW\x00\x00" + pixel_bytes.to_bytes(4, "little")  # (7FE0,0010) OW
+    def deflate(data: bytes, mode: int) -> bytes:
+        z = zlib.compressobj(wbits=-zlib.MAX_WBITS)
+        return z.compress(data) + z.flush(mode)
+    megabyte = deflate(bytes(1 << 20), zlib.Z_FULL_FLUSH)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "wb") as f:
+        f.write(bytes(128) + b"DICM" + meta.getvalue())
+        f.write(deflate(body.getvalue() + pixel_element, zlib.Z_FULL_FLUSH))
+        for _ in range(pixel_bytes >> 20):
+            f.write(megabyte)
+        f.write(deflate(bytes(pixel_bytes & ((1 << 20) - 1)), zlib.Z_FINISH))
+    return path
 
 
 def mni_volume(step: int = 4) -> tuple[np.ndarray, np.ndarray]:

@@ -3,8 +3,13 @@ skipped with a reason naming the problem; a folder of junk raises DataError."""
 from __future__ import annotations
 
 import builtins
+import json
 import os
+import subprocess
+import sys
+import textwrap
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,7 +17,31 @@ import pytest
 from brainlib.data.census import census
 from brainlib.data.dataset import load_dataset
 from brainlib.data.discovery import DataError, DataWarning
-from tests.bad_inputs import CASES, UNREADABLE, build_corpus, build_imageless_folder
+from tests.bad_inputs import CASES, UNREADABLE, build_corpus, build_imageless_folder, build_size_claims
+
+ROOT = Path(__file__).resolve().parents[1]
+# Reads a clean folder (every import, thread pool and arena warmed), then caps the address space
+# at 1 GiB above what the process holds (Linux) and reads the folder of size claims: the census
+# and the loader must skip each file from its header, and the peak resident memory barely move.
+UNDER_A_MEMORY_CAP = textwrap.dedent("""
+    import json, resource, sys, warnings
+    from brainlib.data.census import census
+    from brainlib.data.dataset import load_dataset
+    good, claims, cache = sys.argv[1:]
+    warnings.simplefilter("ignore")
+    census(good)
+    load_dataset(good, image_size=32, cache_dir=cache, progress=False)
+    if sys.platform == "linux":
+        held = next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmSize:")) * 1024
+        resource.setrlimit(resource.RLIMIT_AS, (held + 2**30, resource.RLIM_INFINITY))
+    per_kb = 1024 if sys.platform == "darwin" else 1  # ru_maxrss: bytes on macOS, kB on Linux
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // per_kb
+    report = census(claims)
+    dataset = load_dataset(claims, image_size=32, cache_dir=cache, progress=False)
+    grew_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // per_kb - peak) / 1024
+    print(json.dumps({"census": {s["path"]: s["reason"] for s in report["skipped"]},
+                      "load": dict(dataset.skipped), "images": len(dataset), "grew_mb": grew_mb}))
+""")
 
 
 @pytest.fixture
@@ -98,3 +127,27 @@ def test_all_files_unreadable_raises_clear_error(tmp_path):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DataWarning)
             load_dataset(tmp_path / "d", classes=["AD"], cache_dir=tmp_path / "cache", progress=False)
+
+
+def test_size_claims_are_skipped_from_the_header_under_a_memory_cap(tmp_path):
+    """A 416-byte NIfTI claiming 2000x2000x500, a 500 KB deflated DICOM inflating to 16000x16000,
+    and files holding less than their headers claim: skipped with a reason that says so, by the
+    census and by the loader, before anything of the claimed size is allocated."""
+    expected = build_size_claims(tmp_path / "claims")
+    good = tmp_path / "good"
+    for cls in ("AD", "NC"):
+        (good / cls).mkdir(parents=True)
+        (good / cls / "good_0.png").write_bytes((tmp_path / "claims" / cls / "good_0.png").read_bytes())
+    done = subprocess.run([sys.executable, "-c", UNDER_A_MEMORY_CAP, str(good), str(tmp_path / "claims"),
+                           str(tmp_path / "cache")], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)}, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout.splitlines()[-1])
+    for reader in ("census", "load"):
+        reasons = {os.path.basename(p): r.lower() for p, r in result[reader].items()}
+        assert set(reasons) == set(expected), reader
+        for name, phrase in expected.items():
+            assert phrase in reasons[name], (reader, name, reasons[name])
+            assert "\n" not in reasons[name]
+    assert result["images"] == 4  # the good slices still load
+    assert result["grew_mb"] < 64, f"peak memory grew by {result['grew_mb']:.0f} MB reading files of a few KB"

@@ -182,3 +182,14 @@ def test_design_speed_times_each_design_and_scales_the_schedule_to_equal_time(tm
     direct = rows[1]
     assert direct["equal_time_images"] == int(32 / direct["time_ratio"])
     assert json.loads((tmp_path / "d.json").read_text())["rows"][1]["design"] == "direct"
+
+
+def test_nifti_speed_reports_every_figure_for_each_volume(tmp_path):
+    from benchmarks.nifti_speed import main
+    result = main(["--quick", "--axes", "0", "2", "--out", str(tmp_path / "n.json")])
+    assert [(r["shape"], r["axis"]) for r in result["rows"]] == [("64x64x64", 0), ("64x64x64", 2),
+                                                                ("96x96x48", 0), ("96x96x48", 2)]
+    for r in result["rows"]:
+        assert r["slices"] > 0
+        assert all(positive(r[k]) for k in ("load_s", "slice_s", "decode_s", "slices_per_s", "decode_over_load"))
+    assert json.loads((tmp_path / "n.json").read_text())["benchmark"] == "nifti_speed"

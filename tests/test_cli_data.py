@@ -55,3 +55,37 @@ def test_phantom_command_builds_a_dataset(tmp_path, capsys):
     assert str(tmp_path / "AD_NC") in capsys.readouterr().out
     assert len(list((tmp_path / "AD_NC").glob("*/*/*.png"))) == 6
     assert json.loads((tmp_path / "AD_NC" / "phantom.json").read_text())["seed"] == 2
+
+
+def test_census_text_escapes_control_characters_in_file_names(tmp_path, tiny_phantom, capsys):
+    root = tmp_path / "AD_NC"
+    shutil.copytree(tiny_phantom, root)
+    (root / "train" / "AD" / "x.png\nskipped: 0 files").write_text("not a png")
+    (root / "train" / "NC" / "bad\x1b[2K\u202e.png").write_text("not a png")
+    assert main(["data", "census", str(root)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line for line in lines if line.startswith("skipped:")] == ["skipped: 2 files"]
+    assert f"  {root}/train/AD/x.png\\nskipped: 0 files: not an image" in "\n".join(lines)
+    assert any(line.startswith(f"  {root}/train/NC/bad\\x1b[2K\\u202e.png: not a readable image") for line in lines)
+    assert not any(ch in "".join(lines) for ch in "\x1b\u202e")
+
+
+def test_census_of_an_empty_class_folder_is_an_error_naming_it(tmp_path, tiny_phantom, capsys):
+    from brainlib.data.census import census
+    from brainlib.data.discovery import DataError
+    root = tmp_path / "AD_NC"
+    shutil.copytree(tiny_phantom, root)
+    for png in (root / "test" / "NC").iterdir():
+        png.unlink()
+    shutil.rmtree(root / "train" / "NC")
+    (root / "train" / "NC").mkdir()
+    (root / "train" / "NC" / "notes.txt").write_text("todo")  # junk only: still no images
+    with pytest.raises(DataError, match="class NC has no image files in") as err:
+        census(root)
+    assert str(root / "train" / "NC") in str(err.value) and str(root / "test" / "NC") in str(err.value)
+    assert main(["data", "census", str(root)]) == 2
+    err = capsys.readouterr().err
+    assert "class NC has no image files" in err and len(err.strip().splitlines()) == 1
+    shutil.rmtree(root / "train" / "NC")
+    shutil.rmtree(root / "test" / "NC")
+    assert main(["data", "census", str(root)]) == 0  # an absent class is counted as none, as before

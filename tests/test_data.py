@@ -1,6 +1,7 @@
 """brainlib.data.dataset: layouts, class folders, splits, NIfTI slicing, errors, the cache, model input."""
 from __future__ import annotations
 
+import json
 import os
 import warnings
 
@@ -11,7 +12,8 @@ from PIL import Image
 
 import brainlib.data.dataset as data
 from brainlib.config import preset
-from brainlib.data import census, decoding
+from brainlib.data import census, decoding, slices
+from brainlib.data.cache import CacheWarning
 from brainlib.data.dataset import load_dataset, to_model_input
 from brainlib.data.discovery import DataError, DataWarning
 from tests.bad_inputs import brain_like, nifti_volume, save_nifti
@@ -143,6 +145,16 @@ def test_nifti_volume_sliced_over_band_skipping_empty_slices(tmp_path):
     assert mid.max() > 200 and mid[0, 0] == 0  # bright blob, dark corner
 
 
+def test_nifti_slices_are_views_whatever_the_memory_order():
+    """A slice never copies the volume (np.take did, once per slice, for nibabel's column-major arrays)."""
+    volume = nifti_volume((20, 24, 16))
+    for array in (volume, np.asfortranarray(volume)):
+        for axis in range(3):
+            view = slices._nifti_slice(array, axis, 7)
+            assert np.shares_memory(view, array) and view.base is not None
+            np.testing.assert_array_equal(view, np.take(volume, 7, axis=axis).T[::-1])
+
+
 def test_second_load_reads_the_cache_without_decoding(tmp_path, monkeypatch):
     _write(tmp_path / "d" / "AD", 3)
     _write(tmp_path / "d" / "NC", 3, seed=5)
@@ -163,6 +175,65 @@ def test_second_load_reads_the_cache_without_decoding(tmp_path, monkeypatch):
     calls.clear()
     _load(tmp_path / "d", tmp_path)
     assert len(calls) == 6  # a changed mtime invalidates the cached array
+
+
+def _zero_pixel_body(npy):
+    with open(npy, "r+b") as f:
+        version = np.lib.format.read_magic(f)
+        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        read_header(f)  # leaves f at the first pixel
+        body = npy.stat().st_size - f.tell()
+        f.write(bytes(body))
+
+
+def _flip_64_bytes(npy):
+    with open(npy, "r+b") as f:
+        f.seek(npy.stat().st_size - 200)
+        data = f.read(64)
+        f.seek(npy.stat().st_size - 200)
+        f.write(bytes(b ^ 0xFF for b in data))
+
+
+def _edit_a_label(npy):
+    meta_path = npy.with_suffix(".json")
+    meta = json.loads(meta_path.read_text())
+    meta["labels"][0] = 1 - meta["labels"][0]
+    meta_path.write_text(json.dumps(meta))
+
+
+def _drop_checksums(npy):  # a cache written before checksums were recorded
+    meta_path = npy.with_suffix(".json")
+    meta = json.loads(meta_path.read_text())
+    del meta["checksums"]
+    meta_path.write_text(json.dumps(meta))
+
+
+@pytest.mark.parametrize("tamper, reason", [
+    (_zero_pixel_body, "the pixels do not match their checksum"),
+    (_flip_64_bytes, "the pixels do not match their checksum"),
+    (_edit_a_label, "does not match its checksum"),
+    (lambda npy: npy.write_bytes(b""), "the array is empty (0 bytes)"),
+    (lambda npy: npy.write_bytes(npy.read_bytes()[:-1000]), "the array cannot be read"),
+    (lambda npy: npy.with_suffix(".json").write_text('{"labels": [1, 0'), "cannot be read (JSONDecodeError"),
+    (lambda npy: npy.with_suffix(".json").unlink(), "cannot be read (FileNotFoundError"),
+    (_drop_checksums, "holds no checksums"),
+])
+def test_a_damaged_cache_is_rebuilt_with_a_notice_never_used(tmp_path, tamper, reason):
+    _write(tmp_path / "d" / "AD", 3)
+    _write(tmp_path / "d" / "NC", 3, seed=5)
+    first = _load(tmp_path / "d", tmp_path)
+    images, labels = np.array(first.images), first.labels.copy()
+    tamper(first.cache_path)
+    with pytest.warns(CacheWarning) as caught:
+        again = _load(tmp_path / "d", tmp_path)
+    message = str(caught[0].message)
+    assert str(first.cache_path) in message and reason in message and "\n" not in message
+    np.testing.assert_array_equal(again.images, images)
+    np.testing.assert_array_equal(again.labels, labels)
+    assert again.sources == first.sources
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", CacheWarning)  # the rebuilt cache passes its checks
+        np.testing.assert_array_equal(_load(tmp_path / "d", tmp_path).images, images)
 
 
 def test_skipped_files_are_remembered_by_the_cache(tmp_path):

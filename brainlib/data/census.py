@@ -7,14 +7,21 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import numpy as np
 from PIL import Image
 
-from brainlib.data.decoding import decode_image, quiet_decoder_warnings
+from brainlib.data.decoding import decode_image, nifti_voxels, open_nifti, quiet_decoder_warnings
 from brainlib.data.dicom import inspect_series
-from brainlib.data.discovery import ACCEPTED_LAYOUTS, NIFTI_SUFFIXES, DataError, discover, find_layout
-from brainlib.data.slices import SkippedFile
-from PIL import Image
+from brainlib.data.discovery import (
+    ACCEPTED_LAYOUTS,
+    NIFTI_SUFFIXES,
+    DataError,
+    EmptyClassError,
+    discover,
+    find_layout,
+    printable,
+)
+from brainlib.data.slices import SkippedFile, one_line
+
 
 def _inspect(path: Path) -> dict:
     """Size, mode and type of one file, or the reason it cannot be used."""
@@ -22,13 +29,8 @@ def _inspect(path: Path) -> dict:
     suffix = ".nii.gz" if name.endswith(".nii.gz") else path.suffix.lower()
     try:
         if suffix in NIFTI_SUFFIXES:
-            import nibabel as nib
-            img = nib.load(str(path))
-            if len([d for d in img.shape if d > 1]) > 3 or len(img.shape) > 4:
-                raise SkippedFile(f"{len(img.shape)}D volume of shape {tuple(img.shape)}: expected one 3D volume per file")
-            data = np.asarray(img.dataobj, dtype=np.float32)
-            if not np.isfinite(data).all():
-                raise SkippedFile(f"volume contains {int((~np.isfinite(data)).sum())} NaN/infinite voxels")
+            img = open_nifti(path)  # the header's size checked before anything is read
+            nifti_voxels(img)  # every voxel read: catches short files and NaN
             return dict(type=suffix, size="x".join(map(str, img.shape)), mode=str(img.get_data_dtype()))
         with Image.open(path) as im:
             size, mode = f"{im.size[0]}x{im.size[1]}", im.mode
@@ -41,7 +43,7 @@ def _inspect(path: Path) -> dict:
             decode_image(path, 8, False)
         except SkippedFile as s:
             return dict(reason=str(s))
-        return dict(reason=f"could not be read: {type(e).__name__}: {e}")
+        return dict(reason=f"could not be read: {one_line(e)}")
 
 
 def census(root, *, class_dirs=None) -> dict:
@@ -49,7 +51,9 @@ def census(root, *, class_dirs=None) -> dict:
     with reasons. JSON-able. Reads every file (to find truncated ones) but decodes no cache.
 
     DICOM files count in `counts` when their series is usable; `series` and `slices` count,
-    per split and class, the DICOM series and the slices they give with the default options."""
+    per split and class, the DICOM series and the slices they give with the default options.
+    A class whose folder is absent counts nothing; a class folder without image files raises
+    DataError (EmptyClassError) naming it."""
     root = Path(root).expanduser()
     class_dirs = {"AD": "AD", "NC": "NC", **(class_dirs or {})}
     if not root.exists() or not root.is_dir():
@@ -63,6 +67,8 @@ def census(root, *, class_dirs=None) -> dict:
         for c in ("AD", "NC"):
             try:
                 found, junk, _ = discover(base, classes=[c], class_dirs=class_dirs)
+            except EmptyClassError:
+                raise
             except DataError:
                 continue  # a class may be absent; the counts say so
             entries += [(e, c) for e in found]
@@ -89,7 +95,7 @@ def census(root, *, class_dirs=None) -> dict:
                 sizes[s.size] += len(s.files)
                 modes[s.mode] += len(s.files)
                 types["dicom"] += len(s.files)
-    for (entry, cls), info in zip(entries, infos):
+    for (entry, cls), info in zip(entries, infos, strict=True):
         if "reason" in info:
             skipped.append((entry.path, info["reason"]))
             continue
@@ -110,10 +116,11 @@ def census(root, *, class_dirs=None) -> dict:
 
 
 def format_census(report: dict, *, show_root: bool = True, max_skipped: int = 10) -> str:
-    """The census as readable text (`show_root=False` for output that must not depend on paths)."""
-    lines = [f"dataset: {report['root']}"] if show_root else []
+    """The census as readable text (`show_root=False` for output that must not depend on paths).
+    Control characters in names and reasons are escaped: each line printed is one line."""
+    lines = [f"dataset: {printable(report['root'])}"] if show_root else []
     lines.append(f"layout: {report['layout']}   class folders: "
-                 + ", ".join(f"{k}={v}" for k, v in report["class_dirs"].items()))
+                 + ", ".join(printable(f"{k}={v}") for k, v in report["class_dirs"].items()))
     classes = sorted({c for s in report["counts"].values() for c in s})
     lines.append("split        " + "".join(f"{c:>12}" for c in classes))
     for split in sorted(report["counts"]):
@@ -130,7 +137,7 @@ def format_census(report: dict, *, show_root: bool = True, max_skipped: int = 10
     lines.append("types: " + ", ".join(f"{k} ({v})" for k, v in report["types"].items()))
     lines.append(f"skipped: {report['n_skipped']} files")
     for s in report["skipped"][:max_skipped]:
-        lines.append(f"  {s['path']}: {s['reason']}")
+        lines.append(f"  {printable(s['path'])}: {printable(s['reason'])}")
     if report["n_skipped"] > max_skipped:
         lines.append(f"  ... and {report['n_skipped'] - max_skipped} more")
     return "\n".join(lines)

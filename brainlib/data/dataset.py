@@ -15,13 +15,15 @@ Preprocessing follows the original: greyscale, optional pad to square, antialias
 resize to `image_size`, stored as uint8. Nothing is flipped or rotated.
 
 Files that cannot be used (macOS metadata, zero bytes, truncated, not an image,
-decompression bombs, symlink loops, unreadable, NaN or 4D volumes, DICOM without
-pixel data or in inconsistent series) are skipped and reported with their reason.
+decompression bombs, symlink loops, unreadable, NaN or 4D volumes, NIfTI volumes and
+DICOM files or series larger than the limits in slices.py or shorter than their headers
+claim, DICOM without pixel data or in inconsistent series) are skipped and reported with
+their reason; sizes are checked from the headers before anything is allocated.
 Problems with the folder itself raise `DataError`.
 
 Decoding happens once: the array is cached as `.npy` (loaded back with mmap) keyed
 on the file list with sizes and modification times plus the preprocessing options,
-so a second load costs one `stat` per file.
+so a second load costs one `stat` per file and one checksum of the cache (cache.py).
 """
 from __future__ import annotations
 
@@ -35,7 +37,8 @@ import torch.nn.functional as F
 
 from brainlib.config import CLASS_LABELS
 from brainlib.data.cache import cache_key, decode_to_cache, default_cache_dir, read_cache_meta
-from brainlib.data.discovery import ACCEPTED_LAYOUTS, DataError, DataWarning, FileEntry, discover
+from brainlib.data.discovery import ACCEPTED_LAYOUTS, DataError, DataWarning, FileEntry, discover, printable
+
 
 @dataclass
 class SliceDataset:
@@ -71,7 +74,7 @@ def _limit_per_class(entries: list[FileEntry], max_per_class: int | None) -> lis
 def _report_skipped(skipped: list[tuple[str, str]], root: Path) -> None:
     if not skipped:
         return
-    first = "; ".join(f"{p} ({r})" for p, r in skipped[:3])
+    first = "; ".join(f"{printable(p)} ({printable(r)})" for p, r in skipped[:3])
     more = f"; and {len(skipped) - 3} more" if len(skipped) > 3 else ""
     warnings.warn(f"{len(skipped)} files under {root} were skipped: {first}{more} "
                   "(SliceDataset.skipped lists them all)", DataWarning, stacklevel=3)
@@ -93,7 +96,7 @@ def load_dataset(root, *, classes=("AD", "NC"), class_dirs=None, splits=None, im
     cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     key = cache_key(entries, root, options)
     array_path, meta_path = cache_dir / f"{key}.npy", cache_dir / f"{key}.json"
-    meta = read_cache_meta(meta_path, array_path)
+    meta = read_cache_meta(meta_path, array_path, options["image_size"])
     if meta is None:
         meta = decode_to_cache(entries, options, array_path, meta_path, progress)
     images = np.load(array_path, mmap_mode="r")
@@ -153,7 +156,7 @@ def format_skipped(dataset: SliceDataset, max_lines: int = 20) -> str:
     if not dataset.skipped:
         return "no files skipped"
     lines = [f"{len(dataset.skipped)} files skipped:"]
-    lines += [f"  {p}: {r}" for p, r in dataset.skipped[:max_lines]]
+    lines += [f"  {printable(p)}: {printable(r)}" for p, r in dataset.skipped[:max_lines]]
     if len(dataset.skipped) > max_lines:
         lines.append(f"  ... and {len(dataset.skipped) - max_lines} more")
     return "\n".join(lines)

@@ -3,20 +3,30 @@ and the list of decoding jobs for a dataset; unusable input raises `SkippedFile`
 from __future__ import annotations
 
 import errno
+import gzip
+import os
 import warnings
+import zlib
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from brainlib.data.dicom import decode_series, find_series
 from brainlib.data.discovery import NIFTI_SUFFIXES, FileEntry
-from brainlib.data.slices import SkippedFile, canonical_volume, resize_slice, slice_volume
-MAX_PIXELS = 64_000_000  # larger images are skipped as decompression bombs
+from brainlib.data.slices import (
+    MAX_PIXELS,
+    MAX_VOXELS,
+    SkippedFile,
+    canonical_volume,
+    one_line,
+    resize_slice,
+    slice_volume,
+)
 
 
 def _to_greyscale(im) -> np.ndarray:
@@ -63,22 +73,78 @@ def decode_image(path: Path, image_size: int, pad_to_square: bool, max_pixels: i
     return resize_slice(grey, image_size, pad_to_square)
 
 
+def open_nifti(path: Path):
+    """nibabel's image of `path`, its header checked before any voxel is read: one 3D volume
+    of at most MAX_VOXELS voxels, and a file (inflated, for .nii.gz) long enough for what the
+    header claims. Raises SkippedFile with the reason."""
+    import nibabel as nib
+    try:
+        img = nib.load(str(path))  # the header only; voxels are read on first use
+        dtype = img.header.get_data_dtype()
+        offset = int(img.header.get_data_offset())
+    except PermissionError as e:
+        raise SkippedFile(f"permission denied: {e.strerror or e}") from None
+    except Exception as e:  # nibabel raises many types on corrupt files
+        raise SkippedFile(f"not a readable NIfTI volume: {one_line(e)}") from None
+    shape = tuple(int(d) for d in img.shape)
+    if len(shape) > 3 and any(d != 1 for d in shape[3:]):
+        raise SkippedFile(f"{len(shape)}D volume of shape {shape}: expected one 3D volume per file")
+    voxels = int(np.prod(shape, dtype=np.int64))
+    size = "x".join(map(str, shape))
+    if voxels > MAX_VOXELS:
+        raise SkippedFile(f"oversized NIfTI volume: the header claims {size} = {voxels:,} voxels, over the "
+                          f"per-file limit of {MAX_VOXELS:,}")
+    needed = offset + voxels * dtype.itemsize
+    try:
+        held = _gzip_size(path, needed) if path.name.lower().endswith(".gz") else path.stat().st_size
+    except (OSError, EOFError, zlib.error) as e:
+        raise SkippedFile(f"damaged NIfTI file: {one_line(e)}") from None
+    if held < needed:
+        holds = "inflates to" if path.name.lower().endswith(".gz") else "holds"
+        raise SkippedFile(f"short NIfTI file: the header claims {size} voxels of {dtype}, {needed:,} bytes with "
+                          f"the header, but the file {holds} {held:,}")
+    return img
+
+
+def _gzip_size(path: Path, needed: int) -> int:
+    """The inflated size of a gzip file, as far as `needed` bytes: its trailer's ISIZE when that
+    is enough (the last member's size modulo 4 GiB), else counted in a stream, nothing kept."""
+    with open(path, "rb") as f:
+        f.seek(-4, os.SEEK_END)
+        size = int.from_bytes(f.read(4), "little")
+    if size >= needed:
+        return size
+    size = 0
+    with gzip.open(path, "rb") as f:
+        while size < needed and (chunk := f.read(1 << 22)):
+            size += len(chunk)
+    return size
+
+
+def nifti_voxels(img) -> np.ndarray:
+    """The float32 volume of an image from open_nifti, reoriented to RAS (slices.canonical_volume).
+    Raises SkippedFile with the reason (nibabel checks the length of what it reads, too)."""
+    try:
+        return canonical_volume(img)
+    except SkippedFile:
+        raise
+    except PermissionError as e:
+        raise SkippedFile(f"permission denied: {e.strerror or e}") from None
+    except (OSError, EOFError, zlib.error) as e:  # nibabel: "Expected n bytes, got m"; gzip: ended early
+        claim = f"{'x'.join(map(str, img.shape))} voxels of {img.get_data_dtype()}"
+        raise SkippedFile(f"short or damaged NIfTI file: the header claims {claim}, but the data ended early "
+                          f"or cannot be read ({one_line(e)})") from None
+    except Exception as e:
+        raise SkippedFile(f"not a readable NIfTI volume: {one_line(e)}") from None
+
+
 def decode_nifti(path: Path, image_size: int, pad_to_square: bool, axis: int = 2,
                  band: tuple[float, float] = (0.25, 0.75)) -> list[tuple[int, np.ndarray]]:
     """One NIfTI volume -> [(slice index, uint8 [S, S])] over the band, near-empty slices left out.
 
     The volume is reoriented to RAS first, so axis 2 is axial, 1 coronal, 0 sagittal;
     intensities are scaled per volume (0 .. 99.5th percentile of the foreground)."""
-    import nibabel as nib
-    try:
-        volume = canonical_volume(nib.load(str(path)))
-    except SkippedFile:
-        raise
-    except PermissionError as e:
-        raise SkippedFile(f"permission denied: {e.strerror or e}") from None
-    except Exception as e:  # nibabel raises many types on corrupt files
-        raise SkippedFile(f"not a readable NIfTI volume: {type(e).__name__}: {e}") from None
-    return slice_volume(volume, image_size, pad_to_square, axis, band)
+    return slice_volume(nifti_voxels(open_nifti(path)), image_size, pad_to_square, axis, band)
 
 
 def decode_file(path: Path, image_size: int, pad_to_square: bool, nifti_axis: int,

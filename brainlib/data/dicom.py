@@ -12,21 +12,29 @@ Per series:
 - a single-frame file, or files without position and orientation: one 2D slice each;
 - a multi-frame file without per-frame positions (a cine loop): one 2D slice per frame.
 
+Sizes are checked from the headers before any pixel is read: at most MAX_PIXELS per frame and
+MAX_VOXELS per file or series (slices.py), uncompressed pixel data no larger than the file, and a
+deflated file (Deflated Explicit VR Little Endian) inflated first as a stream, nothing kept,
+to at most DEFLATED_LIMIT bytes.
+
 Skipped with a reason, never raised: files that are not DICOM, files without pixel data
 (structured reports, presentation states, DICOMDIR), non-anatomical objects (segmentations,
-dose grids), compressed pixel data no installed decoder can read, truncated pixel data, and
-inconsistent series (mixed sizes or orientations, two files at one position, missing slices).
+dose grids), compressed pixel data no installed decoder can read, truncated pixel data, files
+over the size limits, and inconsistent series (mixed sizes or orientations, two files at one
+position, missing slices).
 pydicom is imported only when a DICOM file is read.
 """
 from __future__ import annotations
 
+import os
 import warnings
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from brainlib.data.slices import SkippedFile, canonical_volume, scale_slice, slice_volume
+from brainlib.data.slices import MAX_PIXELS, MAX_VOXELS, SkippedFile, canonical_volume, scale_slice, slice_volume
 
 DICOM_SUFFIXES = (".dcm", ".dicom", ".ima")
 NOT_ANATOMY = {"SEG": "segmentation", "RTDOSE": "radiotherapy dose grid", "RTSTRUCT": "radiotherapy structure set",
@@ -34,6 +42,7 @@ NOT_ANATOMY = {"SEG": "segmentation", "RTDOSE": "radiotherapy dose grid", "RTSTR
                "KO": "key object selection", "REG": "registration", "DOC": "encapsulated document"}
 GAP_TOLERANCE = 1.5  # a step this many times the median slice spacing means missing slices
 LUMINANCE = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+DEFLATED_LIMIT = 2 * MAX_VOXELS  # bytes a deflated file may inflate to: MAX_VOXELS 16-bit voxels (256 MiB)
 
 
 def is_dicom(path: str | Path) -> bool:
@@ -100,12 +109,68 @@ def _functional(ds, group: str, sequence: str, keyword: str, frame: int | None =
     return inner[0].get(keyword) if inner else None
 
 
+def _deflated_offset(path: str) -> int | None:
+    """Where the deflated data set starts, for a file in Deflated Explicit VR Little Endian; else None."""
+    from pydicom.filereader import read_dataset, read_preamble
+    from pydicom.uid import DeflatedExplicitVRLittleEndian
+    with open(path, "rb") as f:
+        if read_preamble(f, True) is None:
+            return None  # no DICM marker: no file meta information, so not deflated
+        meta = read_dataset(f, False, True, stop_when=lambda tag, vr, length: tag.group != 2)
+        return f.tell() if meta.get("TransferSyntaxUID") == DeflatedExplicitVRLittleEndian else None
+
+
+def _inflated_size(path: str, offset: int, limit: int) -> int | None:
+    """The bytes the deflate stream from `offset` inflates to, counted with nothing kept
+    (4 MiB at a time); None as soon as it passes `limit`."""
+    inflater, total = zlib.decompressobj(-zlib.MAX_WBITS), 0
+    with open(path, "rb") as f:
+        f.seek(offset)
+        while (chunk := f.read(1 << 20)) and not inflater.eof:
+            while chunk:
+                total += len(inflater.decompress(chunk, 1 << 22))
+                if total > limit:
+                    return None
+                chunk = inflater.unconsumed_tail
+    return total + len(inflater.flush())
+
+
+def _check_size(ds, rows: int, columns: int, frames: int, available: int, compressed: bool, deflated: bool) -> None:
+    """Raises SkippedFile when the header claims more pixels than the limits allow, or (pixel
+    data not compressed) more bytes of pixel data than the file holds (`available`, inflated)."""
+    if rows * columns > MAX_PIXELS:
+        raise SkippedFile(f"oversized DICOM image: {columns}x{rows} (Columns x Rows) = {rows * columns:,} pixels, "
+                          f"over the per-image limit of {MAX_PIXELS:,}")
+    if rows * columns * frames > MAX_VOXELS:
+        raise SkippedFile(f"oversized DICOM file: {frames} frames of {columns}x{rows} = {rows * columns * frames:,} "
+                          f"pixels, over the per-file limit of {MAX_VOXELS:,}")
+    try:
+        bits, samples = int(ds.get("BitsAllocated")), int(ds.get("SamplesPerPixel") or 1)
+    except (TypeError, ValueError):
+        return  # no usable BitsAllocated: decoding says what is wrong
+    needed = (rows * columns * frames * samples * bits + 7) // 8
+    if not compressed and needed > available:
+        frames_text = f" x {frames} frames" if frames > 1 else ""
+        samples_text = f" x {samples} samples" if samples > 1 else ""
+        raise SkippedFile(f"short DICOM file: the header claims {columns}x{rows}{frames_text} at {bits} bits"
+                          f"{samples_text}, {needed:,} bytes of pixel data, but the file "
+                          f"{'inflates to' if deflated else 'holds'} {available:,}")
+
+
 def _header(path: str) -> _Header:
     """The geometry and pixel description of one file (pixel data not read); raises SkippedFile."""
     import pydicom
     from pydicom.errors import InvalidDicomError
     try:
+        available, deflated = os.path.getsize(path), _deflated_offset(path)
+        if deflated is not None:
+            available = _inflated_size(path, deflated, DEFLATED_LIMIT)
+            if available is None:
+                raise SkippedFile(f"oversized deflated DICOM file: it inflates to more than {DEFLATED_LIMIT:,} bytes, "
+                                  "the per-file limit")
         ds = pydicom.dcmread(path, defer_size=1024, force=path.lower().endswith(DICOM_SUFFIXES))
+    except SkippedFile:
+        raise
     except InvalidDicomError as e:
         raise SkippedFile(f"not a DICOM file: {e}") from None
     except Exception as e:  # pydicom raises many types on damaged headers
@@ -126,6 +191,9 @@ def _header(path: str) -> _Header:
         frames = int(ds.get("NumberOfFrames") or 1)
     except (TypeError, ValueError):
         frames = 1
+    syntax = getattr(getattr(ds, "file_meta", None), "get", lambda _: None)("TransferSyntaxUID")
+    _check_size(ds, rows, columns, frames, available, compressed=bool(getattr(syntax, "is_compressed", False)),
+                deflated=deflated is not None)
     bits = ds.get("BitsAllocated")
     mode = f"{ds.get('PhotometricInterpretation', 'MONOCHROME2')} {bits}-bit" if bits else \
         str(ds.get("PhotometricInterpretation", "MONOCHROME2"))
@@ -189,6 +257,10 @@ def _volume_series(uid: str, headers: list[_Header]) -> Series:
                           "expected one orientation per series")
     if len({h.spacing for h in headers}) > 1:
         raise SkippedFile("inconsistent series: mixed PixelSpacing; expected one pixel spacing per series")
+    voxels = headers[0].rows * headers[0].columns * len(headers)
+    if voxels > MAX_VOXELS:
+        raise SkippedFile(f"oversized series: {len(headers)} files of {sizes[0]} = {voxels:,} voxels, over the "
+                          f"per-series limit of {MAX_VOXELS:,}")
     order, affine = _stack_geometry(np.stack([h.position for h in headers]), headers[0].orientation,
                                     headers[0].spacing, [Path(h.path).name for h in headers])
     return Series(uid, [headers[i].path for i in order], "volume", sizes[0], headers[0].mode, affine)

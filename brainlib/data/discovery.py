@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import errno
 import os
+import unicodedata
 import warnings
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
 
 from brainlib.config import CLASS_LABELS
 from brainlib.data.dicom import is_dicom
+
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
 SPLIT_NAMES = ("train", "test", "val", "valid", "validation")
@@ -27,9 +29,27 @@ class DataError(ValueError):
     """The dataset folder cannot be used; the message names the path and the accepted layouts."""
 
 
+class EmptyClassError(DataError):
+    """A class folder exists but holds no image files."""
+
+
 class DataWarning(UserWarning):
     """Some files were skipped; the message counts them and names the first few."""
 
+
+def printable(text: str) -> str:
+    """`text` for a terminal or a log line: control and format characters (newline, escape,
+    bidirectional overrides, line separators) escaped as \\n, \\x1b, \\u202e..., and bytes that
+    were not UTF-8 (Python's surrogate escapes in file names) as \\xff."""
+    out = []
+    for ch in text:
+        if unicodedata.category(ch) not in ("Cc", "Cf", "Cs", "Zl", "Zp"):
+            out.append(ch)
+        elif 0xDC80 <= ord(ch) <= 0xDCFF:
+            out.append(f"\\x{ord(ch) - 0xDC00:02x}")
+        else:
+            out.append(ch.encode("unicode_escape").decode("ascii"))
+    return "".join(out)
 
 
 @dataclass
@@ -201,7 +221,7 @@ def discover(root: str | Path, *, classes: Iterable[str] = ("AD", "NC"), class_d
     for c in classes:
         if not any(e.label == CLASS_LABELS[c] for e in entries):
             where = [str(f) for f, label, _ in groups if label == CLASS_LABELS[c]]
-            raise DataError(f"class {c} has no image files in {', '.join(where)}; " + ACCEPTED_LAYOUTS)
+            raise EmptyClassError(f"class {c} has no image files in {', '.join(where)}; " + ACCEPTED_LAYOUTS)
     return entries, skipped, layout
 
 

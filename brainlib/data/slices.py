@@ -1,15 +1,23 @@
 """2-D slices in the dataset's form (uint8, square, intensity-scaled) from scan images and
-volumes: shared by the NIfTI and image readers (data.py) and the DICOM reader (dicom.py)."""
+volumes, and the size limits every reader checks before it allocates: shared by the NIfTI
+and image readers (decoding.py) and the DICOM reader (dicom.py)."""
 from __future__ import annotations
 
 import numpy as np
 from PIL import Image
 
 EMPTY_SLICE_FRACTION = 0.02  # a slice with less foreground than this is left out
+MAX_PIXELS = 64_000_000  # per 2D image or DICOM frame: larger ones are skipped as decompression bombs
+MAX_VOXELS = 512 ** 3  # per NIfTI file, DICOM series or multi-frame file (512 MiB as float32): larger are skipped
 
 
 class SkippedFile(Exception):
     """One file cannot be used; the message is the reason."""
+
+
+def one_line(error: BaseException) -> str:
+    """`Type: message` on one line (nibabel's, numpy's and pydicom's messages may span several)."""
+    return f"{type(error).__name__}: {' '.join(str(error).split())}"
 
 
 def _pad_to_square(a: np.ndarray) -> np.ndarray:
@@ -31,8 +39,11 @@ def resize_slice(a: np.ndarray, image_size: int, pad_to_square: bool) -> np.ndar
 
 
 def _nifti_slice(volume: np.ndarray, axis: int, index: int) -> np.ndarray:
-    """A 2D slice of a RAS volume, display-oriented: superior/anterior up."""
-    return np.take(volume, index, axis=axis).T[::-1]
+    """A 2D slice of a RAS volume, display-oriented: superior/anterior up.
+
+    A view, whatever the volume's memory order: nibabel's arrays are column-major, and
+    `np.take` would first copy the whole volume into row-major order, once per slice."""
+    return volume[(slice(None),) * axis + (index,)].T[::-1]
 
 
 def canonical_volume(img) -> np.ndarray:
@@ -54,7 +65,8 @@ def canonical_volume(img) -> np.ndarray:
 
 def _intensity_top(values: np.ndarray) -> float:
     """The 99.5th percentile of the foreground of `values` (already shifted to a minimum of 0)."""
-    foreground = values[values > 0]
+    values = values.ravel(order="K")  # in memory order: a view, where boolean indexing of a
+    foreground = values[values > 0]  # column-major volume would gather it in row-major order
     if foreground.size == 0:
         raise SkippedFile("image is empty (constant intensity)")
     return float(np.percentile(foreground, 99.5)) or float(foreground.max())
