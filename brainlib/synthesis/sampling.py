@@ -36,6 +36,7 @@ from PIL import Image
 from brainlib.atomic import atomic_write_json
 from brainlib.config import CLASS_LABELS
 from brainlib.networks.layers import NOISE_MODES
+from brainlib.synthesis.diffusion_sampling import is_diffusion_run, load_diffusion
 
 # ----------------------------------------------------------------------
 # Seeds and latents
@@ -119,9 +120,11 @@ def load(model: str | Path, *, out_root: str | Path = "outputs", device: str = "
     """checkpoints.load_generator, with the checkpoint's resolution and alpha recorded on G
     (G.trained_res, G.trained_alpha) so every sampler here uses them by default.
 
-    Returns (G, cfg, meta)."""
+    Returns (G, cfg, meta). A diffusion run gives a DiffusionSampler as G (diffusion_sampling.py)."""
     from brainlib.training.checkpoints import load_generator
 
+    if is_diffusion_run(model, out_root):
+        return load_diffusion(model, out_root=out_root, device=device)
     G, cfg, meta = load_generator(model, out_root=out_root, device=device)
     G.trained_res, G.trained_alpha = int(meta["res"]), float(meta["alpha"])
     return G, cfg, meta
@@ -200,6 +203,9 @@ def sample_images(G, n: int, *, seed: int = 0, class_name: str | None = None, ps
         raise ValueError(f"the number of images must be positive (got {n})")
     if batch_size <= 0:
         raise ValueError(f"batch_size must be positive (got {batch_size})")
+    if G.cfg.diffusion:
+        return _sample_diffusion(G, n, seed=seed, class_name=class_name, psi=psi, res=res, start=start,
+                                 batch_size=batch_size, progress=progress)
     res = res or trained_res(G)
     z_dim = G.cfg.z_dim
     out = torch.empty(n, 1, res, res)
@@ -219,6 +225,18 @@ def sample_images(G, n: int, *, seed: int = 0, class_name: str | None = None, ps
             out[lo:lo + b] = img.float().clamp(-1, 1).cpu()
             bar.update(b)
     return out
+
+
+def _sample_diffusion(G, n: int, *, seed: int, class_name: str | None, psi: float, res: int | None, start: int,
+                      batch_size: int, progress: bool) -> torch.Tensor:
+    """sample_images for a DiffusionSampler: image i starts from the noise of image_seed(seed, start + i)."""
+    if psi != 1.0:
+        raise ValueError(f"truncation (psi={psi}) is a StyleGAN setting; a diffusion model samples with psi 1 "
+                         f"(its guidance scale, cfg.guidance, plays a similar part)")
+    if res not in (None, trained_res(G)):
+        raise ValueError(f"a diffusion model samples at its trained size {trained_res(G)} px only (asked for {res})")
+    seeds = [image_seed(seed, start + i) for i in range(n)]
+    return G.sample(class_labels(G, class_name, n), seeds, batch_size=batch_size, progress=progress)
 
 
 def to_uint8(images: torch.Tensor | np.ndarray) -> np.ndarray:
@@ -378,7 +396,8 @@ def generate_to_folder(model: str | Path, output: str, n: int, seed: int = 0, cl
         with _progress(n, progress and n > batch_size, f"generate {output}") as bar:
             for lo in range(0, n, batch_size):
                 imgs = sample_images(G, min(batch_size, n - lo), seed=seed, class_name=class_name, psi=psi,
-                                     batch_size=batch_size, noise_mode=noise_mode, start=lo)
+                                     batch_size=batch_size, noise_mode=noise_mode, start=lo,
+                                     progress=progress and cfg.diffusion)  # diffusion: progress per step
                 write_pngs(to_uint8(imgs), tmp, size=size, start=lo)
                 bar.update(len(imgs))
         tmp.rename(folder)  # atomic; fails rather than replaces if someone made the folder meanwhile
@@ -388,5 +407,6 @@ def generate_to_folder(model: str | Path, output: str, n: int, seed: int = 0, cl
     atomic_write_json(folder.with_name(f"{output}.json"), {
         "checkpoint": str(resolve_checkpoint(model, out_root)), "checkpoint_sha256": meta.get("sha256"),
         "n": n, "seed": seed, "class_name": class_name, "psi": psi, "size": size or trained_res(G),
-        "noise_mode": noise_mode, "files": f"img_0.png .. img_{n - 1}.png"})
+        "noise_mode": noise_mode, "files": f"img_0.png .. img_{n - 1}.png",
+        **({"steps": G.steps, "guidance": G.guidance} if cfg.diffusion else {})})
     return folder

@@ -27,6 +27,7 @@ from torch import nn
 from brainlib.atomic import atomic_write_bytes, atomic_write_json
 from brainlib.config import ConfigError, RunConfig
 from brainlib.networks.build import build_generator
+from brainlib.networks.diffusion import ARCHITECTURE as DIFFUSION_ARCHITECTURE
 from brainlib.networks.stylegan1 import ARCHITECTURE
 
 FORMAT_VERSION = 1
@@ -102,10 +103,11 @@ def _check_architecture(meta: dict, path: str | Path) -> None:
     compute differently (models.ARCHITECTURE; before it was recorded, 1). The files stay as
     they are. A bare .pt state dict carries no record and is taken as it is."""
     written = meta.get("architecture", 1)
-    if "format_version" in meta and written != ARCHITECTURE:
+    expected = DIFFUSION_ARCHITECTURE if meta.get("family") == "diffusion" else ARCHITECTURE
+    if "format_version" in meta and written != expected:
         raise CheckpointError(
             f"checkpoint {path} was written for architecture {written} and this brainlib builds "
-            f"architecture {ARCHITECTURE} (see brainlib/models.py): the same weights would give other "
+            f"architecture {expected} (see brainlib/networks/): the same weights would give other "
             f"images. Retrain, or use the brainlib version that wrote it; the checkpoint is unchanged")
 
 
@@ -261,11 +263,12 @@ ARCHITECTURE_FIELDS = ("arch", "image_size", "z_dim", "w_dim", "mapping_layers",
                        "mbstd_group", "noise_max_res", "label_embed", "class_name")
 
 
-def check_same_architecture(saved: dict, cfg: RunConfig, source: Path) -> None:
+def check_same_architecture(saved: dict, cfg: RunConfig, source: Path, *,
+                            fields: tuple[str, ...] = ARCHITECTURE_FIELDS) -> None:
     """Refuse, naming the settings, to resume a run whose networks these settings would not build
     (for example after a preset changed between versions)."""
     old = RunConfig.from_dict(saved)
-    changed = {k: (getattr(old, k), getattr(cfg, k)) for k in ARCHITECTURE_FIELDS if getattr(old, k) != getattr(cfg, k)}
+    changed = {k: (getattr(old, k), getattr(cfg, k)) for k in fields if getattr(old, k) != getattr(cfg, k)}
     if changed:
         listed = "; ".join(f"{k} was {was!r}, now {now!r}" for k, (was, now) in changed.items())
         raise ConfigError(f"cannot resume {source}: it was trained with other network settings ({listed}). "

@@ -399,7 +399,11 @@ def train(cfg: RunConfig, *, resume: bool = False, dataset=None, max_steps: int 
     with no checkpoint starts from the beginning). resume=False on a folder that already holds
     a run moves the old folder aside (`<run>.replaced-<time>`) rather than deleting anything.
     max_steps stops after that many batches in total, with a checkpoint (for tests and
-    interrupted sessions). Under torchrun every rank calls this and rank 0 writes the files."""
+    interrupted sessions). Under torchrun every rank calls this and rank 0 writes the files.
+    A config of the diffusion family trains in diffusion_trainer.py, under the same contract."""
+    if cfg.diffusion:
+        from brainlib.training.diffusion_trainer import train_diffusion
+        return train_diffusion(cfg, resume=resume, dataset=dataset, max_steps=max_steps)
     cfg.validate()
     dist.init_from_env(resolve_device(cfg.device))
     try:
