@@ -6,7 +6,8 @@ which labels are dropped to "no class" (classifier-free guidance) are drawn from
 trainer's own seeded generator for the whole global batch, so a resumed run and a run under
 torchrun see the same draws; then the denoiser's loss (mean squared error to the
 objective's target, in float32), Adam, the EMA. The run folder is a StyleGAN run's:
-config.json, metrics.jsonl, checkpoints/ (safetensors, atomic, `--resume` exact on the CPU),
+config.json, metrics.jsonl, checkpoints/ (safetensors, atomic, `--resume` exact on the CPU;
+`--resume --set train_images=<more>` trains a finished run longer, keeping its final checkpoint),
 samples/ (the EMA denoiser's grid from fixed seeds at each checkpoint) and plots/.
 """
 from __future__ import annotations
@@ -229,7 +230,9 @@ class DiffusionTrainer:
         if not self.main:
             return None
         p = self.position
-        name = f"{self.cfg.image_size}px" if finished else f"{self.cfg.image_size}px-{p.images_seen:09d}img"
+        # periodic checkpoints (`...img`) are pruned by the next one; final ones stay, so a run
+        # extended by a larger train_images keeps the checkpoint of each budget it finished
+        name = f"{self.cfg.image_size}px-{p.images_seen:09d}img" + ("-final" if finished else "")
         self.figures(name)
         state = {"rng/noise": self.noise.get_state(), "rng/torch_cpu": torch.get_rng_state()}
         meta = {"config": self.cfg.to_dict(), "family": "diffusion", "architecture": ARCHITECTURE,
@@ -247,7 +250,8 @@ class DiffusionTrainer:
         self.noise.set_state(tensors["rng/noise"])
         torch.set_rng_state(tensors["rng/torch_cpu"])
         self.position = Position(**meta["position"])
-        self.finished = bool(meta.get("finished", False))
+        # a finished run continues when train_images has grown (train it longer)
+        self.finished = bool(meta.get("finished", False)) and self.done()
         for group in self.opt.param_groups:  # a resume may change the learning rate
             group["lr"] = self.cfg.lr
         self._say(f"resuming {self.run_dir} from {path.name}: {meta['images_seen']} images seen")
