@@ -255,13 +255,15 @@ DEMO: dict[str, Any] = dict(
     splits=["train"], checkpoint_minutes=2.0,
 )
 
-# The diffusion family (networks/unet.py, networks/diffusion.py): a CPU run of about the demo's
-# minutes per class at 64 px, v-prediction on a cosine schedule, sampled with 25 DDIM steps.
+# The diffusion family (networks/unet.py, networks/diffusion.py): v-prediction on a cosine schedule,
+# sampled with 25 DDIM steps. train_images: training plus generating 1,000 images fits in the
+# StyleGAN demo's time per class (benchmarks/diffusion_speed.py, one thread: the demo's schedule
+# has room for ~52k diffusion training images; 1,000 images at 25 steps cost ~8.7k of them)
 DIFFUSION_DEMO: dict[str, Any] = dict(
     family="diffusion", image_size=64, unet_channels=[16, 32, 64, 128], unet_blocks=1, unet_attention=True,
-    objective="v", train_images=16_000, diffusion_batch=16, lr=1e-3, betas=(0.9, 0.99),
-    ema_half_life_kimg=1.0, sample_steps=25, guidance=1.0, class_dropout=0.1,
-    splits=["train"], checkpoint_minutes=2.0,
+    objective="v", train_images=40_000, diffusion_batch=16, lr=1e-3, betas=(0.9, 0.99),
+    ema_half_life_kimg=2.0, sample_steps=25, guidance=1.0, class_dropout=0.1,
+    splits=["train"], checkpoint_minutes=3.0,  # each checkpoint samples a 4x4 grid (~6 s at one thread)
 )
 
 PRESETS: dict[str, dict[str, Any]] = {

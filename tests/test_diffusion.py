@@ -226,6 +226,10 @@ def test_generate_twice_gives_the_same_bytes_and_seeds_differ(trained):
     assert any((gen / "a" / f"img_{i}.png").read_bytes() != (gen / "c" / f"img_{i}.png").read_bytes() for i in range(3))
     record = json.loads((gen / "a.json").read_text())
     assert record["steps"] == 4 and record["guidance"] == 1.0 and record["size"] == 16
+    assert main(["generate", "--model", "dsmoke-both", "--output", "d", "--n", "3", "--seed", "5", "--class", "NC",
+                 "--steps", "2", "--guidance", "0", "--out-root", str(trained)]) == 0
+    assert json.loads((gen / "d.json").read_text())["steps"] == 2
+    assert any((gen / "a" / f"img_{i}.png").read_bytes() != (gen / "d" / f"img_{i}.png").read_bytes() for i in range(3))
 
 
 def test_sample_images_serves_a_diffusion_run_image_by_image(trained):
@@ -261,3 +265,47 @@ def test_export_takes_a_diffusion_run(trained, tmp_path):
     assert sorted((r["class"], r["split"]) for r in rows) == sorted([("AD", "train")] * 2 + [("AD", "test")]
                                                                    + [("NC", "train")] * 2 + [("NC", "test")])
     assert (out / "DATASHEET.md").is_file()
+
+
+def test_two_processes_under_torchrun_train_as_one_with_their_global_batch(tiny_phantom, tmp_path):
+    """Every rank takes its shard of the same draws and DDP averages the gradients: the weights
+    match a one-process run's up to float rounding."""
+    import os
+    import subprocess
+    import sys
+    over = ["max_images=16", "train_images=32", "cpu_bf16=false", "class_name=both"]
+    torchrun = Path(sys.executable).parent / "torchrun"
+    cmd = [str(torchrun), "--standalone", "--nproc_per_node", "2", "-m", "brainlib", "train", "--preset",
+           "diffusion-smoke", "--class", "both", "--data", str(tiny_phantom), "--out-root", str(tmp_path / "ddp")]
+    cmd += [a for o in over for a in ("--set", o)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MPLBACKEND": "Agg", "PYTHONPATH": str(Path(__file__).parents[1])}
+    done = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count("training diffusion-smoke-both:") == 1 and "x 2 processes" in done.stdout
+    one = train(preset("diffusion-smoke", run="one", out_root=str(tmp_path), data_root=str(tiny_phantom),
+                       max_images=16, train_images=32, cpu_bf16=False, class_name="both"))
+    a, meta = load_checkpoint(latest_checkpoint(tmp_path / "ddp" / "diffusion-smoke-both"))
+    b = load_checkpoint(latest_checkpoint(one))[0]
+    assert meta["world_size"] == 2 and meta["images_seen"] == 32 and len(batches(one)) == 4
+    diffs = {k: (a[k] - b[k]).abs().max().item() for k in a if k.startswith("G_ema/")}
+    assert max(diffs.values()) < 1e-4, sorted(diffs.items(), key=lambda kv: -kv[1])[:3]
+
+
+def test_the_speed_benchmark_runs_quick_and_writes_its_json(tmp_path):
+    import os
+    import subprocess
+    import sys
+    root = Path(__file__).parents[1]
+    env = {**os.environ, "BRAINLIB_BENCH_DIR": str(tmp_path), "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, str(root / "benchmarks" / "diffusion_speed.py"), "--quick"], cwd=root,
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads((tmp_path / "quick" / "diffusion_speed.json").read_text())
+    rows = report["rows"]
+    train_rows = [r for r in rows if r["what"] == "train"]
+    assert [(r["preset"], r["res"]) for r in train_rows] == [("smoke", 8), ("smoke", 16), ("diffusion-smoke", 16)]
+    sampled = [(r["steps"], r["guidance"]) for r in rows if r["what"] == "sample"]
+    assert sampled == [(2, 0.0), (4, 0.0), (2, 1.0), (4, 1.0)]
+    budget = next(r for r in rows if r["what"] == "budget")
+    assert all(math.isfinite(r["img_per_s"]) and r["img_per_s"] > 0 for r in rows if "img_per_s" in r)
+    assert budget["stylegan_run_seconds"] > 0 and budget["diffusion_images_in_stylegan_time"] > 0

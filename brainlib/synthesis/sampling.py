@@ -369,14 +369,16 @@ def _check_output_name(output: str) -> None:
 
 def generate_to_folder(model: str | Path, output: str, n: int, seed: int = 0, class_name: str | None = None,
                        psi: float = 1.0, size: int | None = None, out_root: str | Path = "outputs", *,
-                       batch_size: int = 64, noise_mode: str = "random", progress: bool = True) -> Path:
+                       batch_size: int = 64, noise_mode: str = "random", progress: bool = True,
+                       steps: int | None = None, guidance: float | None = None) -> Path:
     """Write img_0.png .. img_{n-1}.png (greyscale, the trained size unless `size`) and return the folder.
 
     The folder is <run dir>/generated_images/<output>/, and <output>.json beside it records the
     checkpoint (with its sha256) and the options, to reproduce the images. Everything is checked before anything
     is written; the images are written to a hidden temporary folder that is renamed into place
     at the end, so an error or interruption leaves nothing behind, and an existing folder
-    is never overwritten."""
+    is never overwritten. `steps` and `guidance` (a diffusion run's DDIM steps and guidance
+    scale) default to the run's config."""
     if n is None or int(n) <= 0:
         raise ValueError(f"--n must be a positive number of images (got {n})")
     _check_output_name(output)
@@ -385,6 +387,14 @@ def generate_to_folder(model: str | Path, output: str, n: int, seed: int = 0, cl
     from brainlib.training.checkpoints import resolve_checkpoint
 
     G, cfg, meta = load(model, out_root=out_root)
+    if (steps is not None or guidance is not None) and not cfg.diffusion:
+        raise ValueError("--steps and --guidance are settings of a diffusion model; this run is a StyleGAN")
+    if steps is not None and not 1 <= steps <= cfg.diffusion_timesteps:
+        raise ValueError(f"--steps must be within [1, {cfg.diffusion_timesteps}] (got {steps})")
+    if guidance is not None and guidance < 0:
+        raise ValueError(f"--guidance must be 0 (none) or positive (got {guidance})")
+    if cfg.diffusion:
+        G.steps, G.guidance = G.steps if steps is None else steps, G.guidance if guidance is None else guidance
     class_labels(G, class_name, 1)  # a class the model cannot make fails here, before any writing
     folder = generated_images_dir(model, output, out_root=out_root)
     if folder.exists():
