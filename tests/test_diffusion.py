@@ -264,7 +264,8 @@ def test_export_takes_a_diffusion_run(trained, tmp_path):
     rows = list(csv.DictReader((out / "manifest.csv").open()))
     assert sorted((r["class"], r["split"]) for r in rows) == sorted([("AD", "train")] * 2 + [("AD", "test")]
                                                                    + [("NC", "train")] * 2 + [("NC", "test")])
-    assert (out / "DATASHEET.md").is_file()
+    sheet = (out / "DATASHEET.md").read_text()
+    assert "A generative model (diffusion model, trained" in sheet and "4 DDIM steps, guidance 1" in sheet
 
 
 def test_two_processes_under_torchrun_train_as_one_with_their_global_batch(tiny_phantom, tmp_path):
