@@ -9,14 +9,13 @@ timed in alternating rounds (benchmarks.common.interleaved) so that load from ot
 falls on all alike; the StyleGAN demo's whole schedule in seconds and the diffusion images
 that fit in it; then sampling images per second of the diffusion demo for
 each DDIM step count, without and with classifier-free guidance (a conditional model: two
-network evaluations per step). Each in the precision a run uses here by default. Writes
+network evaluations per step), interleaved as well. Each in the precision a run uses here by default. Writes
 outputs/bench/diffusion_speed.json (--quick: the smoke presets, outputs/bench/quick/).
-A benchmark, not a test: about a minute at one thread.
+A benchmark, not a test: two to three minutes at one thread.
 """
 from __future__ import annotations
 
 import argparse
-import time
 from pathlib import Path
 
 import numpy as np
@@ -80,36 +79,48 @@ def training_rows(diffusion: str, stylegan: str, device: torch.device, rounds: i
     rows.append({"what": "train", "preset": diffusion, "res": dcfg.image_size, "batch": dB,
                  "precision": precision(dcfg, device), "seconds_per_batch": round(med["diffusion"], 4),
                  "img_per_s": round(d_img_s, 2), "images": dcfg.train_images})
-    rows.append({"what": "budget", "stylegan_run_seconds": round(run_seconds, 1),
+    rows.append({"what": "budget", "diffusion_preset": diffusion, "stylegan_run_seconds": round(run_seconds, 1),
                  "diffusion_run_seconds": round(dcfg.train_images / d_img_s, 1),
                  "diffusion_images_in_stylegan_time": int(run_seconds * d_img_s)})
     return rows
 
 
-def sampling_rows(diffusion: str, device: torch.device, step_counts: list[int], n: int) -> list[dict]:
+def sampling_rows(diffusion: str, device: torch.device, step_counts: list[int], n: int, rounds: int) -> list[dict]:
+    """img/s of DDIM sampling per step count, without and with guidance, timed interleaved."""
     cfg = preset(diffusion, class_name="both", run="bench", device=str(device))
     trainer = DiffusionTrainer(cfg, _dataset(cfg.diffusion_batch, cfg.image_size))  # weights as a run starts
+    labels = torch.ones(n, dtype=torch.long)
+    settings = [(steps, guidance) for guidance in (0.0, cfg.guidance) for steps in step_counts]
+    contenders = {(steps, guidance): lambda steps=steps, guidance=guidance: DiffusionSampler(
+        trainer.ema, cfg, steps=steps, guidance=guidance).sample(labels, list(range(n)), batch_size=n)
+        for steps, guidance in settings}
+    times = interleaved(contenders, rounds=rounds, warmup=0, device=device)
+    med = {k: summary(s)["median_s"] for k, s in times.items()}
     rows = []
-    for guidance in (0.0, cfg.guidance):
-        for steps in step_counts:
-            sampler = DiffusionSampler(trainer.ema, cfg, steps=steps, guidance=guidance)
-            labels = torch.ones(n, dtype=torch.long)
-            sampler.sample(labels[:2], [0, 1], batch_size=n)  # warm-up
-            t0 = time.perf_counter()
-            sampler.sample(labels, list(range(n)), batch_size=n)
-            seconds = time.perf_counter() - t0
-            rows.append({"what": "sample", "preset": diffusion, "res": cfg.image_size, "steps": steps,
-                         "guidance": guidance, "batch": n, "precision": precision(cfg, device),
-                         "seconds": round(seconds, 3), "img_per_s": round(n / seconds, 2)})
-            print(f"sampling {steps:>3} steps, guidance {guidance:g}: {n / seconds:7.2f} img/s", flush=True)
+    for (steps, guidance), seconds in med.items():
+        rows.append({"what": "sample", "preset": diffusion, "res": cfg.image_size, "steps": steps,
+                     "guidance": guidance, "batch": n, "precision": precision(cfg, device),
+                     "seconds": round(seconds, 3), "img_per_s": round(n / seconds, 2)})
+        print(f"sampling {steps:>3} steps, guidance {guidance:g}: {n / seconds:7.2f} img/s", flush=True)
     return rows
+
+
+def budget_row(rows: list[dict], cfg) -> None:
+    """Add to the budget row the training images that fit in the StyleGAN demo's time once
+    1,000 images at the preset's sampling steps (one class, no guidance) are generated too."""
+    budget = next(r for r in rows if r["what"] == "budget")
+    train = next(r for r in rows if r["what"] == "train" and r["preset"] == budget["diffusion_preset"])
+    sample = [r for r in rows if r["what"] == "sample" and r["steps"] == cfg.sample_steps and r["guidance"] == 0]
+    if sample:
+        left = budget["stylegan_run_seconds"] - 1000 / sample[0]["img_per_s"]
+        budget["diffusion_images_with_1000_samples"] = int(max(left, 0.0) * train["img_per_s"])
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1, as the demos are quoted)")
     p.add_argument("--steps", type=int, nargs="+", default=[10, 25, 50], help="DDIM step counts to time")
-    p.add_argument("--n", type=int, default=16, help="images per sampling measurement")
+    p.add_argument("--n", type=int, default=8, help="images per sampling measurement")
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--device", default="cpu")
@@ -124,7 +135,9 @@ def main() -> None:
     rows = training_rows(diffusion, stylegan, device, rounds, args.warmup)
     print(format_table(rows[:-1], ["preset", "res", "batch", "precision", "img_per_s", "images"]), flush=True)
     print(rows[-1], flush=True)
-    rows += sampling_rows(diffusion, device, steps, args.n)
+    rows += sampling_rows(diffusion, device, steps, args.n, rounds)
+    budget_row(rows, preset(diffusion))
+    print(rows[-1], flush=True)
     path = write_result("diffusion_speed", {"rows": rows, "rounds": rounds, "peak_rss_mb": peak_rss_mb(),
                                             "quick": args.quick}, args.out)
     print(f"wrote {path}")

@@ -310,3 +310,4 @@ def test_the_speed_benchmark_runs_quick_and_writes_its_json(tmp_path):
     budget = next(r for r in rows if r["what"] == "budget")
     assert all(math.isfinite(r["img_per_s"]) and r["img_per_s"] > 0 for r in rows if "img_per_s" in r)
     assert budget["stylegan_run_seconds"] > 0 and budget["diffusion_images_in_stylegan_time"] > 0
+    assert "diffusion_images_with_1000_samples" in budget  # 0 if sampling 1,000 takes longer
