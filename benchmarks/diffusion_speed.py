@@ -137,7 +137,7 @@ def main() -> None:
     print(rows[-1], flush=True)
     rows += sampling_rows(diffusion, device, steps, args.n, rounds)
     budget_row(rows, preset(diffusion))
-    print(rows[-1], flush=True)
+    print(next(r for r in rows if r["what"] == "budget"), flush=True)
     path = write_result("diffusion_speed", {"rows": rows, "rounds": rounds, "peak_rss_mb": peak_rss_mb(),
                                             "quick": args.quick}, args.out)
     print(f"wrote {path}")
