@@ -257,8 +257,8 @@ DEMO: dict[str, Any] = dict(
 
 # The diffusion family (networks/unet.py, networks/diffusion.py): v-prediction on a cosine schedule,
 # sampled with 25 DDIM steps. train_images: training plus generating 1,000 images fits in the
-# StyleGAN demo's time per class (benchmarks/diffusion_speed.py, one thread: the demo's schedule
-# has room for ~52k diffusion training images; 1,000 images at 25 steps cost ~8.7k of them)
+# StyleGAN demo's time per class (benchmarks/diffusion_speed.py at one thread, budget row: 39k to
+# 52k training images in three runs on a loaded 2-core machine; 40k, near the low end)
 DIFFUSION_DEMO: dict[str, Any] = dict(
     family="diffusion", image_size=64, unet_channels=[16, 32, 64, 128], unet_blocks=1, unet_attention=True,
     objective="v", train_images=40_000, diffusion_batch=16, lr=1e-3, betas=(0.9, 0.99),
