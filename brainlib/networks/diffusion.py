@@ -50,12 +50,17 @@ class NoisePath:
             abar = cosine_alphas_cumprod(T)
             a, s = abar.sqrt(), (1 - abar).sqrt()
         self.a, self.s = a.float(), s.float()
+        self._on_device: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
 
     def coefficients(self, t: torch.Tensor, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(a_t, s_t) for integer timesteps t [B], shaped to broadcast over `like` [B, ...]."""
+        """(a_t, s_t) for integer timesteps t [B], shaped to broadcast over `like` [B, ...]; the
+        tables are copied to like's device once, so a CUDA step never waits for the host."""
+        if like.device not in self._on_device:
+            self._on_device[like.device] = (self.a.to(like.device), self.s.to(like.device))
+        a, s = self._on_device[like.device]
+        idx = t.to(like.device, torch.long)
         shape = (-1,) + (1,) * (like.dim() - 1)
-        idx = t.to("cpu", torch.long)
-        return (self.a[idx].to(like.device).reshape(shape), self.s[idx].to(like.device).reshape(shape))
+        return a[idx].reshape(shape), s[idx].reshape(shape)
 
     def noised(self, x0: torch.Tensor, eps: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """x_t = a_t x0 + s_t eps."""

@@ -84,7 +84,8 @@ class DiffusionTrainer:
             self.net_train = DistributedDataParallel(self.net, device_ids=ids)
         if cfg.compile:
             self.net_train = torch.compile(self.net_train)
-        self.noise = torch.Generator().manual_seed(cfg.seed + NOISE_SEED_OFFSET)
+        # drawn on the device: no host-to-device copy (and wait) per batch on CUDA
+        self.noise = torch.Generator(device=self.device).manual_seed(cfg.seed + NOISE_SEED_OFFSET)
 
         self.images_u8 = torch.from_numpy(np.array(dataset.images, dtype=np.uint8, copy=True)).to(self.device)
         self.labels = torch.as_tensor(np.asarray(dataset.labels), dtype=torch.long).to(self.device)
@@ -109,12 +110,12 @@ class DiffusionTrainer:
 
     def draws(self, n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(timesteps [n], noise [n,1,S,S], label dropped [n]) for the global batch, this rank's shard."""
-        S = self.cfg.image_size
-        t = torch.randint(0, self.path.T, (n,), generator=self.noise)
-        eps = torch.randn(n, 1, S, S, generator=self.noise)
-        drop = torch.rand(n, generator=self.noise) < self.cfg.class_dropout
+        S, g, dev = self.cfg.image_size, self.noise, self.device
+        t = torch.randint(0, self.path.T, (n,), generator=g, device=dev)
+        eps = torch.randn(n, 1, S, S, generator=g, device=dev)
+        drop = torch.rand(n, generator=g, device=dev) < self.cfg.class_dropout
         shard = slice(self.rank, None, self.world)
-        return t[shard].to(self.device), eps[shard].to(self.device), drop[shard].to(self.device)
+        return t[shard], eps[shard], drop[shard]
 
     def train_step(self, x0: torch.Tensor, label: torch.Tensor | None) -> dict:
         t, eps, drop = self.draws(x0.shape[0] * self.world)
