@@ -17,7 +17,7 @@ from brainlib.networks.unet import NULL_CLASS, UNet
 from brainlib.synthesis.diffusion_sampling import DiffusionSampler
 from brainlib.synthesis.export import export_dataset
 from brainlib.synthesis.sampling import load, sample_images
-from brainlib.training.checkpoints import CheckpointError, latest_checkpoint, load_checkpoint
+from brainlib.training.checkpoints import CheckpointError, latest_checkpoint, load_checkpoint, load_generator
 from brainlib.training.metrics_log import read_metrics
 from brainlib.training.trainer import train
 
@@ -210,6 +210,14 @@ def test_a_checkpoint_of_another_diffusion_architecture_is_refused(trained, tmp_
     meta_path.write_text(json.dumps({**json.loads(meta_path.read_text()), "architecture": "diffusion-0"}))
     with pytest.raises(CheckpointError, match="architecture diffusion-0.*builds architecture diffusion-1"):
         load(run)
+
+
+def test_stylegan_tools_refuse_a_diffusion_run_by_name(trained):
+    with pytest.raises(CheckpointError, match="holds a diffusion model, not a StyleGAN generator"):
+        load_generator("dsmoke-both", out_root=trained)
+    stylegan = preset("smoke", class_name="both", run="dsmoke-both", out_root=str(trained))
+    with pytest.raises(ConfigError, match="family was 'diffusion', now 'stylegan'"):
+        train(stylegan, resume=True)
 
 
 # ----------------------------------------------------------------------

@@ -259,7 +259,7 @@ def rng_from_json(state: list) -> tuple:
 
 
 # settings that shape the networks: a resumed run must keep them
-ARCHITECTURE_FIELDS = ("arch", "image_size", "z_dim", "w_dim", "mapping_layers", "channels",
+ARCHITECTURE_FIELDS = ("family", "arch", "image_size", "z_dim", "w_dim", "mapping_layers", "channels",
                        "mbstd_group", "noise_max_res", "label_embed", "class_name")
 
 
@@ -313,6 +313,9 @@ def load_generator(model: str | Path, *, out_root: str | Path = "outputs", devic
         if not config_json.is_file():
             raise CheckpointError(f"checkpoint {path} has no config in its metadata and no {config_json}")
         cfg = RunConfig.load(config_json)
+    if cfg.diffusion:
+        raise CheckpointError(f"checkpoint {path} holds a diffusion model, not a StyleGAN generator; "
+                              f"load it with brainlib.synthesis.sampling.load")
     G = build_generator(cfg)
     prefix = "G_ema" if any(k.startswith("G_ema/") for k in tensors) else None
     if prefix is None:  # a bare state dict (.pt) of the generator
