@@ -47,7 +47,7 @@ def _generate(args: argparse.Namespace) -> int:
     from brainlib.synthesis.sampling import generate_to_folder
     out = generate_to_folder(model=args.model, output=args.output, n=args.n, seed=args.seed,
                              class_name=args.class_name, psi=args.truncation, size=args.size,
-                             out_root=args.out_root)
+                             out_root=args.out_root, steps=args.steps, guidance=args.guidance)
     print(f"wrote {args.n} images to {out}")
     return 0
 
@@ -155,6 +155,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--class", dest="class_name", default=None, choices=("AD", "NC"))
     g.add_argument("--truncation", type=float, default=1.0, help="psi; 1 = no truncation")
     g.add_argument("--size", type=int, default=None, help="default: the trained size")
+    g.add_argument("--steps", type=int, default=None, help="diffusion runs: DDIM steps (default: the run's)")
+    g.add_argument("--guidance", type=float, default=None, help="diffusion runs: guidance scale (default: the run's)")
     _out_root_option(g)
     g.set_defaults(func=_generate)
 

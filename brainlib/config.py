@@ -19,6 +19,8 @@ from brainlib.rundir import DEFAULT_OUT_ROOT, RunDir
 CLASS_LABELS = {"NC": 0, "AD": 1}  # AD is the positive class, as in the ADNI papers
 CLASS_CHOICES = ("AD", "NC", "both")  # "both" trains one class-conditional model
 ARCHS = ("stylegan1", "stylegan2")  # models.py, stylegan2.py
+FAMILIES = ("stylegan", "diffusion")  # the model family: a StyleGAN (arch picks which) or a U-Net denoiser
+OBJECTIVES = ("epsilon", "v", "flow")  # what the denoiser predicts (networks/diffusion.py)
 LOSSES = ("wgan-gp", "logistic-r1", "rpgan-r1r2")
 AUGMENTS = ("none", "diffaugment", "adaptive")  # adaptive: DiffAugment with ADA's adaptive probability
 # settings taken out of RunConfig: a saved config may still name them at the value that changed nothing
@@ -55,6 +57,7 @@ class RunConfig:
     max_images: int | None = None  # cap per class, for quick runs
 
     # --- architecture ---
+    family: str = "stylegan"  # stylegan (the fields below) or diffusion (the diffusion fields further down)
     arch: str = "stylegan1"  # stylegan1 (AdaIN, the original recipe) or stylegan2 (demodulation, skip / residual)
     start_res: int = 8
     z_dim: int = 256
@@ -97,6 +100,19 @@ class RunConfig:
     checkpoint_minutes: float = 10.0
     sample_grid: int = 4  # the grid after each resolution step is N x N
 
+    # --- diffusion (family="diffusion"; it also uses lr, betas, seed, image_size, ema_half_life_kimg,
+    # the device settings, checkpoint_minutes and sample_grid above) ---
+    unet_channels: list[int] = field(default_factory=lambda: [32, 64, 128])  # per level, image_size down, halving
+    unet_blocks: int = 1  # residual blocks per level (the decoder has one more, as DDPM's)
+    unet_attention: bool = True  # self-attention at the lowest level
+    objective: str = "v"  # the denoiser predicts epsilon (DDPM), v (v-prediction), or flow (rectified flow)
+    diffusion_timesteps: int = 1000  # T of the noise schedule (cosine for epsilon and v)
+    train_images: int = 100_000  # the training budget, in images
+    diffusion_batch: int = 16
+    sample_steps: int = 25  # DDIM steps when sampling
+    guidance: float = 1.0  # classifier-free guidance w (conditional models): cond + w (cond - uncond); 0 = none
+    class_dropout: float = 0.1  # conditional models: share of training labels replaced by "no class"
+
     # ------------------------------------------------------------------
     @property
     def conditional(self) -> bool:
@@ -111,6 +127,10 @@ class RunConfig:
         """Training resolutions from start_res to image_size, doubling."""
         n = int(math.log2(self.image_size // self.start_res))
         return [self.start_res * 2**i for i in range(n + 1)]
+
+    @property
+    def diffusion(self) -> bool:
+        return self.family == "diffusion"
 
     @property
     def run_dir(self) -> Path:
@@ -147,9 +167,27 @@ class RunConfig:
         need(self.mbstd_group >= 1, "mbstd_group must be at least 1")
         need(self.noise_max_res is None or self.noise_max_res >= 4,
              f"noise_max_res={self.noise_max_res} must be a resolution (>= 4) or None")
+        need(self.family in FAMILIES, f"family {self.family!r} is not one of {', '.join(FAMILIES)}")
+        if self.diffusion:
+            self._validate_diffusion(need)
         if self.data_root is not None:
             need(Path(self.data_root).exists(), f"data root {self.data_root} does not exist")
         return self
+
+    def _validate_diffusion(self, need) -> None:
+        levels = len(self.unet_channels)
+        need(levels >= 1 and all(isinstance(c, int) and c > 0 and c % 8 == 0 for c in self.unet_channels),
+             f"unet_channels={self.unet_channels} must be positive multiples of 8 (GroupNorm uses 8 groups)")
+        need(self.image_size % 2 ** (levels - 1) == 0,
+             f"image_size={self.image_size} does not halve {levels - 1} times (unet_channels has {levels} levels)")
+        need(self.unet_blocks >= 1, "unet_blocks must be at least 1")
+        need(self.objective in OBJECTIVES, f"objective {self.objective!r} is not one of {', '.join(OBJECTIVES)}")
+        need(self.diffusion_timesteps >= 2, "diffusion_timesteps must be at least 2")
+        need(1 <= self.sample_steps <= self.diffusion_timesteps,
+             f"sample_steps={self.sample_steps} must be within [1, diffusion_timesteps={self.diffusion_timesteps}]")
+        need(self.train_images > 0 and self.diffusion_batch > 0, "train_images and diffusion_batch must be positive")
+        need(self.guidance >= 0, f"guidance={self.guidance} must be 0 (none) or positive")
+        need(0.0 <= self.class_dropout < 1.0, f"class_dropout={self.class_dropout} must be within [0, 1)")
 
     # --- serialisation ---
     def to_dict(self) -> dict[str, Any]:
@@ -217,6 +255,17 @@ DEMO: dict[str, Any] = dict(
     splits=["train"], checkpoint_minutes=2.0,
 )
 
+# The diffusion family (networks/unet.py, networks/diffusion.py): v-prediction on a cosine schedule,
+# sampled with 25 DDIM steps. train_images: training plus generating 1,000 images fits in the
+# StyleGAN demo's time per class (benchmarks/diffusion_speed.py at one thread, budget row: 39k to
+# 52k training images in three runs on a loaded 2-core machine; 40k, near the low end)
+DIFFUSION_DEMO: dict[str, Any] = dict(
+    family="diffusion", image_size=64, unet_channels=[16, 32, 64, 128], unet_blocks=1, unet_attention=True,
+    objective="v", train_images=40_000, diffusion_batch=16, lr=1e-3, betas=(0.9, 0.99),
+    ema_half_life_kimg=2.0, sample_steps=25, guidance=1.0, class_dropout=0.1,
+    splits=["train"], checkpoint_minutes=3.0,  # each checkpoint samples a 4x4 grid (~6 s at one thread)
+)
+
 PRESETS: dict[str, dict[str, Any]] = {
     "paper": {},
     # the paper's widths and batches (a GPU) with the loss and schedule that beat the original
@@ -238,6 +287,19 @@ PRESETS: dict[str, dict[str, Any]] = {
     # the demo's widths in about the demo's CPU time with StyleGAN2 and the relativistic loss:
     # no better than the demo at 1.2-1.3x its minutes, so not the default (docs/quality.md)
     "demo-sg2": dict(DEMO, arch="stylegan2", loss="rpgan-r1r2", images_per_res=12150),
+    "diffusion-demo": DIFFUSION_DEMO,
+    # 128 px for a GPU: wider levels, one more of them, two blocks each
+    "diffusion-gpu": dict(
+        DIFFUSION_DEMO, image_size=128, unet_channels=[64, 128, 256, 256], unet_blocks=2,
+        train_images=2_000_000, diffusion_batch=64, lr=2e-4, betas=(0.9, 0.999), ema_half_life_kimg=50.0,
+        checkpoint_minutes=10.0,
+    ),
+    # for tests: seconds
+    "diffusion-smoke": dict(
+        DIFFUSION_DEMO, image_size=16, unet_channels=[8, 16], train_images=32, diffusion_batch=8,
+        max_images=32, diffusion_timesteps=100, sample_steps=4, ema_half_life_kimg=0.1,
+        checkpoint_minutes=60.0, sample_grid=2,
+    ),
     "smoke": dict(
         image_size=16, z_dim=16, w_dim=16, mapping_layers=2,
         channels={4: 16, 8: 16, 16: 8},

@@ -14,7 +14,7 @@ from brainlib.rundir import RunDir
 
 CLASS_COLOURS = {"AD": "tab:red", "NC": "tab:blue"}  # the same in every figure
 LOSS_KEYS = ("d_loss", "g_loss")
-LOSS_LABELS = {"d_loss": "critic (D)", "g_loss": "generator (G)"}
+LOSS_LABELS = {"d_loss": "critic (D)", "g_loss": "generator (G)", "loss": "denoiser"}
 
 
 def save_grid(images: torch.Tensor, path: str | Path, nrow: int) -> Path:
@@ -55,8 +55,8 @@ def _save_figure(fig, path: str | Path) -> Path:
     return Path(path)
 
 
-def _batch_rows(rows: Iterable[dict]) -> list[dict]:
-    return [r for r in rows if r.get("kind", "batch") == "batch" and any(k in r for k in LOSS_KEYS)]
+def _batch_rows(rows: Iterable[dict], keys: Sequence[str] = LOSS_KEYS) -> list[dict]:
+    return [r for r in rows if r.get("kind", "batch") == "batch" and any(k in r for k in keys)]
 
 
 def _panels(rows: list[dict], steps: Sequence[int] | None) -> dict[int, list[dict]]:
@@ -103,7 +103,7 @@ def plot_losses_per_batch(rows: Iterable[dict], path: str | Path, *, steps: Sequ
     """One panel per resolution step: critic and generator loss for every logged batch.
 
     `rows` are metrics.jsonl records (`kind == "batch"`, with `step`, `res`, `images_seen`)."""
-    fig = loss_figure(_panels(_batch_rows(rows), steps), keys, kind="batch", point=lambda i, r: i,
+    fig = loss_figure(_panels(_batch_rows(rows, keys), steps), keys, kind="batch", point=lambda i, r: i,
                       ylabel="loss", lw=0.8)
     return _save_figure(fig, path)
 
@@ -111,7 +111,7 @@ def plot_losses_per_batch(rows: Iterable[dict], path: str | Path, *, steps: Sequ
 def epoch_means(rows: Iterable[dict], keys: Sequence[str] = LOSS_KEYS) -> list[dict]:
     """Mean of each loss per (step, epoch), in order: the numbers behind plot_losses_per_epoch."""
     groups: dict[tuple[int, int], list[dict]] = defaultdict(list)
-    for r in _batch_rows(rows):
+    for r in _batch_rows(rows, keys):
         groups[(r["step"], r.get("epoch", 0))].append(r)
     out = []
     for (step, epoch), rs in sorted(groups.items()):

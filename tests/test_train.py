@@ -13,8 +13,8 @@ from brainlib.training.devices import autocast_dtype, use_channels_last
 from brainlib.training.divergence import TrainingDiverged
 from brainlib.training.legacy import upgrade_meta
 from brainlib.training.metrics_log import read_metrics
-from brainlib.training.schedule import epoch_permutation
-from brainlib.training.trainer import Trainer, ema_beta, train
+from brainlib.training.schedule import ema_beta, epoch_permutation
+from brainlib.training.trainer import Trainer, train
 
 
 def _dataset(images: np.ndarray, labels=None) -> SliceDataset:

@@ -33,7 +33,7 @@ from brainlib.rundir import CHECKPOINTS, DEFAULT_OUT_ROOT, RunDir, eval_reports
 from brainlib.synthesis.sampling import load, png_bytes, sample_images, to_uint8, trained_res
 from brainlib.training.checkpoints import file_sha256, resolve_checkpoint
 
-SYNTHETIC_NOTE = ("SYNTHETIC image made by a generative model (brainlib StyleGAN), not a scan of a person. "
+SYNTHETIC_NOTE = ("SYNTHETIC image made by a generative model trained with brainlib, not a scan of a person. "
                   "For research and data augmentation only; never for diagnosis.")
 MANIFEST_FIELDS = ("file", "class", "split", "seed", "index", "truncation", "checkpoint", "checkpoint_sha256")
 BATCH_SIZE = 64  # fixed: the CPU's convolutions round differently at other batch sizes
@@ -228,14 +228,24 @@ def evaluation_section(models: dict[str, ExportModel], out_root: Path) -> list[s
     return lines
 
 
+def model_kinds(models: dict[str, ExportModel]) -> str:
+    return " and ".join(sorted({"diffusion model" if m.cfg.diffusion else "StyleGAN" for m in models.values()}))
+
+
+def diffusion_sampling(models: dict[str, ExportModel]) -> str:
+    """The DDIM steps and guidance of the diffusion models among `models` (they ignore psi and noise mode)."""
+    settings = sorted({(m.G.steps, m.G.guidance) for m in models.values() if m.cfg.diffusion})
+    return "".join(f"; diffusion: {steps} DDIM steps, guidance {w:g}" for steps, w in settings)
+
+
 def datasheet(models: dict[str, ExportModel], *, n_train: int, n_test: int, seed: int, psi: float,
               noise_mode: str, out_root: Path) -> str:
     """DATASHEET.md: what the images are, where they came from, how good they are, what not to do."""
     runs = list(dict.fromkeys(m.run for m in models.values()))
     res = next(iter(models.values())).meta.get("res")
     lines = ["# Synthetic brain MRI slices: datasheet", "",
-             "**These images are synthetic.** A generative model (StyleGAN, trained with brainlib) made every "
-             "one; none is a scan of a person. Each PNG says so in its metadata (tEXt `Synthetic: true` and "
+             f"**These images are synthetic.** A generative model ({model_kinds(models)}, trained with brainlib) "
+             "made every one; none is a scan of a person. Each PNG says so in its metadata (tEXt `Synthetic: true` and "
              "`Description`).", "",
              "## Intended use", "",
              "- Research on generative models and on data augmentation for AD/NC classifiers.",
@@ -247,7 +257,7 @@ def datasheet(models: dict[str, ExportModel], *, n_train: int, n_test: int, seed
              f"- Classes: {', '.join(models)}; {n_train} training and {n_test} test images per class, "
              f"{res} x {res} px greyscale PNG, in ADNI's layout (`train/AD`, `train/NC`, `test/AD`, `test/NC`).",
              f"- Sampling: seed {seed} (class seed = 2 x seed + label, NC = 0, AD = 1), truncation psi = {psi:g}, "
-             f"noise mode {noise_mode}.",
+             f"noise mode {noise_mode}{diffusion_sampling(models)}.",
              f"- Made by: `brainlib export --model {' '.join(runs)} --n {n_train + n_test} "
              f"--test-fraction {n_test / (n_train + n_test):g} --seed {seed} --truncation {psi:g}"
              f"{'' if noise_mode == 'random' else ' --noise-mode ' + noise_mode}`; the same "

@@ -38,6 +38,7 @@ from brainlib.config import CLASS_LABELS
 from brainlib.networks.layers import NOISE_MODES
 from brainlib.progress import progress_bar
 from brainlib.rundir import DEFAULT_OUT_ROOT, run_dir_of
+from brainlib.synthesis.diffusion_sampling import DiffusionSampler, is_diffusion_run, load_diffusion
 from brainlib.training.checkpoints import load_generator, resolve_checkpoint
 
 # ----------------------------------------------------------------------
@@ -75,7 +76,10 @@ def lerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor | float) -> torch.Ten
 # Classes
 
 def model_classes(G) -> list[str]:
-    """The classes a generator can make: ["AD", "NC"] if conditional, else its own class."""
+    """The classes a generator (or a diffusion run's sampler) can make: ["AD", "NC"] if
+    conditional, else its own class."""
+    if isinstance(G, DiffusionSampler):
+        return list(G.cfg.classes)
     settings = getattr(G, "settings", None)
     if settings is None:
         raise ValueError("the generator carries no network settings (G.settings); build it with "
@@ -123,8 +127,10 @@ def load(model: str | Path, *, out_root: str | Path = DEFAULT_OUT_ROOT, device: 
     """checkpoints.load_generator, with the checkpoint's resolution and alpha recorded on G
     (G.trained_res, G.trained_alpha) so every sampler here uses them by default.
 
-    Returns (G, cfg, meta)."""
+    Returns (G, cfg, meta). A diffusion run gives a DiffusionSampler as G (diffusion_sampling.py)."""
 
+    if is_diffusion_run(model, out_root):
+        return load_diffusion(model, out_root=out_root, device=device)
     G, cfg, meta = load_generator(model, out_root=out_root, device=device)
     G.trained_res, G.trained_alpha = int(meta["res"]), float(meta["alpha"])
     return G, cfg, meta
@@ -202,6 +208,9 @@ def sample_images(G, n: int, *, seed: int = 0, class_name: str | None = None, ps
         raise ValueError(f"the number of images must be positive (got {n})")
     if batch_size <= 0:
         raise ValueError(f"batch_size must be positive (got {batch_size})")
+    if isinstance(G, DiffusionSampler):
+        return _sample_diffusion(G, n, seed=seed, class_name=class_name, psi=psi, res=res, start=start,
+                                 batch_size=batch_size, progress=progress)
     res = res or trained_res(G)
     z_dim = G.z_dim
     out = torch.empty(n, 1, res, res)
@@ -221,6 +230,18 @@ def sample_images(G, n: int, *, seed: int = 0, class_name: str | None = None, ps
             out[lo:lo + b] = img.float().clamp(-1, 1).cpu()
             bar.update(b)
     return out
+
+
+def _sample_diffusion(G, n: int, *, seed: int, class_name: str | None, psi: float, res: int | None, start: int,
+                      batch_size: int, progress: bool) -> torch.Tensor:
+    """sample_images for a DiffusionSampler: image i starts from the noise of image_seed(seed, start + i)."""
+    if psi != 1.0:
+        raise ValueError(f"truncation (psi={psi}) is a StyleGAN setting; a diffusion model samples with psi 1 "
+                         f"(its guidance scale, cfg.guidance, plays a similar part)")
+    if res not in (None, trained_res(G)):
+        raise ValueError(f"a diffusion model samples at its trained size {trained_res(G)} px only (asked for {res})")
+    seeds = [image_seed(seed, start + i) for i in range(n)]
+    return G.sample(class_labels(G, class_name, n), seeds, batch_size=batch_size, progress=progress)
 
 
 def to_uint8(images: torch.Tensor | np.ndarray) -> np.ndarray:
@@ -337,14 +358,16 @@ def _check_output_name(output: str) -> None:
 
 def generate_to_folder(model: str | Path, output: str, n: int, seed: int = 0, class_name: str | None = None,
                        psi: float = 1.0, size: int | None = None, out_root: str | Path = DEFAULT_OUT_ROOT, *,
-                       batch_size: int = 64, noise_mode: str = "random", progress: bool = True) -> Path:
+                       batch_size: int = 64, noise_mode: str = "random", progress: bool = True,
+                       steps: int | None = None, guidance: float | None = None) -> Path:
     """Write img_0.png .. img_{n-1}.png (greyscale, the trained size unless `size`) and return the folder.
 
     The folder is <run dir>/generated_images/<output>/, and <output>.json beside it records the
     checkpoint (with its sha256) and the options, to reproduce the images. Everything is checked before anything
     is written; the images are written to a hidden temporary folder that is renamed into place
     at the end, so an error or interruption leaves nothing behind, and an existing folder
-    is never overwritten."""
+    is never overwritten. `steps` and `guidance` (a diffusion run's DDIM steps and guidance
+    scale) default to the run's config."""
     if n is None or int(n) <= 0:
         raise ValueError(f"--n must be a positive number of images (got {n})")
     _check_output_name(output)
@@ -352,6 +375,14 @@ def generate_to_folder(model: str | Path, output: str, n: int, seed: int = 0, cl
         raise ValueError(f"--size must be a positive number of pixels (got {size})")
 
     G, cfg, meta = load(model, out_root=out_root)
+    if (steps is not None or guidance is not None) and not cfg.diffusion:
+        raise ValueError("--steps and --guidance are settings of a diffusion model; this run is a StyleGAN")
+    if steps is not None and not 1 <= steps <= cfg.diffusion_timesteps:
+        raise ValueError(f"--steps must be within [1, {cfg.diffusion_timesteps}] (got {steps})")
+    if guidance is not None and guidance < 0:
+        raise ValueError(f"--guidance must be 0 (none) or positive (got {guidance})")
+    if cfg.diffusion:
+        G.steps, G.guidance = G.steps if steps is None else steps, G.guidance if guidance is None else guidance
     class_labels(G, class_name, 1)  # a class the model cannot make fails here, before any writing
     run = run_dir_of(model, out_root=out_root)
     folder = run.generated_images(output)
@@ -361,11 +392,13 @@ def generate_to_folder(model: str | Path, output: str, n: int, seed: int = 0, cl
     with new_folder(folder) as tmp, _progress(n, progress and n > batch_size, f"generate {output}") as bar:
         for lo in range(0, n, batch_size):
             imgs = sample_images(G, min(batch_size, n - lo), seed=seed, class_name=class_name, psi=psi,
-                                 batch_size=batch_size, noise_mode=noise_mode, start=lo)
+                                 batch_size=batch_size, noise_mode=noise_mode, start=lo,
+                                 progress=progress and cfg.diffusion)  # diffusion: progress per step
             write_pngs(to_uint8(imgs), tmp, size=size, start=lo)
             bar.update(len(imgs))
     atomic_write_json(run.generated_record(output), {
         "checkpoint": str(resolve_checkpoint(model, out_root)), "checkpoint_sha256": meta.get("sha256"),
         "n": n, "seed": seed, "class_name": class_name, "psi": psi, "size": size or trained_res(G),
-        "noise_mode": noise_mode, "files": f"img_0.png .. img_{n - 1}.png"})
+        "noise_mode": noise_mode, "files": f"img_0.png .. img_{n - 1}.png",
+        **({"steps": G.steps, "guidance": G.guidance} if cfg.diffusion else {})})
     return folder

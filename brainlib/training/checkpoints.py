@@ -27,6 +27,7 @@ from torch import nn
 from brainlib.atomic import atomic_write_bytes, atomic_write_json
 from brainlib.config import ConfigError, RunConfig
 from brainlib.networks.build import build_generator
+from brainlib.networks.diffusion import ARCHITECTURE as DIFFUSION_ARCHITECTURE
 from brainlib.networks.settings import NetworkSettings, network_settings
 from brainlib.networks.stylegan1 import ARCHITECTURE
 from brainlib.rundir import DEFAULT_OUT_ROOT, LATEST, RunDir, checkpoint_meta, find_model
@@ -105,10 +106,11 @@ def _check_architecture(meta: dict, path: str | Path) -> None:
     compute differently (models.ARCHITECTURE; before it was recorded, 1). The files stay as
     they are. A bare .pt state dict carries no record and is taken as it is."""
     written = meta.get("architecture", 1)
-    if "format_version" in meta and written != ARCHITECTURE:
+    expected = DIFFUSION_ARCHITECTURE if meta.get("family") == "diffusion" else ARCHITECTURE
+    if "format_version" in meta and written != expected:
         raise CheckpointError(
             f"checkpoint {path} was written for architecture {written} and this brainlib builds "
-            f"architecture {ARCHITECTURE} (see brainlib/models.py): the same weights would give other "
+            f"architecture {expected} (see brainlib/networks/): the same weights would give other "
             f"images. Retrain, or use the brainlib version that wrote it; the checkpoint is unchanged")
 
 
@@ -263,14 +265,28 @@ def networks_to_resume(meta: dict, cfg: RunConfig, source: Path) -> NetworkSetti
     """The checkpoint's network settings, mapping multiplier included (whatever the learning
     rates now are); refused, naming the settings, when `cfg` would build other networks (for
     example after a preset changed between versions)."""
+    family = meta.get("config", {}).get("family", "stylegan")
+    refuse_other_networks({"family": (family, cfg.family)} if family != cfg.family else {}, source)
     saved = NetworkSettings.from_dict(meta["networks"])
-    changed = network_settings(cfg).changed_from(saved)
+    refuse_other_networks(network_settings(cfg).changed_from(saved), source)
+    return saved
+
+
+def check_same_settings(saved_config: dict, cfg: RunConfig, source: Path, fields: tuple[str, ...]) -> None:
+    """Refuse to resume a run (of a family without NetworkSettings: diffusion) whose `fields`,
+    the settings that shape its networks, `cfg` changes."""
+    old = RunConfig.from_dict(saved_config)
+    refuse_other_networks({k: (getattr(old, k), getattr(cfg, k)) for k in fields
+                           if getattr(old, k) != getattr(cfg, k)}, source)
+
+
+def refuse_other_networks(changed: dict[str, tuple], source: Path) -> None:
+    """Refuse, naming the settings, to resume a run whose networks would change."""
     if changed:
         listed = "; ".join(f"{k} was {was!r}, now {now!r}" for k, (was, now) in changed.items())
         raise ConfigError(f"cannot resume {source}: it was trained with other network settings ({listed}). "
                           f"Resume with the run's own settings (e.g. --set {next(iter(changed))}=...) "
                           "or train a new run.")
-    return saved
 
 
 # ----------------------------------------------------------------------
@@ -302,6 +318,9 @@ def load_generator(model: str | Path, *, out_root: str | Path = DEFAULT_OUT_ROOT
         if not config_json.is_file():
             raise CheckpointError(f"checkpoint {path} has no config in its metadata and no {config_json}")
         cfg = RunConfig.load(config_json)
+    if cfg.diffusion:
+        raise CheckpointError(f"checkpoint {path} holds a diffusion model, not a StyleGAN generator; "
+                              f"load it with brainlib.synthesis.sampling.load")
     settings = NetworkSettings.from_dict(meta["networks"]) if "networks" in meta else network_settings(cfg)
     G = build_generator(settings)
     prefix = "G_ema" if any(k.startswith("G_ema/") for k in tensors) else None

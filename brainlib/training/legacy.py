@@ -14,6 +14,8 @@ def upgrade_meta(meta: dict) -> dict:
     rates the run started with, whose ratio gave the mapping network's multiplier. Without
     model_lrs the config's rates are taken (the ones the run started with, unless a resume
     changed them). Metadata without a config (a bare .pt file's) keeps what it has."""
+    if meta.get("format_version", 1) >= 2:
+        return meta
     meta = dict(meta)
     if "optimizers" in meta:
         meta["optimisers"] = meta.pop("optimizers")

@@ -83,3 +83,8 @@ def epoch_permutation(seed: int, res: int, epoch: int, n: int) -> torch.Tensor:
     resumed run regenerates it instead of saving it."""
     g = torch.Generator().manual_seed((seed * 1_000_003 + res * 10_007 + epoch) % 2**63)
     return torch.randperm(n, generator=g)
+
+
+def ema_beta(batch: int, half_life_kimg: float) -> float:
+    """Per-update decay so that the EMA halves its memory every half_life_kimg thousand images."""
+    return 0.5 ** (batch / max(half_life_kimg * 1000.0, 1e-8))

@@ -38,22 +38,12 @@ from brainlib.rundir import RunDir, periodic_name, step_name
 from brainlib.training import checkpoints as ckpt
 from brainlib.training import distributed as dist
 from brainlib.training.devices import autocast_dtype, precision, resolve_device, use_channels_last
+from brainlib.training.diffusion_trainer import train_diffusion
 from brainlib.training.divergence import diverged, first_non_finite, weights_finite
 from brainlib.training.metrics_log import MetricsLog, read_metrics, truncate_metrics
-from brainlib.training.schedule import (
-    Position,
-    batch_size,
-    epoch_permutation,
-    fade_alpha,
-    step_spent,
-)
+from brainlib.training.schedule import Position, batch_size, ema_beta, epoch_permutation, fade_alpha, step_spent
 
 SAMPLE_SEED_OFFSET = 7919  # the fixed sample latents are drawn from seed + this
-
-
-def ema_beta(batch: int, half_life_kimg: float) -> float:
-    """Per-update decay so that the EMA halves its memory every half_life_kimg thousand images."""
-    return 0.5 ** (batch / max(half_life_kimg * 1000.0, 1e-8))
 
 
 class Trainer:
@@ -399,7 +389,10 @@ def train(cfg: RunConfig, *, resume: bool = False, dataset=None, max_steps: int 
     with no checkpoint starts from the beginning). resume=False on a folder that already holds
     a run moves the old folder aside (`<run>.replaced-<time>`) rather than deleting anything.
     max_steps stops after that many batches in total, with a checkpoint (for tests and
-    interrupted sessions). Under torchrun every rank calls this and rank 0 writes the files."""
+    interrupted sessions). Under torchrun every rank calls this and rank 0 writes the files.
+    A config of the diffusion family trains in diffusion_trainer.py, under the same contract."""
+    if cfg.diffusion:
+        return train_diffusion(cfg, resume=resume, dataset=dataset, max_steps=max_steps)
     cfg.validate()
     dist.init_from_env(resolve_device(cfg.device))
     try:
