@@ -37,12 +37,12 @@ from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 from scipy import ndimage
 
 from brainlib.atomic import atomic_write_json, file_lock
 from brainlib.config import project_root
 from brainlib.progress import progress_bar
-from PIL import Image
 
 FRAME_HEIGHT, FRAME_WIDTH = 240, 256  # as the ADNI 2D slices
 ORIENTATIONS = ("axial", "sagittal", "coronal")
