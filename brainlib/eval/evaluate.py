@@ -195,7 +195,7 @@ def class_metrics(c: str, gen, train, held, enc, inception, sizes: EvalSizes, se
         figures[f"spectrum_{c}"] = str(plot_spectra(
             {"train": out["spectrum"]["spectra"]["train"], "held-out": out["spectrum"]["spectra"]["heldout"],
              "generated": out["spectrum"]["spectra"]["generated"]}, fig_dir / f"spectrum_{c}.png",
-            title=f"{c}: power spectrum, {m} generated and {m} held-out slices against {len(train)} training"))
+            title=f"{c}: power spectrum ({m} generated, {m} held-out, {len(train)} training slices)"))
     with timed(seconds, "ms_ssim"):
         out["ms_ssim"] = with_floor(ms_ssim_pairs(gen_m, pairs=sizes.ms_ssim_pairs, seed=seed),
                                     ms_ssim_pairs(held_m, pairs=sizes.ms_ssim_pairs, seed=seed))

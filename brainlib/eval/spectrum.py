@@ -93,6 +93,9 @@ def plot_spectra(spectra: dict[str, list[float]], path: str | Path, *, title: st
     for name, power in spectra.items():
         colour, line = styles.get(name, (None, ":"))
         ax.loglog(radius, np.asarray(power)[1:], line, color=colour, lw=1.3, label=name)
+    ticks = [r for r in (1, 2, 4, 8, 16, 32, 64, 128) if r <= size // 2]
+    ax.set_xticks(ticks, [str(r) for r in ticks])
+    ax.minorticks_off()
     ax.set_xlabel("radial frequency (cycles per image)")
     ax.set_ylabel("power")
     ax.set_title(title or "radially averaged power spectrum", fontsize=9)
