@@ -24,7 +24,8 @@ import torchvision.transforms.functional as TF
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import format_table, set_threads, write_result
+from benchmarks.common import dataset_root, format_table, set_threads, write_result
+from brainlib.data.devsets import DEVELOPMENT_SETS
 from brainlib.eval.c2st import c2st_accuracy
 
 BACKGROUND = -0.95  # pixels darker than this are background in [-1, 1] images
@@ -76,13 +77,13 @@ CHANGES: list[tuple[str, str, Callable]] = [
 ]
 
 
-def real_sets(data: str | None, class_name: str, res: int, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+def real_sets(data: str | None, class_name: str, res: int, n: int,
+              dataset: str = "phantom") -> tuple[torch.Tensor, torch.Tensor]:
     """(training images, held-out images) of one class at `res`, as brainlib.eval.evaluate reads them."""
     from brainlib.config import preset
-    from brainlib.data.phantom import ensure_default_dataset
     from brainlib.eval.evaluate import _subset, real_images
 
-    cfg = preset("demo", data_root=data or str(ensure_default_dataset()))
+    cfg = preset("demo", data_root=str(dataset_root(data, dataset)))
     train, held, _ = real_images(cfg, res, False, 0)
     held = held[class_name]
     return train[class_name], _subset(held, min(n, len(held)), 1)
@@ -103,6 +104,8 @@ def measure(train: torch.Tensor, held: torch.Tensor, *, seeds: int, epochs: int)
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", default=None, help="dataset root with train/ and test/ (default: the embedded one)")
+    p.add_argument("--dataset", choices=DEVELOPMENT_SETS, default="phantom",
+                   help="without --data: the embedded phantom or colin27 (real MRI texture, make devset)")
     p.add_argument("--class", dest="class_name", default="AD", choices=("AD", "NC"))
     p.add_argument("--res", type=int, default=64)
     p.add_argument("--n", type=int, default=400, help="held-out images at most (as brainlib.eval.evaluate)")
@@ -114,7 +117,7 @@ def main(argv: list[str] | None = None) -> dict:
     from brainlib.eval.evaluate import EvalSizes
     sizes = EvalSizes.quick() if args.quick else EvalSizes()
     t0 = time.perf_counter()
-    train, held = real_sets(args.data, args.class_name, args.res, args.n)
+    train, held = real_sets(args.data, args.class_name, args.res, args.n, args.dataset)
     print(f"== C2ST of changed real held-out images against real training images "
           f"({args.class_name}, {args.res} px, {len(held)} a side, {sizes.c2st_seeds} seeds)")
     rows = measure(train, held, seeds=sizes.c2st_seeds, epochs=sizes.c2st_epochs)

@@ -32,13 +32,16 @@ if __package__ in (None, ""):  # `python benchmarks/class_quality.py`: make the 
 
 from brainlib.atomic import file_lock
 from brainlib.config import parse_overrides, preset, project_root
+from brainlib.data.devsets import DEVELOPMENT_SETS
 
 
 def measure(run_dir: Path, class_name: str, *, n: int, seed: int, quick: bool) -> dict:
-    """SWD and C2ST (with floors) of `n` images of the run's EMA generator."""
+    """SWD (per set, and normalised by the training images' statistics), the power spectrum's
+    distance per band, and C2ST, each with its floor, of `n` images of the run's EMA generator."""
     from brainlib.eval.c2st import c2st, half_resolution
     from brainlib.eval.evaluate import EvalSizes, _subset, real_images
     from brainlib.eval.metrics import swd_to_reference
+    from brainlib.eval.spectrum import spectra_to_reference
     from brainlib.synthesis.sampling import load, sample_images
 
     sizes = EvalSizes.quick() if quick else EvalSizes()
@@ -49,21 +52,27 @@ def measure(run_dir: Path, class_name: str, *, n: int, seed: int, quick: bool) -
     train, held = train[class_name], held[class_name]
     m = min(len(generated), len(held))
     gen_m, held_m = _subset(generated, m, seed), _subset(held, m, seed + 1)
-    swd = swd_to_reference(train, {"generated": gen_m, "floor": held_m}, patches_per_image=sizes.swd_patches,
-                           directions=sizes.swd_directions, repeats=sizes.swd_repeats, seed=seed)
+    swd, swd_ref = (swd_to_reference(train, {"generated": gen_m, "floor": held_m}, patches_per_image=sizes.swd_patches,
+                                     directions=sizes.swd_directions, repeats=sizes.swd_repeats, seed=seed,
+                                     normalise=normalise) for normalise in ("per_set", "reference"))
+    spectrum = spectra_to_reference(train, {"generated": gen_m, "floor": held_m})
     seeds = tuple(range(seed, seed + sizes.c2st_seeds))
     two_sample = c2st(gen_m, train, held_m, seeds=seeds, epochs=sizes.c2st_epochs)
     half = c2st(*map(half_resolution, (gen_m, train, held_m)), seeds=seeds, epochs=sizes.c2st_epochs)
     g, f = swd["generated"], swd["floor"]
+    rg, rf = swd_ref["generated"], swd_ref["floor"]
     return {"compared": m, "swd_x1e3": g["mean"], "swd_floor": f["mean"], "swd_ratio": g["mean"] / f["mean"],
             "swd_levels": g["levels"], "swd_floor_levels": f["levels"],
+            "swd_ref_x1e3": rg["mean"], "swd_ref_floor": rf["mean"], "swd_ref_levels": rg["levels"],
+            "swd_ref_floor_levels": rf["levels"], "spectrum_bands": spectrum["generated"]["bands"],
+            "spectrum_floor_bands": spectrum["floor"]["bands"],
             "c2st": two_sample["c2st"], "c2st_floor": two_sample["c2st_floor"], "c2st_std": two_sample["c2st_std"],
             "c2st_seeds": two_sample["c2st_seeds"], "c2st_half_res": half["c2st"],
             "c2st_half_res_floor": half["c2st_floor"], "floor_note": notes["note"]}
 
 
 def run_row(args: argparse.Namespace) -> dict:
-    from brainlib.data.phantom import ensure_default_dataset
+    from brainlib.data.devsets import development_set
     from brainlib.training.devices import precision, resolve_device
     from brainlib.training.metrics_log import read_metrics
     from brainlib.training.trainer import train
@@ -74,7 +83,7 @@ def run_row(args: argparse.Namespace) -> dict:
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
     cfg = preset(args.preset, **overrides).replace(
         run=f"{args.name}-{args.class_name}-{stamp}", out_root=args.runs, class_name=args.class_name,
-        data_root=args.data or str(ensure_default_dataset()), checkpoint_minutes=1e6).validate()
+        data_root=args.data or str(development_set(args.dataset)), checkpoint_minutes=1e6).validate()
     load_before = [round(v, 2) for v in os.getloadavg()]
     t0 = time.perf_counter()
     run_dir = Path(train(cfg))
@@ -108,6 +117,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--class", dest="class_name", default="AD", choices=("AD", "NC"))
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="RunConfig override (repeat)")
     p.add_argument("--data", default=None, help="dataset root with train/ and test/ (default: the embedded one)")
+    p.add_argument("--dataset", choices=DEVELOPMENT_SETS, default="phantom",
+                   help="without --data: the embedded phantom or colin27 (real MRI texture, make devset)")
     p.add_argument("--n", type=int, default=400, help="generated images (compared: at most the held-out count)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice, as a run)")
@@ -123,6 +134,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def _ratios(values: dict, floors: dict) -> str:
+    return " ".join(f"{k}:{values[k] / floors[k]:.2f}x" if floors[k] > 0 else f"{k}:n/a" for k in values)
+
+
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     row = run_row(args)
@@ -132,6 +147,8 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"{row['name']} {row['class']}: {row['images_seen']} images in {row['train_minutes']:.1f} min "
           f"({row['torch_threads']} threads, {row['precision']}, load {row['loadavg_before'][0]:.1f}); "
           f"SWD {row['swd_x1e3']:.1f} x1e3 = {row['swd_ratio']:.2f}x floor {row['swd_floor']:.1f}; "
+          f"train-normalised SWD per band: {_ratios(row['swd_ref_levels'], row['swd_ref_floor_levels'])}; "
+          f"spectrum per band: {_ratios(row['spectrum_bands'], row['spectrum_floor_bands'])}; "
           f"C2ST {row['c2st']:.3f} (floor {row['c2st_floor']:.3f}), at half resolution {row['c2st_half_res']:.3f} "
           f"(floor {row['c2st_half_res_floor']:.3f}); grid {row['grid']}")
     print(f"row appended to {path}")

@@ -141,13 +141,13 @@ def set_threads(threads: int | None) -> int:
     return torch.get_num_threads()
 
 
-def dataset_root(data: str | Path | None) -> Path:
-    """The image folder the data and training benchmarks read: `data`, or the embedded
-    phantom dataset (built on first use). Both layouts have <root>/train/{AD,NC}/*.png."""
+def dataset_root(data: str | Path | None, dataset: str = "phantom") -> Path:
+    """The image folder the data and training benchmarks read: `data`, or the development set
+    named `dataset` (brainlib.data.devsets; built on first use). All have <root>/train/{AD,NC}/*.png."""
     if data is not None:
         return Path(data)
-    from brainlib.data.phantom import ensure_default_dataset
-    return ensure_default_dataset()
+    from brainlib.data.devsets import development_set
+    return development_set(dataset)
 
 
 def cached_images(root: Path, image_size: int, limit: int | None = None, cache_dir: str | Path | None = None):

@@ -35,6 +35,7 @@ import torch
 
 from brainlib.atomic import atomic_write_json, atomic_write_text, file_lock
 from brainlib.config import ConfigError, RunConfig, parse_overrides, preset, project_root
+from brainlib.data.devsets import DEVELOPMENT_SETS
 
 DEFAULT_SHARES = (0.10, 0.15, 0.25, 0.50)  # of the budget per resolution step, last = full size
 RESULTS_NAME = "quality_per_minute"
@@ -192,7 +193,7 @@ def _git_commit() -> str | None:
 
 def run_row(args: argparse.Namespace) -> dict:
     from brainlib.data.dataset import dataset_for_config
-    from brainlib.data.phantom import ensure_default_dataset
+    from brainlib.data.devsets import development_set
     from brainlib.eval.evaluate import EvalSizes, evaluate
     from brainlib.training.metrics_log import read_metrics
     from brainlib.training.trainer import train
@@ -201,7 +202,7 @@ def run_row(args: argparse.Namespace) -> dict:
     overrides = parse_overrides(args.set)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
     run = f"{args.name}-{args.budget:g}s-{stamp}"
-    data_root = args.data or str(ensure_default_dataset())
+    data_root = args.data or str(development_set(args.dataset))
     cfg = row_config(args.preset, overrides, budget=args.budget, shares=tuple(args.shares), run=run,
                      out_root=Path(args.runs), data_root=data_root)
     dataset = dataset_for_config(cfg, splits=["train"], progress=False)
@@ -224,9 +225,10 @@ def run_row(args: argparse.Namespace) -> dict:
     report = json.loads(Path(eval_path).read_text())
     per_class = {c: class_figures(m) for c, m in report["per_class"].items()}
     grids = sorted((Path(run_dir) / "samples").glob("*.png"))
+    data_name = Path(args.data).name if args.data else {"phantom": "embedded"}.get(args.dataset, args.dataset)
     return {
-        "name": args.name, "preset": args.preset, "overrides": overrides, "data": args.data_label or
-        ("embedded" if args.data is None else Path(args.data).name), "data_root": data_root,
+        "name": args.name, "preset": args.preset, "overrides": overrides, "data": args.data_label or data_name,
+        "data_root": data_root,
         "budget_seconds": args.budget, "seconds_per_res": {str(k): v for k, v in cfg.seconds_per_res.items()},
         "images_seen": images_seen, "batches": len(batches), "train_wall_seconds": round(train_wall, 1),
         "eval_seconds": round(eval_seconds, 1), "loadavg_before": load_before, "loadavg_after": load_after,
@@ -252,6 +254,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--n", type=int, default=300, help="generated images per class for the metrics")
     p.add_argument("--c2st-epochs", type=int, default=6)
     p.add_argument("--data", default=None, help="dataset root with train/ and test/ (default: the embedded one)")
+    p.add_argument("--dataset", choices=DEVELOPMENT_SETS, default="phantom",
+                   help="without --data: the embedded phantom or colin27 (real MRI texture, make devset)")
     p.add_argument("--data-label", default=None, help="what the table calls the dataset")
     p.add_argument("--runs", default=str(project_root() / "outputs" / "bench" / "qpm_runs"))
     p.add_argument("--results", default=str(project_root() / "outputs" / "bench"))

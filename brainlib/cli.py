@@ -21,6 +21,10 @@ def _data(args: argparse.Namespace) -> int:
         from brainlib.data.census import census, format_census
         report = census(args.root, class_dirs=_class_dirs(args.class_dir))
         print(json.dumps(report, indent=2) if args.json else format_census(report))
+    elif args.data_cmd == "colin27":
+        from brainlib.data.colin27 import build_colin27
+        out = build_colin27(out=args.out, n_per_class=args.n, severity=args.severity, seed=args.seed)
+        print(f"Colin27 development set written to {out}")
     else:
         from brainlib.data.phantom import build_phantom
         out = build_phantom(out=args.out, n_per_class=args.n, severity=args.severity,
@@ -123,7 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="brainlib", description="Synthetic brain MRI slices with StyleGAN.")
     sub = p.add_subparsers(dest="cmd", required=True)
 
-    d = sub.add_parser("data", help="inspect a dataset or build the embedded one")
+    d = sub.add_parser("data", help="inspect a dataset or build the embedded one (or the Colin27 one)")
     dsub = d.add_subparsers(dest="data_cmd", required=True)
     c = dsub.add_parser("census", help="count images per split and class, report skipped files")
     c.add_argument("root")
@@ -135,6 +139,12 @@ def build_parser() -> argparse.ArgumentParser:
     ph.add_argument("--seed", type=int, default=0)
     ph.add_argument("--orientation", choices=("axial", "sagittal", "coronal"), default="axial")
     ph.add_argument("--out", default=None, help="default: data/phantom")
+    co = dsub.add_parser("colin27", help="build the second development set: AD/NC slices of a real scan "
+                         "(Colin27, from Debian's mricron-data) through simulated scanners")
+    co.add_argument("--n", type=int, default=2000, help="images per class")
+    co.add_argument("--severity", type=float, default=1.0)
+    co.add_argument("--seed", type=int, default=0)
+    co.add_argument("--out", default=None, help="default: data/colin27")
     d.set_defaults(func=_data)
 
     t = sub.add_parser("train", help="train a progressive StyleGAN")

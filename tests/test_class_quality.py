@@ -36,6 +36,8 @@ def test_quick_rows_accumulate_with_every_figure(tmp_path, script):
         assert r["swd_x1e3"] > 0 and r["swd_floor"] > 0
         assert math.isclose(r["swd_ratio"], r["swd_x1e3"] / r["swd_floor"])
         assert set(r["swd_levels"]) == set(r["swd_floor_levels"]) == {"16"}  # the pyramid stops at 16 px
+        assert set(r["swd_ref_levels"]) == set(r["swd_ref_floor_levels"]) == {"16"} and r["swd_ref_floor"] > 0
+        assert list(r["spectrum_bands"]) == list(r["spectrum_floor_bands"]) == ["16", "8", "4"]
         assert 0.0 <= r["c2st"] <= 1.0 and 0.0 <= r["c2st_floor"] <= 1.0
         assert 0.0 <= r["c2st_half_res"] <= 1.0 and 0.0 <= r["c2st_half_res_floor"] <= 1.0
         assert r["train_minutes"] > 0 and len(r["loadavg_before"]) == 3

@@ -47,13 +47,19 @@ def test_evaluate_writes_eval_json_into_each_run_with_floors(report_path, runs_r
             assert set(m[key]) == {"generated", "floor", "ratio"} and m[key]["floor"] is not None
         assert m["fid_encoder"]["generated"] >= 0 and 0 <= m["ms_ssim"]["generated"] <= 1
         assert list(m["swd_x1e3"]["levels"]) == ["16"]
+        ref_swd, spectrum = m["swd_reference_x1e3"], m["spectrum"]
+        assert list(ref_swd["levels"]) == ["16"] and ref_swd["n_images"] == m["sizes"]["compared"]
+        assert ref_swd["mean"]["floor"] > 0 and ref_swd["levels"]["16"]["generated"] > 0
+        assert list(spectrum["bands"]) == ["16", "8", "4"] and spectrum["band_cycles"]["16"] == [4, 8]
+        assert all(p["floor"] > 0 and p["generated"] > 0 for p in spectrum["bands"].values())
+        assert {k: len(v) for k, v in spectrum["spectra"].items()} == {"train": 9, "generated": 9, "heldout": 9}
         assert m["sizes"]["compared"] < 8 and "c2st_accuracy" not in m  # C2ST needs 8 a side (test_quality_per_minute)
     for source in ("real", "synthetic", "real+synthetic"):
         assert 0 <= report["usefulness"][source]["balanced_accuracy"] <= 1
     contrast = report["class_contrast"]  # known answers: tests/test_metrics.py; here, its wiring
     assert math.isfinite(contrast["floor"]) and contrast["note"]
     assert contrast["ratio"] == (contrast["generated"] / contrast["floor"] if contrast["floor"] > 0 else None)
-    for key in ("memorisation_AD", "memorisation_NC", "umap", "features"):
+    for key in ("memorisation_AD", "memorisation_NC", "spectrum_AD", "spectrum_NC", "umap", "features"):
         figure = Path(report["figures"][key])
         assert figure.is_file() and figure.parent == report_path.parent / "eval"
     arrays = load_features(report)
@@ -70,8 +76,16 @@ def test_metric_table_rows_and_reuse(report_path, runs_root, capsys):
     rows = metric_rows(report)
     names = {r["metric"] for r in rows}
     assert {"SWD x1e3 (avg)", "MS-SSIM (pairs)", "FID (encoder)", "KID (encoder)", "precision (encoder, k=3)",
-            "recall (encoder, k=3)", "memorised share (pixels)", "AD-NC contrast (encoder)"} <= names
+            "recall (encoder, k=3)", "memorised share (pixels)", "AD-NC contrast (encoder)",
+            "SWD x1e3, train-normalised (avg)", "SWD x1e3, train-normalised (16 px)",
+            "spectrum |dlog10 P| (16 px band, 4-8 cyc)", "spectrum |dlog10 P| (4 px band, 1 cyc)"} <= names
     assert rows == report["table"]
+    texture = [r for r in rows if "train-normalised" in r["metric"] or r["metric"].startswith("spectrum")]
+    assert [r["metric"].split(" (")[-1] for r in texture if r["class"] == "AD"] == [
+        "avg)", "16 px)", "16 px band, 4-8 cyc)", "8 px band, 2-3 cyc)", "4 px band, 1 cyc)"]  # finest first
+    older = {**report, "per_class": {c: {k: v for k, v in m.items() if k not in ("swd_reference_x1e3", "spectrum")}
+                                     for c, m in report["per_class"].items()}}
+    assert metric_rows(older) == [r for r in rows if r not in texture]  # a report from before them still reads
     for r in rows:
         if r["ratio"] is not None:
             assert r["ratio"] == pytest.approx(r["generated"] / r["floor"])

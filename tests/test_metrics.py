@@ -59,6 +59,36 @@ def test_swd_is_near_zero_for_same_set_and_grows_with_blur_and_noise():
     assert swd["same"] < blurred[0] and swd["same"] < 0.3 * blurred[1] and swd["same"] < 0.2 * noisy[0]
 
 
+def fields(n, res=32, seed=0):
+    """Stationary smooth random textures (sums of blurred white noise), float [n,1,res,res]."""
+    g = torch.Generator().manual_seed(seed)
+    return sum(a * blur(torch.randn(n, 1, res, res, generator=g), s) for a, s in ((0.5, 2.0), (0.3, 1.0), (0.15, 0.6)))
+
+
+def test_reference_normalised_swd_sees_a_too_strong_fine_band_that_per_set_swd_misses():
+    train, held, other = fields(200, seed=1), fields(200, seed=2), fields(200, seed=3)
+    strong = held + 0.5 * laplacian_pyramid(held, 2)[0]  # the finest band 1.5x as strong, its shape kept
+    ratios = {}
+    for norm in ("per_set", "reference"):
+        swd = swd_to_reference(train, {"strong": strong, "other": other, "floor": held}, patches_per_image=32,
+                               directions=64, repeats=2, normalise=norm)
+        ratios[norm] = {k: swd[k]["levels"]["32"] / swd["floor"]["levels"]["32"] for k in ("strong", "other")}
+    assert 0.5 < ratios["reference"]["other"] < 2 and 0.5 < ratios["per_set"]["other"] < 2  # real vs real: ~1x
+    assert ratios["reference"]["strong"] > 5  # the finest band's excess counts
+    assert ratios["per_set"]["strong"] < 1.5  # ProGAN's per-set normalisation reads it as near the floor
+
+
+def test_reference_normalised_swd_sees_a_contrast_change_that_per_set_swd_ignores():
+    x, y = fields(100, seed=1), fields(100, seed=2)
+    kw = dict(patches_per_image=16, directions=64, repeats=2)
+    per_set = sliced_wasserstein(2 * y, x, **kw)["mean"]
+    assert per_set == pytest.approx(sliced_wasserstein(y, x, **kw)["mean"], rel=1e-4)  # the same after rescaling
+    reference = sliced_wasserstein(2 * y, x, normalise="reference", **kw)["mean"]
+    assert reference > 10 * sliced_wasserstein(y, x, normalise="reference", **kw)["mean"]
+    with pytest.raises(ValueError, match="normalise"):
+        sliced_wasserstein(x, y, normalise="global")
+
+
 def test_swd_levels_and_seeding():
     x, y = blobs(40, 32, seed=1), blobs(40, 32, seed=2)
     r = sliced_wasserstein(x, y, patches_per_image=16)

@@ -18,6 +18,10 @@ classifier on 32x32 pixels does well above chance but not perfectly
 All 3D work happens once per process (the template slices of the chosen band);
 per-image work is 2D. Per-image seeds come from (seed, class, index), so building
 with several worker processes gives the same bytes as building with one.
+
+brainlib.data.colin27 builds a second set the same way from a real single-subject scan,
+with this module's atrophy (`grey_matter_loss`, `_expand_ventricles`), deformation and
+dataset writer (`write_dataset`).
 """
 from __future__ import annotations
 
@@ -26,18 +30,19 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 from scipy import ndimage
 
 from brainlib.atomic import atomic_write_json, file_lock
 from brainlib.config import project_root
 from brainlib.progress import progress_bar
-from PIL import Image
 
 FRAME_HEIGHT, FRAME_WIDTH = 240, 256  # as the ADNI 2D slices
 ORIENTATIONS = ("axial", "sagittal", "coronal")
@@ -94,12 +99,18 @@ def _ventricle_mask(vol: dict[str, np.ndarray]) -> np.ndarray:
 
 
 def _medial_temporal_weight(shape: tuple[int, ...]) -> np.ndarray:
-    """A soft ellipsoid over each hippocampus/amygdala (MNI x=+-28, y=-20, z=-14)."""
+    """A soft ellipsoid over each hippocampus/amygdala, on the 1 mm template grid."""
     x, y, z = np.ogrid[:shape[0], :shape[1], :shape[2]]
     ox, oy, oz = _MNI_ORIGIN
-    weight = np.zeros(shape, np.float32)
+    return medial_temporal_weight(x - ox, y - oy, z - oz)
+
+
+def medial_temporal_weight(x_mm, y_mm, z_mm) -> np.ndarray:
+    """A soft ellipsoid over each hippocampus/amygdala (MNI x=+-28, y=-20, z=-14) at MNI
+    coordinates in mm (arrays that broadcast): 1 at the centres, falling off over ~1 cm."""
+    weight = np.zeros(np.broadcast_shapes(np.shape(x_mm), np.shape(y_mm), np.shape(z_mm)), np.float32)
     for side in (-1, 1):
-        r2 = ((x - ox - side * 28) / 9.0) ** 2 + ((y - oy + 20) / 20.0) ** 2 + ((z - oz + 14) / 10.0) ** 2
+        r2 = ((x_mm - side * 28) / 9.0) ** 2 + ((y_mm + 20) / 20.0) ** 2 + ((z_mm + 14) / 10.0) ** 2
         weight = np.maximum(weight, np.exp(-r2).astype(np.float32))
     return weight
 
@@ -181,12 +192,19 @@ def render_slice(rng: np.random.Generator, atrophy: float, orientation: str = "a
     return _scanner(warped, rng)
 
 
+def grey_matter_loss(gm: np.ndarray, dist_to_csf_mm: np.ndarray, mtl: np.ndarray, atrophy: float) -> np.ndarray:
+    """The grey matter (a share of each pixel) that atrophy of the given strength turns into CSF:
+    cortex within 2 mm x atrophy of sulcal CSF (thinner cortex, wider sulci), and medial-temporal
+    tissue in proportion to `mtl` (0 to 1 over the hippocampi)."""
+    thinning_mm = 2.0 * atrophy
+    near_csf = np.clip(1.0 - dist_to_csf_mm / max(thinning_mm, 1e-3), 0, 1) if thinning_mm > 0 else 0.0
+    return gm * np.clip(0.85 * near_csf + 0.75 * atrophy * mtl, 0, 1)
+
+
 def _atrophied_intensity(atlas: SliceAtlas, atrophy: float, rng: np.random.Generator) -> np.ndarray:
     """T1-like intensity from the tissue maps, after grey matter loss next to CSF."""
     m = atlas.maps
-    thinning_mm = 2.0 * atrophy
-    near_csf = np.clip(1.0 - atlas.dist_to_csf / max(thinning_mm, 1e-3), 0, 1) if thinning_mm > 0 else 0.0
-    gm_loss = m["gm"] * np.clip(0.85 * near_csf + 0.75 * atrophy * m["mtl"], 0, 1)
+    gm_loss = grey_matter_loss(m["gm"], atlas.dist_to_csf, m["mtl"], atrophy)
     gm, csf = m["gm"] - gm_loss, m["csf"] + gm_loss
     c_csf, c_gm, c_wm = rng.uniform(0.06, 0.14), rng.uniform(0.48, 0.6), rng.uniform(0.86, 0.96)
     tissue = c_csf * csf + c_gm * gm + c_wm * m["wm"]
@@ -200,9 +218,11 @@ def _smooth_noise(rng: np.random.Generator, grid: int, shape: tuple[int, int]) -
     return np.asarray(Image.fromarray(coarse).resize((shape[1], shape[0]), Image.Resampling.BICUBIC))
 
 
-def _sampling_grid(rng: np.random.Generator, centre_r: float, centre_c: float, px_per_mm: float) -> np.ndarray:
+def _sampling_grid(rng: np.random.Generator, centre_r: float, centre_c: float, px_per_mm: float,
+                   template_px_per_mm: float = 1.0) -> np.ndarray:
     """Template coordinates [2, H, W] for each output pixel: a small random affine plus a
-    smooth elastic displacement, so every image is a different plausible head."""
+    smooth elastic displacement, so every image is a different plausible head. `px_per_mm`:
+    output pixels per template pixel; `template_px_per_mm`: template pixels per mm."""
     shape = (FRAME_HEIGHT, FRAME_WIDTH)
     rows, cols = np.mgrid[:FRAME_HEIGHT, :FRAME_WIDTH].astype(np.float32)
     rows -= (FRAME_HEIGHT - 1) / 2.0 + rng.normal(0, 3.0)
@@ -213,18 +233,20 @@ def _sampling_grid(rng: np.random.Generator, centre_r: float, centre_c: float, p
     cos, sin = np.cos(angle), np.sin(angle)
     r = (cos * rows - sin * cols) / (scale * aspect)
     c = (sin * rows + cos * cols) / (scale / aspect)
-    elastic_mm = rng.uniform(1.0, 3.0)
-    r += elastic_mm * _smooth_noise(rng, 6, shape)
-    c += elastic_mm * _smooth_noise(rng, 6, shape)
+    elastic = rng.uniform(1.0, 3.0) * template_px_per_mm  # 1 to 3 mm
+    r += elastic * _smooth_noise(rng, 6, shape)
+    c += elastic * _smooth_noise(rng, 6, shape)
     return np.stack([r + centre_r, c + centre_c]).astype(np.float32)
 
 
-def _expand_ventricles(coords: np.ndarray, pull: np.ndarray, amplitude_mm: float) -> np.ndarray:
-    """Sample from deeper inside the ventricles near their walls, so they look larger."""
+def _expand_ventricles(coords: np.ndarray, pull: np.ndarray, amplitude_mm: float,
+                       template_px_per_mm: float = 1.0) -> np.ndarray:
+    """Sample from deeper inside the ventricles near their walls, so they look larger: `pull` is
+    the gradient of the smoothed ventricle mask, at most 1, moving walls by up to `amplitude_mm`."""
     if amplitude_mm <= 0:
         return coords
     field = np.stack([ndimage.map_coordinates(p, coords, order=1, mode="constant") for p in pull])
-    return coords + amplitude_mm * field
+    return coords + amplitude_mm * template_px_per_mm * field
 
 
 def _scanner(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -284,11 +306,35 @@ def build_phantom(out: str | Path | None = None, n_per_class: int = 2000, severi
     replaced, unless `replace=False` (then a complete one is kept). Returns the AD_NC root."""
     if orientation not in ORIENTATIONS:
         raise ValueError(f"orientation {orientation!r} is not one of {', '.join(ORIENTATIONS)}")
+    check_build_arguments(n_per_class, severity)
+    meta = dict(
+        source="MNI ICBM152 2009a symmetric templates (T1, GM, WM) shipped with nilearn",
+        n_per_class=n_per_class, severity=severity, seed=seed, orientation=orientation,
+        frame=[FRAME_WIDTH, FRAME_HEIGHT], train_fraction=TRAIN_FRACTION,
+        nc_severity_range=list(NC_SEVERITY_RANGE),
+        ad_severity_range=[severity * AD_SEVERITY_SPREAD[0], severity * AD_SEVERITY_SPREAD[1]],
+        slice_band=[slice_band(orientation)[0], slice_band(orientation)[-1]],
+    )
+    out = Path(out) if out is not None else project_root() / "data" / "phantom"
+    return write_dataset(out, n_per_class, _write_images, (severity, seed, orientation), meta, "phantom.json",
+                         workers=workers, progress=progress, replace=replace, desc="building the embedded dataset")
+
+
+def check_build_arguments(n_per_class: int, severity: float) -> None:
     if n_per_class < 2:
         raise ValueError(f"n_per_class={n_per_class} must be at least 2 (one train and one test image)")
     if severity < 0:
         raise ValueError(f"severity={severity} must be >= 0")
-    out = Path(out) if out is not None else project_root() / "data" / "phantom"
+
+
+def write_dataset(out: Path, n_per_class: int, write_chunk: Callable[[tuple], np.ndarray], job_args: tuple,
+                  meta: dict, marker: str, *, workers: int | None, progress: bool, replace: bool,
+                  desc: str) -> Path:
+    """Write `<out>/AD_NC/{train,test}/{AD,NC}/*.png` and `<out>/AD_NC/<marker>` (`meta`, the
+    32x32 linear separability of the classes and the build time), building under a temporary
+    name and renaming when complete. `write_chunk((root, class, indices, n_per_class, *job_args))`
+    renders and writes a chunk of images (seeded per image) and returns their 32x32 thumbnails.
+    An existing complete dataset is replaced, or kept with `replace=False`. Returns the AD_NC root."""
     out.mkdir(parents=True, exist_ok=True)
     final = out / "AD_NC"
     staging = Path(tempfile.mkdtemp(prefix=".AD_NC-building-", dir=out))
@@ -299,20 +345,20 @@ def build_phantom(out: str | Path | None = None, n_per_class: int = 2000, severi
             for class_name in ("AD", "NC"):
                 (root / split / class_name).mkdir(parents=True)
         chunk = 50
-        jobs = [(str(root), c, range(s, min(s + chunk, n_per_class)), n_per_class, severity, seed, orientation)
+        jobs = [(str(root), c, range(s, min(s + chunk, n_per_class)), n_per_class, *job_args)
                 for c in ("AD", "NC") for s in range(0, n_per_class, chunk)]
         workers = workers if workers is not None else (min(2, os.cpu_count() or 1) if n_per_class > 100 else 1)
-        bar = progress_bar(total=2 * n_per_class, desc="building the embedded dataset", unit="img", disable=not progress)
+        bar = progress_bar(total=2 * n_per_class, desc=desc, unit="img", disable=not progress)
         if workers > 1:
             with ProcessPoolExecutor(workers) as pool:
                 thumbs = []
-                for t in pool.map(_write_images, jobs):
+                for t in pool.map(write_chunk, jobs):
                     thumbs.append(t)
                     bar.update(len(t))
         else:
             thumbs = []
             for job in jobs:
-                thumbs.append(_write_images(job))
+                thumbs.append(write_chunk(job))
                 bar.update(len(thumbs[-1]))
         bar.close()
         thumbs = np.concatenate(thumbs)
@@ -321,25 +367,20 @@ def build_phantom(out: str | Path | None = None, n_per_class: int = 2000, severi
         build_seconds = time.perf_counter() - start
         accuracy = linear_separability(thumbs, labels, is_train)
         meta = dict(
-            source="MNI ICBM152 2009a symmetric templates (T1, GM, WM) shipped with nilearn",
-            n_per_class=n_per_class, severity=severity, seed=seed, orientation=orientation,
-            frame=[FRAME_WIDTH, FRAME_HEIGHT], train_fraction=TRAIN_FRACTION,
-            nc_severity_range=list(NC_SEVERITY_RANGE),
-            ad_severity_range=[severity * AD_SEVERITY_SPREAD[0], severity * AD_SEVERITY_SPREAD[1]],
-            slice_band=[slice_band(orientation)[0], slice_band(orientation)[-1]],
+            **meta,
             logistic_regression_32px_test_accuracy=None if accuracy is None else round(accuracy, 4),
             logistic_regression_test_images=int((~is_train).sum()),
             build_seconds=round(build_seconds, 1), workers=workers,
         )
-        atomic_write_json(root / "phantom.json", meta)
-        if replace or not (final / "phantom.json").exists():
-            _replace_folder(root, final)
+        atomic_write_json(root / marker, meta)
+        if replace or not (final / marker).exists():
+            _replace_folder(root, final, marker)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return final
 
 
-def _replace_folder(new: Path, final: Path) -> None:
+def _replace_folder(new: Path, final: Path, marker: str) -> None:
     """Move a finished folder into place; an older dataset there is moved aside first."""
     old = None
     if final.exists():
@@ -351,7 +392,7 @@ def _replace_folder(new: Path, final: Path) -> None:
         if old is not None and not final.exists():
             os.rename(old, final)
             old = None
-        if not (final / "phantom.json").exists():
+        if not (final / marker).exists():
             raise
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)

@@ -19,7 +19,7 @@ are the same whether it is evaluated alone or beside the other.
 Where it writes: `<out_root>/<run>/eval.json` for every run listed (identical
 copies, so each run folder says how it was judged), and the figures and the
 features (`eval/`: memorisation_<class>.png, real_<class>.png and generated_<class>.png
-grids, umap.png, features.npz) in the
+grids, spectrum_<class>.png, umap.png, features.npz) in the
 first run's folder; eval.json lists their paths. Everything is written
 atomically. `metric_rows(report)` gives the printed table's rows.
 """
@@ -45,13 +45,15 @@ from brainlib.eval.features import load_inception, load_or_train_encoder
 from brainlib.eval.metrics import class_contrast, fid, kid, ms_ssim_pairs, precision_recall, swd_to_reference
 from brainlib.eval.metrics import usefulness as usefulness_study
 from brainlib.eval.report import format_table, load_report, metric_rows, with_floor
+from brainlib.eval.spectrum import octave_bands, plot_spectra, spectra_to_reference
 from brainlib.plots import pyplot, save_grid
 from brainlib.rundir import DEFAULT_OUT_ROOT, eval_figure_name, run_dir_of
 from brainlib.synthesis.sampling import load, sample_images
 
-# 4: truncation (psi) in the report and its fingerprint; 3: C2ST at half resolution, one-class
-# reports; 2: real and generated grids in eval/
-EVAL_VERSION = 4
+# 5: SWD normalised by the training set's statistics, the power spectrum per band; 4: truncation
+# (psi) in the report and its fingerprint; 3: C2ST at half resolution, one-class reports;
+# 2: real and generated grids in eval/
+EVAL_VERSION = 5
 NEEDS_BOTH = {"not_applicable": "needs both AD and NC"}
 
 
@@ -188,6 +190,13 @@ def class_metrics(c: str, gen, train, held, enc, inception, sizes: EvalSizes, se
     seconds: dict[str, float] = {}
     with timed(seconds, "swd"):
         out["swd_x1e3"] = swd_section(gen_m, train, held_m, sizes, seed)
+        out["swd_reference_x1e3"] = swd_section(gen_m, train, held_m, sizes, seed, normalise="reference")
+    with timed(seconds, "spectrum"):
+        out["spectrum"] = spectrum_section(gen_m, train, held_m)
+        figures[f"spectrum_{c}"] = str(plot_spectra(
+            {"train": out["spectrum"]["spectra"]["train"], "held-out": out["spectrum"]["spectra"]["heldout"],
+             "generated": out["spectrum"]["spectra"]["generated"]}, fig_dir / f"spectrum_{c}.png",
+            title=f"{c}: power spectrum ({m} generated, {m} held-out, {len(train)} training slices)"))
     with timed(seconds, "ms_ssim"):
         out["ms_ssim"] = with_floor(ms_ssim_pairs(gen_m, pairs=sizes.ms_ssim_pairs, seed=seed),
                                     ms_ssim_pairs(held_m, pairs=sizes.ms_ssim_pairs, seed=seed))
@@ -218,14 +227,30 @@ def class_metrics(c: str, gen, train, held, enc, inception, sizes: EvalSizes, se
     return out
 
 
-def swd_section(gen, train, held, sizes: EvalSizes, seed: int) -> dict:
-    """Sliced Wasserstein distance to the training images, per Laplacian level and on average."""
+def swd_section(gen, train, held, sizes: EvalSizes, seed: int, normalise: str = "per_set") -> dict:
+    """Sliced Wasserstein distance to the training images, per Laplacian level (finest first) and on
+    average; patches normalised per set (ProGAN) or by the training images' statistics ("reference")."""
     swd = swd_to_reference(train, {"generated": gen, "floor": held}, patches_per_image=sizes.swd_patches,
-                           directions=sizes.swd_directions, repeats=sizes.swd_repeats, seed=seed)
+                           directions=sizes.swd_directions, repeats=sizes.swd_repeats, seed=seed,
+                           normalise=normalise)
     return {"mean": with_floor(swd["generated"]["mean"], swd["floor"]["mean"]),
             "levels": {lvl: with_floor(swd["generated"]["levels"][lvl], swd["floor"]["levels"][lvl])
                        for lvl in swd["generated"]["levels"]},
             "n_images": swd["generated"]["n_images"]}
+
+
+def spectrum_section(gen, train, held) -> dict:
+    """The power spectrum's distance to the training images' per octave band (finest first), generated
+    and held-out, with the spectra themselves (power per radius 0 .. S/2 cycles per image)."""
+    res = spectra_to_reference(train, {"generated": gen, "floor": held})
+    g, f = res["generated"], res["floor"]
+    size = to_model_input(gen[:1]).shape[-1]
+    return {"bands": {b: with_floor(g["bands"][b], f["bands"][b]) for b in g["bands"]},
+            "mean": with_floor(g["mean"], f["mean"]),
+            "band_cycles": {b: list(r) for b, r in octave_bands(size).items()},
+            "spectra": {"train": res["spectra"]["reference"], "generated": res["spectra"]["generated"],
+                        "heldout": res["spectra"]["floor"]},
+            "n_images": len(gen)}
 
 
 def feature_distances(f_gen, f_held, f_train, m: int, sizes: EvalSizes, seed: int) -> dict:
@@ -423,7 +448,13 @@ def evaluate(runs: list[str], n: int = 1000, out_root: str | Path = DEFAULT_OUT_
         "encoder": encoder_info,
         "inception_fid": {c: per_class[c]["inception_fid"] for c in per_class} if inception else None,
         "inception_note": inception_note,
-        "swd_note": "SWD on Laplacian-pyramid 7x7 patches as in ProGAN (arXiv 1710.10196, app. D), x1e3",
+        "swd_note": "SWD on Laplacian-pyramid 7x7 patches as in ProGAN (arXiv 1710.10196, app. D), x1e3; "
+                    "swd_x1e3 normalises each set's patches by its own statistics (ProGAN: the shape of "
+                    "the patch distribution), swd_reference_x1e3 by the real training images' (the strength "
+                    "of each band counts too)",
+        "spectrum_note": "radially averaged power spectrum; per octave band (named as the pyramid's levels, "
+                         "band_cycles in cycles per image), the mean |log10 P - log10 P_train| over its radii "
+                         "(0.3 = a factor of 2 in power)",
         "per_class": per_class,
     }
     if usefulness:

@@ -7,8 +7,12 @@ images against real held-out images at the same sample sizes (evaluate.py).
 
 - `sliced_wasserstein`: SWD on Laplacian-pyramid patches, as in the ProGAN
   paper (Karras et al. 2018, arXiv 1710.10196, appendix D). Reported x1e3, as
-  the paper's tables are. `layout_swd`: the same distance on whole images pooled
-  to 8x8, for the coarse layout.
+  the paper's tables are. ProGAN normalises each set's patches by that set's own
+  statistics (the shape of the patch distribution); `normalise="reference"` uses
+  the reference (real training) set's statistics for every set, so a band with
+  too much or too little energy counts too. `layout_swd`: the same distance on
+  whole images pooled to 8x8, for the coarse layout.
+- `brainlib.eval.spectrum`: the radially averaged power spectrum, per octave band.
 - `ms_ssim_pairs`: mean MS-SSIM of random pairs within one set (diversity:
   lower is more diverse), as in the ProGAN and AC-GAN papers.
 - `fid`, `kid`: Frechet and kernel inception distances in any feature space.
@@ -61,9 +65,10 @@ def swd_levels(res: int) -> int:
 
 
 def pyramid_descriptors(images, *, levels: int, patches_per_image: int = 128, patch: int = 7,
-                        seed: int = 0) -> list[torch.Tensor]:
+                        seed: int = 0, normalise: bool = True) -> list[torch.Tensor]:
     """Random 7x7 neighbourhoods from each level: one [N*patches, 49] tensor per level,
-    each normalised to zero mean and unit std (per channel, per level, per set)."""
+    each normalised to zero mean and unit std (per channel, per level, per set) unless
+    `normalise=False`."""
     x = to_model_input(images)
     gen = torch.Generator().manual_seed(seed)
     out = []
@@ -77,9 +82,13 @@ def pyramid_descriptors(images, *, levels: int, patches_per_image: int = 128, pa
         cols = (xs[..., None, None] + offs[None, :]).expand(n, patches_per_image, p, p)
         img = torch.arange(n)[:, None, None, None].expand_as(rows)
         desc = level[:, 0][img, rows, cols].reshape(n * patches_per_image, c * p * p)
-        desc = desc - desc.mean()
-        out.append(desc / desc.std().clamp_min(1e-8))
+        out.append(_standardised(desc, desc) if normalise else desc)
     return out
+
+
+def _standardised(desc: torch.Tensor, by: torch.Tensor) -> torch.Tensor:
+    """`desc` shifted and scaled by the mean and std of `by` (one number each)."""
+    return (desc - by.mean()) / by.std().clamp_min(1e-8)
 
 
 def _sorted_projections(desc: torch.Tensor, directions: torch.Tensor) -> torch.Tensor:
@@ -87,7 +96,7 @@ def _sorted_projections(desc: torch.Tensor, directions: torch.Tensor) -> torch.T
 
 
 def sliced_wasserstein(a, b, *, patches_per_image: int = 128, directions: int = 128, repeats: int = 4,
-                       seed: int = 0) -> dict:
+                       seed: int = 0, normalise: str = "per_set") -> dict:
     """SWD between two image sets, per pyramid level and averaged, x1e3 (ProGAN's convention).
 
     ProGAN's settings: 128 random 7x7 neighbourhoods per image per level,
@@ -96,16 +105,28 @@ def sliced_wasserstein(a, b, *, patches_per_image: int = 128, directions: int = 
     {"levels": {"64": x, "32": y, "16": z}, "mean": ...}: level keys are the
     level's size in pixels; "mean" averages the levels (the ProGAN "avg" column).
     Both sets should be the same size; the larger is cut to the smaller.
+    `normalise`: "per_set" (ProGAN's) or "reference" (`b`'s statistics for both sets).
     """
     return swd_to_reference(b, {"a": a}, patches_per_image=patches_per_image, directions=directions,
-                            repeats=repeats, seed=seed)["a"]
+                            repeats=repeats, seed=seed, normalise=normalise)["a"]
+
+
+SWD_NORMALISATIONS = ("per_set", "reference")
 
 
 def swd_to_reference(reference, candidates: dict, *, patches_per_image: int = 128, directions: int = 128,
-                     repeats: int = 4, seed: int = 0) -> dict[str, dict]:
+                     repeats: int = 4, seed: int = 0, normalise: str = "per_set") -> dict[str, dict]:
     """`sliced_wasserstein(candidate, reference)` for several candidates at once,
     sorting the reference's projections once (the same directions for all).
-    Every set is cut to the size of the smallest, so the numbers are comparable."""
+    Every set is cut to the size of the smallest, so the numbers are comparable.
+
+    `normalise="per_set"` (ProGAN): each set's patches, per level, to zero mean and unit
+    std by its own statistics, so the distance sees the shape of the patch distribution
+    but not its strength: a set whose finest band is twice as strong reads as close.
+    `normalise="reference"`: every set's patches by the reference's mean and std, so the
+    strength of each band counts as well."""
+    if normalise not in SWD_NORMALISATIONS:
+        raise ValueError(f"SWD normalise={normalise!r} is not one of {', '.join(SWD_NORMALISATIONS)}")
     ref = to_model_input(reference)
     sets = {k: to_model_input(v) for k, v in candidates.items()}
     for k, x in sets.items():
@@ -115,9 +136,13 @@ def swd_to_reference(reference, candidates: dict, *, patches_per_image: int = 12
     if n < 2:
         raise ValueError(f"SWD needs at least 2 images per set, got {n}")
     levels = swd_levels(ref.shape[-1])
-    kw = dict(levels=levels, patches_per_image=patches_per_image)
+    kw = dict(levels=levels, patches_per_image=patches_per_image, normalise=normalise == "per_set")
     ref_desc = pyramid_descriptors(ref[:n], seed=seed, **kw)
     cand_desc = {k: pyramid_descriptors(x[:n], seed=seed + 1 + i, **kw) for i, (k, x) in enumerate(sets.items())}
+    if normalise == "reference":
+        cand_desc = {k: [_standardised(d, r) for d, r in zip(desc, ref_desc, strict=True)]
+                     for k, desc in cand_desc.items()}
+        ref_desc = [_standardised(r, r) for r in ref_desc]
     gen = torch.Generator().manual_seed(seed + 10_000)
     dists = {k: [[] for _ in range(levels)] for k in sets}
     for level in range(levels):

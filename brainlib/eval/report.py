@@ -28,6 +28,8 @@ def metric_rows(report: dict) -> list[dict]:
         add("SWD x1e3 (avg)", c, m["swd_x1e3"]["mean"], "lower")
         for lvl, pair in m["swd_x1e3"]["levels"].items():
             add(f"SWD x1e3 ({lvl} px)", c, pair, "lower")
+        for label, pair in texture_pairs(m):
+            add(label, c, pair, "lower")
         add("MS-SSIM (pairs)", c, m["ms_ssim"], "near floor")
         add("FID (encoder)", c, m["fid_encoder"], "lower")
         add("KID (encoder)", c, m["kid_encoder"], "lower")
@@ -67,6 +69,25 @@ def metric_rows(report: dict) -> list[dict]:
     else:
         not_applicable("AD-NC contrast (encoder)", report["class_contrast"]["not_applicable"])
     return rows
+
+
+def texture_pairs(per_class: dict) -> list[tuple[str, dict]]:
+    """(label, {generated, floor, ratio}) of the figures that see the strength of each band: the SWD
+    with patches normalised by the training images' statistics, its mean and then per pyramid level,
+    finest first, and the power spectrum's distance per octave band, finest first. Empty for a
+    report made before they were measured."""
+    pairs = []
+    swd = per_class.get("swd_reference_x1e3")
+    if swd:
+        pairs.append(("SWD x1e3, train-normalised (avg)", swd["mean"]))
+        pairs += [(f"SWD x1e3, train-normalised ({lvl} px)", pair) for lvl, pair in swd["levels"].items()]
+    spectrum = per_class.get("spectrum")
+    if spectrum:
+        for band, pair in spectrum["bands"].items():
+            lo, hi = spectrum["band_cycles"][band]
+            cycles = f"{lo}" if lo == hi else f"{lo}-{hi}"
+            pairs.append((f"spectrum |dlog10 P| ({band} px band, {cycles} cyc)", pair))
+    return pairs
 
 
 def format_table(rows: list[dict]) -> str:
