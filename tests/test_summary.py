@@ -298,3 +298,24 @@ def test_the_template_ships_with_the_package():
     package = Path(str(files("brainlib.batch")))
     assert any(Path(str(template)) in package.glob(p) for p in patterns), patterns
     assert any(d.replace(" ", "").startswith("jinja2>=") for d in pyproject["project"]["dependencies"])
+
+
+def test_the_headline_shows_each_texture_band_after_swd_finest_first_with_its_verdict():
+    from brainlib.eval.verdicts import headline_rows
+
+    def pair(gen: float, floor: float) -> dict:
+        return {"generated": gen, "floor": floor, "ratio": gen / floor}
+
+    report = {"per_class": {"AD": {
+        "swd_x1e3": {"mean": pair(10.0, 9.0), "levels": {}},
+        "swd_reference_x1e3": {"mean": pair(50.0, 20.0), "levels": {"64": pair(120.0, 10.0), "32": pair(25.0, 20.0)}},
+        "spectrum": {"bands": {"64": pair(0.2, 0.01), "32": pair(0.015, 0.01), "8": pair(0.5, 0.01)},
+                     "band_cycles": {"64": [16, 32], "32": [8, 16], "8": [2, 4]}}}}}
+    rows = headline_rows(report, ["AD"])
+    keys = [r["metric"] for r in rows]
+    assert keys[:5] == ["swd", "swd_reference_64", "swd_reference_32", "spectrum_64", "spectrum_32"]
+    assert "spectrum_8" not in keys  # octaves coarser than 16 px hold too few radii for a steady floor
+    verdicts = {r["metric"]: r["verdict"] for r in rows}
+    assert (verdicts["swd"], verdicts["swd_reference_64"], verdicts["swd_reference_32"]) == ("near", "far", "near")
+    assert rows[3]["label"] == "spectrum, 64 px band (16–32 cycles)"
+    assert [r["metric"] for r in headline_rows({"per_class": {"AD": {}}}, ["AD"])][:2] == ["swd", "fid_encoder"]

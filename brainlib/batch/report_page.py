@@ -27,7 +27,14 @@ from PIL import Image
 from brainlib.atomic import atomic_write_bytes
 from brainlib.config import PRESETS, RunConfig, project_root
 from brainlib.eval.report import metric_rows
-from brainlib.eval.verdicts import BOTH_CLASSES_HEADLINE, PER_CLASS_HEADLINE, RULES, VERDICTS, headline_rows
+from brainlib.eval.verdicts import (
+    BOTH_CLASSES_HEADLINE,
+    PER_CLASS_HEADLINE,
+    RULES,
+    TEXTURE_HEADLINE,
+    VERDICTS,
+    headline_rows,
+)
 from brainlib.rundir import DEFAULT_OUT_ROOT, BatchDir, RunDir
 
 MIN_GRID_SIDE = 256  # px: anatomy needs at least this much to be judged
@@ -126,7 +133,8 @@ def headline_blocks(report: dict | None, classes: list[str], run_dirs: list[Path
     out.append(Block("note", text))
     out.append(Block("details-start", "What each figure means"))
     out.append(Block("table", head=("figure", "what it measures"),
-                     rows=[(h.label, h.meaning) for h in PER_CLASS_HEADLINE + BOTH_CLASSES_HEADLINE]))
+                     rows=[(h.label, h.meaning)
+                           for h in PER_CLASS_HEADLINE + TEXTURE_HEADLINE + BOTH_CLASSES_HEADLINE]))
     out.append(Block("details-end"))
     return out
 

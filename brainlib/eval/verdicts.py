@@ -34,6 +34,16 @@ PER_CLASS_HEADLINE = (
              "training image than 99% of held-out real ones are"),
     Headline("memorised_share_encoder", "memorised (encoder)", "share", "the same in encoder features"),
 )
+# after SWD, one row per band of each (finest first): figures that see each band's strength
+TEXTURE_HEADLINE = (
+    Headline("swd_reference", "SWD ×1e3 per band (train-normalised)", "distance", "SWD of one pyramid band "
+             "with every set's patches scaled by the real training slices' statistics: too much or too "
+             "little texture energy counts"),
+    Headline("spectrum", "spectrum per band", "distance", "mean |log10 power ratio| to the training "
+             "slices' radially averaged power spectrum in one octave (0.3 = 2x the power); bands of 16 px "
+             "and finer, where the floor is steady"),
+)
+MIN_SPECTRUM_BAND = 16  # px: coarser octaves hold one or two radial bins, too few for a steady floor
 BOTH_CLASSES_HEADLINE = (
     Headline("usefulness_synthetic", "AD/NC classifier, synthetic only", "score", "balanced accuracy on "
              "real held-out slices of a classifier trained on generated slices; floor: trained on real"),
@@ -84,14 +94,33 @@ def verdict(judge: str, pair: dict | None) -> str:
     return "near" if worse <= near else "off" if worse <= off else "far"
 
 
+def texture_pairs(report: dict, c: str) -> list[tuple[str, str, dict, Headline]]:
+    """(key, label, pair, headline) per band of the train-normalised SWD and of the spectrum,
+    finest first; none for a report made before they were measured."""
+    m = report.get("per_class", {}).get(c, {})
+    swd_h, spectrum_h = TEXTURE_HEADLINE
+    found = [(f"swd_reference_{lvl}", f"SWD ×1e3, {lvl} px (train-normalised)", pair, swd_h)
+             for lvl, pair in ((m.get("swd_reference_x1e3") or {}).get("levels") or {}).items()]
+    spectrum = m.get("spectrum") or {}
+    for band, pair in (spectrum.get("bands") or {}).items():
+        if int(band) >= MIN_SPECTRUM_BAND:
+            lo, hi = spectrum["band_cycles"][band]
+            found.append((f"spectrum_{band}", f"spectrum, {band} px band ({lo}–{hi} cycles)", pair, spectrum_h))
+    return found
+
+
 def headline_rows(report: dict, classes: list[str]) -> list[dict]:
-    """One row per headline figure and class, then the rows about both classes together."""
+    """One row per headline figure and class (the texture bands after SWD), then the rows about
+    both classes together."""
     rows = []
     for c in classes:
         for h in PER_CLASS_HEADLINE:
             pair = headline_pair(report, c, h.key)
             rows.append(dict(metric=h.key, label=h.label, cls=c, pair=pair, verdict=verdict(h.judge, pair),
                              meaning=h.meaning))
+            if h.key == "swd":
+                rows += [dict(metric=key, label=label, cls=c, pair=pair, verdict=verdict(t.judge, pair),
+                              meaning=t.meaning) for key, label, pair, t in texture_pairs(report, c)]
     if len(classes) == 2:
         for h in BOTH_CLASSES_HEADLINE:
             pair = headline_pair(report, "", h.key)
