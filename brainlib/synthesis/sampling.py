@@ -24,8 +24,6 @@ needs a class; a single-class model accepts None or its own class only.
 from __future__ import annotations
 
 import contextlib
-import shutil
-import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -33,8 +31,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from brainlib.atomic import atomic_write_json
-from brainlib.config import CLASS_LABELS
+from brainlib.atomic import atomic_write_json, check_free_space, new_folder
+from brainlib.config import CLASS_LABELS, check_psi, check_seed
 from brainlib.networks.layers import NOISE_MODES
 
 # ----------------------------------------------------------------------
@@ -349,42 +347,52 @@ def _check_output_name(output: str) -> None:
         raise ValueError(f"--output {output!r} must be a plain folder name (no slashes), e.g. 'AD_seed0'")
 
 
+def png_size_bound(side: int, text_bytes: int = 0) -> int:
+    """The most bytes a greyscale side x side PNG can take: its pixels stored (PNG deflate
+    never grows data by more than a few bytes per block), a filter byte per row, the chunks."""
+    return side * (side + 1) + 1024 + text_bytes
+
+
+def max_output_size(trained: int) -> int:
+    """The largest --size generate writes: 4x the trained size, or 1024 px if that is more."""
+    return max(4 * trained, 1024)
+
+
 def generate_to_folder(model: str | Path, output: str, n: int, seed: int = 0, class_name: str | None = None,
                        psi: float = 1.0, size: int | None = None, out_root: str | Path = "outputs", *,
                        batch_size: int = 64, noise_mode: str = "random", progress: bool = True) -> Path:
     """Write img_0.png .. img_{n-1}.png (greyscale, the trained size unless `size`) and return the folder.
 
     The folder is <run dir>/generated_images/<output>/, and <output>.json beside it records the
-    checkpoint (with its sha256) and the options, to reproduce the images. Everything is checked before anything
-    is written; the images are written to a hidden temporary folder that is renamed into place
-    at the end, so an error or interruption leaves nothing behind, and an existing folder
-    is never overwritten."""
+    checkpoint (with its sha256) and the options, to reproduce the images. Everything is checked
+    (the disk's free space too) before anything is written; the images are written to a hidden
+    temporary folder (atomic.new_folder) that is renamed into place at the end, so an error,
+    Ctrl-C or SIGTERM leaves nothing behind, and an existing folder is never overwritten."""
     if n is None or int(n) <= 0:
         raise ValueError(f"--n must be a positive number of images (got {n})")
     _check_output_name(output)
+    check_seed(seed)
+    check_psi(psi)
     if size is not None and size <= 0:
         raise ValueError(f"--size must be a positive number of pixels (got {size})")
     from brainlib.training.checkpoints import resolve_checkpoint
 
     G, cfg, meta = load(model, out_root=out_root)
     class_labels(G, class_name, 1)  # a class the model cannot make fails here, before any writing
+    if size is not None and size > max_output_size(trained_res(G)):
+        raise ValueError(f"--size {size} is too large for a model trained at {trained_res(G)} px; "
+                         f"at most {max_output_size(trained_res(G))}")
     folder = generated_images_dir(model, output, out_root=out_root)
     if folder.exists():
         raise OutputExistsError(f"{folder} already exists; choose another --output name "
                               f"(nothing was written, the existing images are kept)")
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{output}.", suffix=".tmp", dir=folder.parent))
-    try:
-        with _progress(n, progress and n > batch_size, f"generate {output}") as bar:
-            for lo in range(0, n, batch_size):
-                imgs = sample_images(G, min(batch_size, n - lo), seed=seed, class_name=class_name, psi=psi,
-                                     batch_size=batch_size, noise_mode=noise_mode, start=lo)
-                write_pngs(to_uint8(imgs), tmp, size=size, start=lo)
-                bar.update(len(imgs))
-        tmp.rename(folder)  # atomic; fails rather than replaces if someone made the folder meanwhile
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    check_free_space(folder, n, png_size_bound(size or trained_res(G)))
+    with new_folder(folder) as tmp, _progress(n, progress and n > batch_size, f"generate {output}") as bar:
+        for lo in range(0, n, batch_size):
+            imgs = sample_images(G, min(batch_size, n - lo), seed=seed, class_name=class_name, psi=psi,
+                                 batch_size=batch_size, noise_mode=noise_mode, start=lo)
+            write_pngs(to_uint8(imgs), tmp, size=size, start=lo)
+            bar.update(len(imgs))
     atomic_write_json(folder.with_name(f"{output}.json"), {
         "checkpoint": str(resolve_checkpoint(model, out_root)), "checkpoint_sha256": meta.get("sha256"),
         "n": n, "seed": seed, "class_name": class_name, "psi": psi, "size": size or trained_res(G),
