@@ -4,12 +4,22 @@ train` never needs the notebook stack."""
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import sys
 
+from brainlib.atomic import Terminated, terminate_as_exception
 from brainlib.batch.pipeline import PipelineError
-from brainlib.config import ConfigError
+from brainlib.config import ConfigError, check_psi, check_seed
 from brainlib.rundir import DEFAULT_OUT_ROOT
+from brainlib.runlock import FolderBusyError
+
+# errors of an output that cannot be written, told in one line (other OSErrors keep their traceback)
+OUTPUT_ERRORS = {getattr(errno, name): text for name, text in (
+    ("ENOSPC", "the disk is full"), ("EDQUOT", "the disk quota is used up"), ("EACCES", "permission denied"),
+    ("EPERM", "permission denied"), ("EROFS", "the file system is read-only"),
+    ("ENOTDIR", "a part of the path is a file, not a folder"), ("EEXIST", "it already exists"),
+    ("EISDIR", "it is a folder")) if hasattr(errno, name)}
 
 
 class UserError(Exception):
@@ -123,6 +133,23 @@ def _out_root_option(parser: argparse.ArgumentParser, default: str | None = DEFA
                         help=f"the folder holding the runs (default: {DEFAULT_OUT_ROOT})")
 
 
+def _psi(text: str) -> float:
+    try:
+        return check_psi(float(text), "psi")
+    except (ValueError, ConfigError):
+        raise argparse.ArgumentTypeError(f"must be a number from 0 to 1 (got {text!r})") from None
+
+
+def _seed(text: str) -> int:
+    try:
+        return check_seed(int(text))
+    except (ValueError, ConfigError):
+        raise argparse.ArgumentTypeError(f"must be a whole number, 0 or more (got {text!r})") from None
+
+
+PSI_HELP = "psi, from 0 to 1: 1 = no truncation, 0 = the average image"
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="brainlib", description="Synthetic brain MRI slices with StyleGAN.")
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -136,7 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
     ph = dsub.add_parser("phantom", help="build the embedded MNI152-based AD/NC dataset")
     ph.add_argument("--n", type=int, default=2000, help="images per class")
     ph.add_argument("--severity", type=float, default=1.0)
-    ph.add_argument("--seed", type=int, default=0)
+    ph.add_argument("--seed", type=_seed, default=0)
     ph.add_argument("--orientation", choices=("axial", "sagittal", "coronal"), default="axial")
     ph.add_argument("--out", default=None, help="default: data/phantom")
     co = dsub.add_parser("colin27", help="build the second development set: AD/NC slices of a real scan "
@@ -161,9 +188,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--model", required=True, help="run name under outputs/ or a checkpoint path")
     g.add_argument("--output", required=True, help="folder name under generated_images/")
     g.add_argument("--n", type=int, required=True)
-    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--seed", type=_seed, default=0)
     g.add_argument("--class", dest="class_name", default=None, choices=("AD", "NC"))
-    g.add_argument("--truncation", type=float, default=1.0, help="psi; 1 = no truncation")
+    g.add_argument("--truncation", type=_psi, default=1.0, help=PSI_HELP)
     g.add_argument("--size", type=int, default=None, help="default: the trained size")
     g.add_argument("--steps", type=int, default=None, help="diffusion runs: DDIM steps (default: the run's)")
     g.add_argument("--guidance", type=float, default=None, help="diffusion runs: guidance scale (default: the run's)")
@@ -174,8 +201,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--run", nargs="+", required=True,
                    help="one conditional run, an AD and an NC run, or one run of one class")
     e.add_argument("--n", type=int, default=1000, help="generated images per class")
-    e.add_argument("--truncation", type=float, default=1.0,
-                   help="psi; below 1 writes eval-psi<psi>.json beside eval.json (precision against recall)")
+    e.add_argument("--truncation", type=_psi, default=1.0,
+                   help=PSI_HELP + "; below 1 writes eval-psi<psi>.json beside eval.json (precision against recall)")
     _out_root_option(e)
     e.set_defaults(func=_evaluate)
 
@@ -184,8 +211,8 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--out", required=True, help="a new folder (refused if it exists with files)")
     x.add_argument("--n", type=int, required=True, help="images per class (train + test)")
     x.add_argument("--test-fraction", type=float, default=0.2, help="share of each class in test/")
-    x.add_argument("--seed", type=int, default=0)
-    x.add_argument("--truncation", type=float, default=1.0, help="psi; 1 = no truncation")
+    x.add_argument("--seed", type=_seed, default=0)
+    x.add_argument("--truncation", type=_psi, default=1.0, help=PSI_HELP)
     x.add_argument("--noise-mode", choices=("random", "const", "none"), default="random")
     _out_root_option(x)
     x.set_defaults(func=_export)
@@ -199,7 +226,7 @@ def build_parser() -> argparse.ArgumentParser:
     pj.add_argument("--steps", type=int, default=400)
     pj.add_argument("--per-layer", action="store_true", help="one w per style input")
     pj.add_argument("--noise", action="store_true", help="optimise the noise maps too")
-    pj.add_argument("--seed", type=int, default=0)
+    pj.add_argument("--seed", type=_seed, default=0)
     pj.add_argument("--out", default=None, help="default: <run>/projections/<image name>")
     _out_root_option(pj)
     pj.set_defaults(func=_project)
@@ -208,7 +235,7 @@ def build_parser() -> argparse.ArgumentParser:
                                                "or (--agreement) how they match the real AD-NC difference")
     cf.add_argument("--model", required=True, help="a conditional run (trained with --class both)")
     cf.add_argument("--image", default=None, help="project this slice first (default: sample --seed)")
-    cf.add_argument("--seed", type=int, default=0, help="the NC sample to edit; with --agreement, the sampling seed")
+    cf.add_argument("--seed", type=_seed, default=0, help="the NC sample to edit; with --agreement, the sampling seed")
     cf.add_argument("--class", dest="class_name", default=None, choices=("AD", "NC"))
     cf.add_argument("--strengths", type=float, nargs="+", default=[0.0, 0.5, 1.0, 1.5, 2.0])
     cf.add_argument("--steps", type=int, default=400, help="projection steps, with --image")
@@ -235,13 +262,25 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return args.func(args)
-    except (UserError, ConfigError, FileNotFoundError, ValueError, PipelineError) as e:
-        print(f"brainlib {args.cmd}: error: {e}", file=sys.stderr)
-        return 2
+        with terminate_as_exception():  # SIGTERM cleans up as Ctrl-C does
+            return args.func(args)
+    except (UserError, ConfigError, FileNotFoundError, ValueError, PipelineError, FolderBusyError) as e:
+        return _error(args, e)
+    except OSError as e:
+        if e.errno not in OUTPUT_ERRORS:
+            raise
+        return _error(args, f"{e.filename or 'an output file'}: {OUTPUT_ERRORS[e.errno]}")
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except Terminated as e:
+        print(f"brainlib {args.cmd}: stopped by SIGTERM", file=sys.stderr)
+        return e.code
+
+
+def _error(args: argparse.Namespace, message: object) -> int:
+    print(f"brainlib {args.cmd}: error: {message}", file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":

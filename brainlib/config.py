@@ -39,6 +39,24 @@ class ConfigError(ValueError):
     """A setting that cannot work; the message is one line a user can act on."""
 
 
+MAX_BATCH = 4096  # images per batch: beyond any GPU's memory at 8 px already
+
+
+def check_psi(psi: float, name: str = "--truncation") -> float:
+    """psi, the truncation of w towards its average: a finite number in [0, 1] (1: none,
+    0: the average image). NaN would silently give black images."""
+    if isinstance(psi, bool) or not isinstance(psi, (int, float)) or not 0.0 <= psi <= 1.0:
+        raise ConfigError(f"{name} (psi) must be a number from 0 to 1 (got {psi})")
+    return float(psi)
+
+
+def check_seed(seed: int, name: str = "--seed") -> int:
+    """A seed: a whole number, 0 or more (numpy's generators refuse negative ones)."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ConfigError(f"{name} must be a whole number, 0 or more (got {seed})")
+    return seed
+
+
 # settings keyed by resolution, and the type of their values (JSON keys are strings)
 PER_RES_FIELDS = {"channels": int, "batch_sizes": int, "seconds_per_res": float, "images_per_res": int}
 
@@ -150,8 +168,10 @@ class RunConfig:
         for r in [4] + self.resolutions:
             need(r in self.channels, f"channels has no width for {r} px (have {sorted(self.channels)})")
         for r in self.resolutions:
-            need(self.batch_sizes.get(r, 0) > 0,
-                 f"batch size for {r} px must be a positive integer (got {self.batch_sizes.get(r)})")
+            b = self.batch_sizes.get(r, 0)
+            need(b > 0, f"batch size for {r} px must be a positive integer (got {self.batch_sizes.get(r)})")
+            need(b <= MAX_BATCH, f"batch size for {r} px is {b}; at most {MAX_BATCH}")
+        check_seed(self.seed, "seed")
         need(self.z_dim > 0 and self.w_dim > 0, "z_dim and w_dim must be positive")
         need(self.mapping_layers >= 1, "mapping_layers must be at least 1")
         need(self.arch in ARCHS, f"arch {self.arch!r} is not one of {', '.join(ARCHS)}")

@@ -7,6 +7,7 @@ import json
 import pytest
 import torch
 
+from brainlib.cli import main
 from brainlib.config import ConfigError, preset
 from brainlib.networks.settings import NetworkSettings, network_settings
 from brainlib.networks.stylegan1 import Discriminator, Generator
@@ -149,6 +150,24 @@ def test_corrupt_or_tampered_files_give_an_error_naming_the_file(saved):
     path.with_suffix(".json").write_text("{truncated")
     with pytest.raises(CheckpointError, match=r"01-8px.json is not valid JSON"):
         load_checkpoint(path)
+
+
+@pytest.mark.parametrize("content, says", [
+    ("null", "must hold a JSON object {...}, not null"), ("[1]", "not [1]"), ("3", "not 3"),
+    ('"01-8px.safetensors"', 'not "01-8px.safetensors"'), ("{broken", "is not valid JSON"),
+    ('{"checkpoint": 5}', 'got "checkpoint": 5'), ('{"checkpoint": "../../etc/x"}', "in its folder"),
+])
+def test_latest_json_of_any_shape_is_a_one_line_error(saved, capsys, content, says):
+    cfg, *_ = saved
+    (cfg.run_dir / "checkpoints" / "latest.json").write_text(content)
+    with pytest.raises(CheckpointError, match="latest.json") as e:
+        ckpt.latest_checkpoint(cfg.run_dir)
+    assert says in str(e.value) and "\n" not in str(e.value)
+    args = ["--out-root", str(cfg.out_root)]
+    assert main(["generate", "--model", "r", "--output", "x", "--n", "1", *args]) == 2
+    assert main(["train", "--preset", "smoke", "--run", "r", "--resume", *args]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 2 and all(says in line for line in err)
 
 
 def test_a_full_disk_keeps_the_previous_checkpoint(saved, monkeypatch):

@@ -1,6 +1,11 @@
 """`brainlib export`: a synthetic dataset in ADNI's layout from a smoke conditional run trained here."""
 import csv
 import hashlib
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -149,3 +154,42 @@ def test_bad_combinations_are_refused_before_writing(tmp_path, capsys):
     assert export(root, out, "rand-AD-16", "--n", 0) == 2
     assert "--n must be a positive" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_sigterm_midway_leaves_nothing_and_says_so(tmp_path):
+    root = tmp_path / "runs"
+    for c in ("AD", "NC"):
+        save_random_run(root, c)
+    out = tmp_path / "big"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "brainlib", "export", "--model", "rand-AD-16", "rand-NC-16",
+                             "--out", str(out), "--n", "5000", "--out-root", str(root)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
+    tmp = tmp_path / ".big.tmp"
+    deadline = time.monotonic() + 120
+    while not (tmp.is_dir() and any(tmp.rglob("*.png"))) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert proc.poll() is None, "the export ended before it could be stopped"
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=60) == 128 + signal.SIGTERM
+    assert proc.stderr.read().splitlines()[-1] == "brainlib export: stopped by SIGTERM"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["runs"]  # no folder, no temporary one, no lock
+
+
+def test_bad_psi_a_path_under_a_file_and_too_little_space_are_one_line(tmp_path, capsys):
+    root = tmp_path / "runs"
+    save_random_run(root, "AD")
+    (tmp_path / "afile").write_text("mine")
+    assert export(root, tmp_path / "afile" / "sub", "rand-AD-16", "--n", 2) == 2
+    assert capsys.readouterr().err == (f"brainlib export: error: {tmp_path / 'afile' / 'sub'}: "
+                                       "a part of the path is a file, not a folder\n")
+    assert export(root, tmp_path / "x", "rand-AD-16", "--n", 10**13) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "10000000000002 files of up to 2.3 kB need up to" in err
+    with pytest.raises(SystemExit):
+        export(root, tmp_path / "x", "rand-AD-16", "--n", 2, "--truncation", "nan")
+    assert "argument --truncation: must be a number from 0 to 1" in capsys.readouterr().err
+    with pytest.raises(ValueError, match=r"\(psi\) must be a number from 0 to 1"):
+        export_dataset(["rand-AD-16"], tmp_path / "x", 2, psi=float("nan"), out_root=root, progress=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile", "runs"]
+    assert (tmp_path / "afile").read_text() == "mine"

@@ -36,8 +36,9 @@ def test_sigkill_at_random_moments_then_resume_matches_uninterrupted_run(tiny_ph
 
     rng = random.Random(7)
     kills = 0
-    for attempt in range(4):
-        proc = subprocess.Popen(_train_cmd(tiny_phantom, tmp_path, "killed", resume=attempt > 0),
+    for _ in range(4):
+        started = latest_checkpoint(tmp_path / "killed") is not None  # --resume needs a checkpoint
+        proc = subprocess.Popen(_train_cmd(tiny_phantom, tmp_path, "killed", resume=started),
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(rng.uniform(3.0, 6.0))  # python and torch start in ~2 s; then it trains
         if proc.poll() is None:

@@ -1,4 +1,5 @@
 """`brainlib generate`: the original workbook's predict command, on saved random-weight runs."""
+import errno
 import json
 import os
 import subprocess
@@ -170,3 +171,45 @@ def test_checkpoint_path_relative_to_out_root_and_run_folder(out_root):
     assert rel == out_root / "smoke-AD" / "generated_images" / "rel"
     assert by_folder == out_root / "smoke-AD" / "generated_images" / "by-folder"
     assert (rel / "img_0.png").read_bytes() == (by_folder / "img_0.png").read_bytes()
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--truncation", "nan"], "argument --truncation: must be a number from 0 to 1 (got 'nan')"),
+    (["--truncation", "5"], "argument --truncation: must be a number from 0 to 1 (got '5')"),
+    (["--truncation", "-2"], "argument --truncation: must be a number from 0 to 1 (got '-2')"),
+    (["--truncation", "inf"], "argument --truncation: must be a number from 0 to 1 (got 'inf')"),
+    (["--seed", "-1"], "argument --seed: must be a whole number, 0 or more (got '-1')"),
+])
+def test_psi_and_seed_are_checked_where_parsed(out_root, capsys, args, words):
+    before = snapshot(out_root)
+    with pytest.raises(SystemExit) as e:
+        generate(out_root, "--model", "smoke-AD", "--output", "x", "--n", 2, *args)
+    assert e.value.code == 2
+    assert capsys.readouterr().err.splitlines()[-1] == f"brainlib generate: error: {words}"
+    assert snapshot(out_root) == before
+    with pytest.raises(ValueError, match=r"--truncation \(psi\) must be a number from 0 to 1 \(got nan\)"):
+        generate_to_folder("smoke-AD", "x", 2, psi=float("nan"), out_root=out_root)
+
+
+def test_size_and_n_are_bounded_before_anything_is_written(out_root, capsys):
+    before = snapshot(out_root)
+    assert generate(out_root, "--model", "smoke-AD", "--output", "x", "--n", 2, "--size", 1025) == 2
+    assert "--size 1025 is too large for a model trained at 16 px; at most 1024" in capsys.readouterr().err
+    assert generate(out_root, "--model", "smoke-AD", "--output", "x", "--n", 10**13) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "10000000000000 files of up to 1.3 kB need up to" in err and "free" in err
+    assert snapshot(out_root) == before
+
+
+def test_a_full_disk_midway_is_one_line_and_leaves_nothing(out_root, capsys, monkeypatch):
+
+    def disk_full(self, data):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(Path, "write_bytes", disk_full)
+    before = snapshot(out_root)
+    assert generate(out_root, "--model", "smoke-AD", "--output", "full", "--n", 3) == 2
+    folder = out_root / "smoke-AD" / "generated_images" / "full"
+    assert capsys.readouterr().err == f"brainlib generate: error: {folder}: the disk is full\n"
+    monkeypatch.undo()
+    assert snapshot(out_root) == before and not list(folder.parent.glob(".full*"))

@@ -34,8 +34,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from brainlib.atomic import atomic_write_bytes, atomic_write_json
-from brainlib.config import CLASS_LABELS
+from brainlib.atomic import atomic_write_bytes, atomic_write_json, human_bytes
+from brainlib.config import CLASS_LABELS, check_psi
 from brainlib.data.dataset import dataset_for_config, dataset_root, to_model_input
 from brainlib.data.discovery import DataError, discover
 from brainlib.eval import memorisation as mem
@@ -47,7 +47,8 @@ from brainlib.eval.metrics import usefulness as usefulness_study
 from brainlib.eval.report import format_table, load_report, metric_rows, with_floor
 from brainlib.eval.spectrum import octave_bands, plot_spectra, spectra_to_reference
 from brainlib.plots import pyplot, save_grid
-from brainlib.rundir import DEFAULT_OUT_ROOT, eval_figure_name, run_dir_of
+from brainlib.rundir import DEFAULT_OUT_ROOT, RunDir, eval_figure_name, run_dir_of
+from brainlib.runlock import folder_locks
 from brainlib.synthesis.sampling import load, sample_images
 
 # 5: SWD normalised by the training set's statistics, the power spectrum per band; 4: truncation
@@ -405,15 +406,47 @@ def evaluate(runs: list[str], n: int = 1000, out_root: str | Path = DEFAULT_OUT_
     trades recall for precision in a model whose average is realistic; the two reports side by
     side show whether a model's low precision is such a trade or a lack of fidelity.
     """
-    if not 0.0 <= truncation <= 1.0:
-        raise ValueError(f"truncation (psi) must be in [0, 1], got {truncation}")
+    check_psi(truncation, "truncation")
     sizes = sizes or (EvalSizes.quick() if quick else EvalSizes())
     runs = [runs] if isinstance(runs, (str, Path)) else list(runs)
     if n < 2:
         raise ValueError(f"evaluate needs at least 2 generated images per class, got n={n}")
     t0 = time.perf_counter()
     loaded = load_runs(list(runs), out_root)
+    check_memory(n, loaded)
     run_dirs = [run_dir_of(run, out_root=out_root) for run, *_ in loaded]
+    with folder_locks(run_dirs):  # no training or other evaluation writes these runs meanwhile
+        return _evaluate(runs, loaded, run_dirs, n, seed=seed, quick=quick, sizes=sizes, embed_method=embed_method,
+                         usefulness=usefulness, reuse=reuse, encoder_cache=encoder_cache, progress=progress,
+                         truncation=truncation, t0=t0)
+
+
+def available_memory() -> int | None:
+    """Bytes of memory available to a new allocation (Linux's MemAvailable), None where unknown."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def check_memory(n: int, loaded) -> None:
+    """Refuse an --n whose generated images alone (float32, every class) would fill half the
+    available memory: the metrics need several times that."""
+    res = max(int(meta["res"]) for *_, meta in loaded)
+    n_classes = sum(len(cfg.classes) for _, _, cfg, _ in loaded)
+    need, free = n * n_classes * res * res * 4, available_memory()
+    if free is not None and need > free // 2:
+        raise ValueError(f"--n {n}: {n_classes} x {n} generated images at {res} px take {human_bytes(need)} "
+                         f"and {human_bytes(free)} of memory is available; ask for at most "
+                         f"{max(2, free // 2 // (n_classes * res * res * 4))}")
+
+
+def _evaluate(runs, loaded, run_dirs: list[RunDir], n: int, *, seed: int, quick: bool, sizes: EvalSizes,
+              embed_method: str, usefulness: bool, reuse: bool, encoder_cache, progress: bool, truncation: float,
+              t0: float) -> Path:
     first_json, fig_dir = run_dirs[0].eval_report(truncation), run_dirs[0].eval_figures(truncation)
     fingerprint = _fingerprint(runs, n, seed, sizes, loaded, truncation)
     if reuse and (old := reusable_report(first_json, fingerprint)) is not None:

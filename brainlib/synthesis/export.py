@@ -24,13 +24,12 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from tqdm.auto import tqdm
-
-from brainlib.atomic import new_folder
-from brainlib.config import CLASS_LABELS, RunConfig, project_root
+from brainlib.atomic import check_free_space, new_folder
+from brainlib.config import CLASS_LABELS, RunConfig, check_psi, check_seed, project_root
 from brainlib.data.discovery import DataError, discover
+from brainlib.progress import progress_bar
 from brainlib.rundir import CHECKPOINTS, DEFAULT_OUT_ROOT, RunDir, eval_reports
-from brainlib.synthesis.sampling import load, png_bytes, sample_images, to_uint8, trained_res
+from brainlib.synthesis.sampling import load, png_bytes, png_size_bound, sample_images, to_uint8, trained_res
 from brainlib.training.checkpoints import file_sha256, resolve_checkpoint
 
 SYNTHETIC_NOTE = ("SYNTHETIC image made by a generative model trained with brainlib, not a scan of a person. "
@@ -134,16 +133,19 @@ def manifest_csv(rows: list[dict]) -> str:
 def export_dataset(runs: list[str] | str, out: str | Path, n: int, *, test_fraction: float = 0.2, seed: int = 0,
                    psi: float = 1.0, noise_mode: str = "random", out_root: str | Path = DEFAULT_OUT_ROOT,
                    progress: bool = True) -> Path:
-    """Write the synthetic dataset described in the module docstring and return its folder."""
+    """Write the synthetic dataset described in the module docstring and return its folder.
+    Everything is checked (the disk's free space too) before anything is written."""
 
     runs = [runs] if isinstance(runs, (str, Path)) else list(runs)
     out = Path(out)
     n_train, n_test = split_sizes(n, test_fraction)
-    if psi < 0:
-        raise ValueError(f"--truncation must be 0 or more (got {psi})")
+    check_psi(psi)
+    check_seed(seed)
     models = load_models([str(r) for r in runs], out_root)
-    with new_folder(out) as tmp, tqdm(total=n * len(models), desc=f"export {out.name}", unit="img",
-                                      disable=not progress) as bar:
+    side = trained_res(next(iter(models.values())).G)  # load_models checked that every run has it
+    check_free_space(out, n * len(models) + 2, png_size_bound(side, text_bytes=1024))
+    with new_folder(out) as tmp, progress_bar(total=n * len(models), desc=f"export {out.name}", unit="img",
+                                              disable=not progress) as bar:
         rows = []
         for m in models.values():
             rows += write_class(m, tmp, n_train, n_test, seed, psi, noise_mode, bar)

@@ -31,7 +31,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
-from tqdm.auto import tqdm
 
 from brainlib.atomic import FolderExistsError, new_folder
 from brainlib.data.dataset import to_model_input
@@ -39,6 +38,7 @@ from brainlib.data.decoding import decode_file
 from brainlib.data.slices import SkippedFile
 from brainlib.eval.metrics import ms_ssim, ssim
 from brainlib.plots import pyplot
+from brainlib.progress import progress_bar
 from brainlib.rundir import DEFAULT_OUT_ROOT, run_dir_of
 from brainlib.synthesis.sampling import (
     class_labels,
@@ -200,7 +200,8 @@ def project(G, target: torch.Tensor, *, class_name: str | None = None, steps: in
         return G.synthesize(ws, res=res, alpha=alpha, noise_mode="const")
 
     curve = []
-    for step in range(steps + 1):
+    bar = progress_bar(range(steps + 1), total=steps + 1, desc="project", unit="step", disable=not progress)
+    for step in bar:
         t = step / steps
         with torch.no_grad():
             image = render(w).clamp(-1, 1)
@@ -226,7 +227,7 @@ def project(G, target: torch.Tensor, *, class_name: str | None = None, steps: in
                 for n in maps.values():
                     n.sub_(n.mean()).div_(n.std().clamp_min(1e-8))
         if progress and step % max(1, steps // 10) == 0:
-            tqdm.write(f"step {step}/{steps}: loss {float(loss.detach()):.4f}, PSNR {curve[-1]['psnr']:.2f} dB")
+            bar.set_postfix(loss=f"{curve[-1]['loss']:.4f}", psnr=f"{curve[-1]['psnr']:.2f} dB")
     ws = w.detach().expand(-1, num_ws, -1).clone()
     return Projection(ws=ws, image=image.detach(), target=target, curve=curve,
                       noise={k: v.detach() for k, v in maps.items()} or None, class_name=class_name)

@@ -33,8 +33,8 @@ import torch
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
-from brainlib.atomic import atomic_write_json, new_folder
-from brainlib.config import CLASS_LABELS
+from brainlib.atomic import atomic_write_json, check_free_space, new_folder
+from brainlib.config import CLASS_LABELS, check_psi, check_seed
 from brainlib.networks.layers import NOISE_MODES
 from brainlib.progress import progress_bar
 from brainlib.rundir import DEFAULT_OUT_ROOT, run_dir_of
@@ -356,6 +356,17 @@ def _check_output_name(output: str) -> None:
         raise ValueError(f"--output {output!r} must be a plain folder name (no slashes), e.g. 'AD_seed0'")
 
 
+def png_size_bound(side: int, text_bytes: int = 0) -> int:
+    """The most bytes a greyscale side x side PNG can take: its pixels stored (PNG deflate
+    never grows data by more than a few bytes per block), a filter byte per row, the chunks."""
+    return side * (side + 1) + 1024 + text_bytes
+
+
+def max_output_size(trained: int) -> int:
+    """The largest --size generate writes: 4x the trained size, or 1024 px if that is more."""
+    return max(4 * trained, 1024)
+
+
 def generate_to_folder(model: str | Path, output: str, n: int, seed: int = 0, class_name: str | None = None,
                        psi: float = 1.0, size: int | None = None, out_root: str | Path = DEFAULT_OUT_ROOT, *,
                        batch_size: int = 64, noise_mode: str = "random", progress: bool = True,
@@ -363,14 +374,17 @@ def generate_to_folder(model: str | Path, output: str, n: int, seed: int = 0, cl
     """Write img_0.png .. img_{n-1}.png (greyscale, the trained size unless `size`) and return the folder.
 
     The folder is <run dir>/generated_images/<output>/, and <output>.json beside it records the
-    checkpoint (with its sha256) and the options, to reproduce the images. Everything is checked before anything
-    is written; the images are written to a hidden temporary folder that is renamed into place
-    at the end, so an error or interruption leaves nothing behind, and an existing folder
-    is never overwritten. `steps` and `guidance` (a diffusion run's DDIM steps and guidance
-    scale) default to the run's config."""
+    checkpoint (with its sha256) and the options, to reproduce the images. Everything is checked
+    (the disk's free space too) before anything is written; the images are written to a hidden
+    temporary folder (atomic.new_folder) that is renamed into place at the end, so an error,
+    Ctrl-C or SIGTERM leaves nothing behind, and an existing folder is never overwritten.
+    `steps` and `guidance` (a diffusion run's DDIM steps and guidance scale) default to the
+    run's config."""
     if n is None or int(n) <= 0:
         raise ValueError(f"--n must be a positive number of images (got {n})")
     _check_output_name(output)
+    check_seed(seed)
+    check_psi(psi)
     if size is not None and size <= 0:
         raise ValueError(f"--size must be a positive number of pixels (got {size})")
 
@@ -384,11 +398,15 @@ def generate_to_folder(model: str | Path, output: str, n: int, seed: int = 0, cl
     if cfg.diffusion:
         G.steps, G.guidance = G.steps if steps is None else steps, G.guidance if guidance is None else guidance
     class_labels(G, class_name, 1)  # a class the model cannot make fails here, before any writing
+    if size is not None and size > max_output_size(trained_res(G)):
+        raise ValueError(f"--size {size} is too large for a model trained at {trained_res(G)} px; "
+                         f"at most {max_output_size(trained_res(G))}")
     run = run_dir_of(model, out_root=out_root)
     folder = run.generated_images(output)
     if folder.exists():
         raise OutputExistsError(f"{folder} already exists; choose another --output name "
                               f"(nothing was written, the existing images are kept)")
+    check_free_space(folder, n, png_size_bound(size or trained_res(G)))
     with new_folder(folder) as tmp, _progress(n, progress and n > batch_size, f"generate {output}") as bar:
         for lo in range(0, n, batch_size):
             imgs = sample_images(G, min(batch_size, n - lo), seed=seed, class_name=class_name, psi=psi,

@@ -126,16 +126,21 @@ def latest_checkpoint(run_dir: str | Path) -> Path | None:
     if not pointer.is_file():
         return None
     name = _read_json(pointer).get("checkpoint")
-    if not name:
-        raise CheckpointError(f"{pointer} does not name a checkpoint")
+    if not isinstance(name, str) or not name or Path(name).name != name:
+        raise CheckpointError(f'{pointer} does not name a checkpoint file in its folder (expected '
+                              f'{{"checkpoint": "<name>.safetensors"}}, got "checkpoint": {json.dumps(name)})')
     return pointer.parent / name
 
 
 def _read_json(path: Path) -> dict:
+    """A JSON object from `path`; anything else (broken JSON, null, a list, a number) is a CheckpointError."""
     try:
-        return json.loads(path.read_text())
+        value = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise CheckpointError(f"{path} is not valid JSON ({e})") from e
+    if not isinstance(value, dict):
+        raise CheckpointError(f"{path} must hold a JSON object {{...}}, not {json.dumps(value)[:40]}")
+    return value
 
 
 def _load_pt(path: Path) -> dict[str, torch.Tensor]:

@@ -13,10 +13,8 @@ samples/ (the EMA denoiser's grid from fixed seeds at each checkpoint) and plots
 from __future__ import annotations
 
 import contextlib
-import shutil
 import time
 from dataclasses import asdict
-from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +24,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from brainlib.config import RunConfig
-from brainlib.data.dataset import dataset_for_config, to_model_input
+from brainlib.data.dataset import to_model_input
 from brainlib.networks.diffusion import ARCHITECTURE, NoisePath, build_denoiser
 from brainlib.networks.unet import NULL_CLASS
 from brainlib.plots import plot_losses_per_batch, save_grid
@@ -36,7 +34,7 @@ from brainlib.training import checkpoints as ckpt
 from brainlib.training import distributed as dist
 from brainlib.training.devices import autocast_dtype, precision, resolve_device
 from brainlib.training.divergence import diverged, first_non_finite, weights_finite
-from brainlib.training.metrics_log import MetricsLog, read_metrics, truncate_metrics
+from brainlib.training.metrics_log import MetricsLog, read_metrics
 from brainlib.training.schedule import Position, ema_beta, epoch_permutation
 
 NOISE_SEED_OFFSET = 104_729  # the trainer's noise generator is seeded with seed + this
@@ -55,6 +53,7 @@ def diffusion_channels_last(cfg: RunConfig, device: torch.device) -> bool:
 class DiffusionTrainer:
     def __init__(self, cfg: RunConfig, dataset, *, resume: bool = False, max_steps: int | None = None):
         self.cfg, self.max_steps = cfg, max_steps
+        self.resumed_changes: dict = {}  # the settings a resume changed (none: they are its config's)
         self.rank, self.world = dist.rank(), dist.world_size()
         self.main = self.rank == 0
         self.device = dist.device_for_rank(resolve_device(cfg.device))
@@ -208,6 +207,14 @@ class DiffusionTrainer:
                 bar.set_postfix({"loss": f"{rows[-1]['loss']:.4f}"})
         return due
 
+    def describe(self, n_images: int) -> str:
+        """The line a fresh run starts with."""
+        cfg = self.cfg
+        return (f"training {cfg.run}: a {cfg.objective} diffusion model ({parameters(self.net):,} parameters) "
+                f"on {n_images} images of {', '.join(cfg.classes)} at {cfg.image_size} px, "
+                f"{cfg.train_images:,} images on {self.device}, {precision(cfg, self.device)}"
+                + (f" x {self.world} processes" if self.world > 1 else ""))
+
     def _say(self, message: str) -> None:
         if self.main:
             print(message, flush=True)
@@ -254,44 +261,3 @@ class DiffusionTrainer:
 
 def parameters(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
-
-
-def train_diffusion(cfg: RunConfig, *, resume: bool = False, dataset=None, max_steps: int | None = None) -> Path:
-    """Train cfg's denoiser; returns the run folder. The same contract as trainer.train (which
-    calls this for family "diffusion"): resume from latest.json, an existing run folder moved
-    aside on a fresh start, max_steps batches in total then a checkpoint, rank 0 writes."""
-    cfg.validate()
-    dist.init_from_env(resolve_device(cfg.device))
-    try:
-        run_dir = Path(cfg.run_dir)
-        resuming = resume and ckpt.latest_checkpoint(run_dir) is not None
-        if dist.rank() == 0:
-            if not resuming and run_dir.exists() and any(run_dir.iterdir()):
-                moved = run_dir.with_name(f"{run_dir.name}.replaced-{datetime.now():%Y%m%d-%H%M%S}")
-                shutil.move(str(run_dir), moved)
-                print(f"{run_dir} already held a run; moved it to {moved}", flush=True)
-            run_dir.mkdir(parents=True, exist_ok=True)
-        dist.barrier()
-        if dataset is None:  # rank 0 decodes and caches first; the others then read the cache
-            if dist.rank() == 0:
-                dataset = dataset_for_config(cfg)
-            dist.barrier()
-            if dist.rank() != 0:
-                dataset = dataset_for_config(cfg, progress=False)
-        trainer = DiffusionTrainer(cfg, dataset, resume=resuming, max_steps=max_steps)
-        if trainer.main:
-            cfg.save(run_dir / "config.json")
-            if resuming:
-                truncate_metrics(run_dir, trainer.position.batches)
-                trainer.log.write([{"kind": "resume", "batch": trainer.position.batches}])
-            else:
-                trainer._say(f"training {cfg.run}: a {cfg.objective} diffusion model ({parameters(trainer.net):,} "
-                             f"parameters) on {len(dataset.images)} images of {', '.join(cfg.classes)} at "
-                             f"{cfg.image_size} px, {cfg.train_images:,} images on {trainer.device}, "
-                             f"{precision(cfg, trainer.device)}"
-                             + (f" x {trainer.world} processes" if trainer.world > 1 else ""))
-        trainer.run()
-        dist.barrier()
-        return run_dir
-    finally:
-        dist.shutdown()

@@ -35,10 +35,11 @@ from brainlib.networks.settings import network_settings
 from brainlib.plots import save_step_figures
 from brainlib.progress import progress_bar
 from brainlib.rundir import RunDir, periodic_name, step_name
+from brainlib.runlock import folder_lock
 from brainlib.training import checkpoints as ckpt
 from brainlib.training import distributed as dist
 from brainlib.training.devices import autocast_dtype, precision, resolve_device, use_channels_last
-from brainlib.training.diffusion_trainer import train_diffusion
+from brainlib.training.diffusion_trainer import DiffusionTrainer
 from brainlib.training.divergence import diverged, first_non_finite, weights_finite
 from brainlib.training.metrics_log import MetricsLog, read_metrics, truncate_metrics
 from brainlib.training.schedule import Position, batch_size, ema_beta, epoch_permutation, fade_alpha, step_spent
@@ -301,6 +302,13 @@ class Trainer:
                 bar.set_postfix({k: f"{rows[-1][k]:.3f}" for k in ("d_loss", "g_loss", "gp") if k in rows[-1]})
         return due
 
+    def describe(self, n_images: int) -> str:
+        """The line a fresh run starts with."""
+        cfg = self.cfg
+        return (f"training {cfg.run}: {n_images} images of {', '.join(cfg.classes)}, "
+                f"{cfg.resolutions[0]} -> {cfg.image_size} px on {self.device}, {precision(cfg, self.device)}"
+                + (f" x {self.world} processes" if self.world > 1 else ""))
+
     def _say(self, message: str) -> None:
         if self.main:
             print(message, flush=True)
@@ -382,51 +390,75 @@ def _set_aside(run_dir: Path) -> Path:
     return target
 
 
+def resume_point(run_dir: Path) -> Path:
+    """The checkpoint a resumed run continues from. A run without a usable checkpoints/latest.json
+    is an error naming what is there, never a silent fresh start."""
+    latest = ckpt.latest_checkpoint(run_dir)  # a broken latest.json raises CheckpointError
+    if latest is not None:
+        return latest
+    afresh = (f"train without --resume to start afresh (an existing folder is kept as "
+              f"{run_dir.name}.replaced-<time>)")
+    if not run_dir.is_dir():
+        raise ckpt.CheckpointError(f"cannot resume {run_dir}: there is no such run folder; {afresh}")
+    run = RunDir(run_dir)
+    saved = sorted(run.checkpoints.glob("*.safetensors"))  # their names sort by progress
+    if not saved:
+        raise ckpt.CheckpointError(f"cannot resume {run_dir}: it holds no checkpoint yet; {afresh}")
+    pointer = run.latest
+    raise ckpt.CheckpointError(
+        f"cannot resume {run_dir}: {pointer} is missing, though {len(saved)} checkpoint(s) are there "
+        f'(newest: {saved[-1].name}); to continue from it write {{"checkpoint": "{saved[-1].name}"}} '
+        f"into {pointer}, or {afresh}")
+
+
 def train(cfg: RunConfig, *, resume: bool = False, dataset=None, max_steps: int | None = None) -> Path:
-    """Train cfg's progressive StyleGAN; returns the run folder.
+    """Train cfg's model (a progressive StyleGAN, or a diffusion model for family "diffusion");
+    returns the run folder.
 
     resume=True continues from the run's latest.json (a finished run returns at once; a run
-    with no checkpoint starts from the beginning). resume=False on a folder that already holds
-    a run moves the old folder aside (`<run>.replaced-<time>`) rather than deleting anything.
+    without a usable latest.json is an error, not a fresh start). resume=False on a folder that
+    already holds a run moves the old folder aside (`<run>.replaced-<time>`) rather than
+    deleting anything. The run folder's lock (brainlib/runlock.py) is held throughout, so a
+    second training, resume or evaluation of the same run is refused while this one lives.
     max_steps stops after that many batches in total, with a checkpoint (for tests and
-    interrupted sessions). Under torchrun every rank calls this and rank 0 writes the files.
-    A config of the diffusion family trains in diffusion_trainer.py, under the same contract."""
-    if cfg.diffusion:
-        return train_diffusion(cfg, resume=resume, dataset=dataset, max_steps=max_steps)
+    interrupted sessions). Under torchrun every rank calls this and rank 0 writes the files."""
     cfg.validate()
     dist.init_from_env(resolve_device(cfg.device))
     try:
         run_dir = Path(cfg.run_dir)
-        resuming = resume and ckpt.latest_checkpoint(run_dir) is not None
-        if dist.rank() == 0:
-            if not resuming and run_dir.exists() and any(run_dir.iterdir()):
-                moved = _set_aside(run_dir)
-                print(f"{run_dir} already held a run; moved it to {moved}", flush=True)
-            run_dir.mkdir(parents=True, exist_ok=True)
-        dist.barrier()
-        if dataset is None:  # rank 0 decodes and caches first; the others then read the cache
-            if dist.rank() == 0:
-                dataset = dataset_for_config(cfg)
-            dist.barrier()
-            if dist.rank() != 0:
-                dataset = dataset_for_config(cfg, progress=False)
-        trainer = Trainer(cfg, dataset, resume=resuming, max_steps=max_steps)
-        if trainer.main:
-            cfg.save(RunDir(run_dir).config)
-            if resuming:
-                truncate_metrics(run_dir, trainer.position.batches)
-                trainer.log.write([{"kind": "resume", "batch": trainer.position.batches,
-                                    "changed": trainer.resumed_changes}])
-            else:
-                trainer._say(f"training {cfg.run}: {len(dataset.images)} images of {', '.join(cfg.classes)}, "
-                             f"{cfg.resolutions[0]} -> {cfg.image_size} px on {trainer.device}, "
-                             f"{precision(cfg, trainer.device)}"
-                             + (f" x {trainer.world} processes" if trainer.world > 1 else ""))
-        trainer.run()
-        dist.barrier()
-        return run_dir
+        with folder_lock(run_dir) if dist.rank() == 0 else contextlib.nullcontext():
+            return _train_locked(cfg, run_dir, resume=resume, dataset=dataset, max_steps=max_steps)
     finally:
         dist.shutdown()
+
+
+def _train_locked(cfg: RunConfig, run_dir: Path, *, resume: bool, dataset, max_steps: int | None) -> Path:
+    if resume:
+        resume_point(run_dir)
+    if dist.rank() == 0:
+        if not resume and run_dir.exists() and any(run_dir.iterdir()):
+            moved = _set_aside(run_dir)  # no live brainlib writes it: we hold its lock
+            print(f"{run_dir} already held a run; moved it to {moved}", flush=True)
+        run_dir.mkdir(parents=True, exist_ok=True)
+    dist.barrier()
+    if dataset is None:  # rank 0 decodes and caches first; the others then read the cache
+        if dist.rank() == 0:
+            dataset = dataset_for_config(cfg)
+        dist.barrier()
+        if dist.rank() != 0:
+            dataset = dataset_for_config(cfg, progress=False)
+    trainer = (DiffusionTrainer if cfg.diffusion else Trainer)(cfg, dataset, resume=resume, max_steps=max_steps)
+    if trainer.main:
+        cfg.save(RunDir(run_dir).config)
+        if resume:
+            truncate_metrics(run_dir, trainer.position.batches)
+            trainer.log.write([{"kind": "resume", "batch": trainer.position.batches,
+                                "changed": trainer.resumed_changes}])
+        else:
+            trainer._say(trainer.describe(len(dataset.images)))
+    trainer.run()
+    dist.barrier()
+    return run_dir
 
 
 def describe_run_folder(run_dir: str | Path) -> str:
