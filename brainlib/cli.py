@@ -221,8 +221,8 @@ def main(argv: list[str] | None = None) -> int:
     except (UserError, ConfigError, FileNotFoundError, ValueError, PipelineError) as e:
         print(f"brainlib {args.cmd}: error: {e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+    except KeyboardInterrupt as e:  # a batch says which notebooks it cut short
+        print(f"brainlib {args.cmd}: {e or 'interrupted'}", file=sys.stderr)
         return 130
 
 
