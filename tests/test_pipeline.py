@@ -90,7 +90,7 @@ def test_batch_runs_each_notebook_with_its_parameters_and_writes_the_summary(tmp
     assert made[0]["data_root"] == str(data) and made[0]["preset"] == "smoke"
     assert made[0]["cwd"] == str(ROOT)  # papermill runs in the workbook folder
     assert made[0]["run"] == "b1" and made[0]["image_size"] == 16  # data figures in the batch folder, smoke size
-    assert [(c["class_name"], c["run"]) for c in made[1:3]] == [("AD", "b1-AD"), ("NC", "b1-NC")]
+    assert sorted((c["class_name"], c["run"]) for c in made[1:3]) == [("AD", "b1-AD"), ("NC", "b1-NC")]  # at once
     assert made[3]["runs"] == made[4]["runs"] == ["b1-AD", "b1-NC"]
     executed = sorted(p.name for p in (out / "b1" / "notebooks").glob("*.ipynb"))
     assert executed == ["01_data.ipynb", "02_train_progressive-AD.ipynb", "02_train_progressive-NC.ipynb",
@@ -98,9 +98,9 @@ def test_batch_runs_each_notebook_with_its_parameters_and_writes_the_summary(tmp
     # the executed notebook carries the injected parameters
     injected = nbformat.read(out / "b1" / "notebooks" / "02_train_progressive-NC.ipynb", as_version=4).cells[1]
     assert "injected-parameters" in injected.metadata["tags"] and 'class_name = "NC"' in injected.source
-    lines = [l for l in capsys.readouterr().out.splitlines() if l.startswith("[")]
+    lines = sorted(line for line in capsys.readouterr().out.splitlines() if line.startswith("["))  # AD or NC first
     assert len(lines) == 5 and lines[1].startswith("[2/5] 02_train_progressive AD ... done in ")
-    assert all(re.search(r"done in (\d+\.\d+s|\d+m\d\ds)$", l) for l in lines)
+    assert all(re.search(r"done in (\d+\.\d+s|\d+m\d\ds)$", line) for line in lines)
 
     page = summary.read_text()
     assert page.count("src='data:image/png;base64,") == 1 + 2 * 3 + 1  # data, 2 runs x (2 grids + loss), UMAP
