@@ -333,6 +333,8 @@ def test_ctrl_c_stops_the_kernels_records_interrupted_and_prints_one_line(tmp_pa
     statuses = {t["label"]: t["status"] for t in json.loads((out / "smoke" / "timings.json").read_text())}
     assert statuses == {"01_data": "done", "02_train_progressive AD": "interrupted",
                         "02_train_progressive NC": "interrupted", "03_samples": "pending", "04_umap": "pending"}
+    for cls in ("AD", "NC"):  # papermill wrote the cut-short notebooks whole
+        assert nbformat.read(out / "smoke" / "notebooks" / f"02_train_progressive-{cls}.ipynb", as_version=4).cells
     kernels = [int(p.read_text()) for p in pid_files]
     deadline = time.monotonic() + 10
     while any(running(pid) for pid in kernels):

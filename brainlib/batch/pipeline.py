@@ -16,11 +16,14 @@ papermill is imported lazily: training must not need the notebook stack.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import queue
 import signal
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -179,37 +182,67 @@ def _run_together(wave: list[Step], steps: list[Step], batch_dir: Path, notebook
             step.status, step.started = "running", time.monotonic()
             threading.Thread(target=work, args=(step,), name=step.label, daemon=True).start()
         _record(batch_dir, steps)
-        for _ in wave:
-            while True:
-                try:
-                    step = ended.get(timeout=progress.tick_seconds)
-                    break
-                except queue.Empty:
-                    progress.poll()
-            _record(batch_dir, steps)
-            prefix = _prefix(steps, step)
-            progress.finished(step.label)
-            outcome = f"FAILED after {format_seconds(step.seconds)}" if step.label in failures \
-                else f"done in {format_seconds(step.seconds)}"
-            progress.say(f"{chr(13) if live else ''}{prefix} {outcome}")
+        reported: set[str] = set()
+        try:
+            for _ in wave:
+                while True:
+                    try:
+                        step = ended.get(timeout=progress.tick_seconds)
+                        break
+                    except queue.Empty:
+                        progress.poll()
+                _record(batch_dir, steps)
+                reported.add(step.label)
+                progress.finished(step.label)
+                outcome = f"FAILED after {format_seconds(step.seconds)}" if step.label in failures \
+                    else f"done in {format_seconds(step.seconds)}"
+                progress.say(f"{chr(13) if live else ''}{_prefix(steps, step)} {outcome}")
+        except KeyboardInterrupt:
+            with _sigint_ignored():  # a second Ctrl-C must not cut the clean-up short
+                if live:
+                    print(flush=True)
+                _stop([s for s in wave if s.label not in reported], ended)
+            raise
     return [failures[s.label] for s in wave if s.label in failures]
 
 
-def _interrupted(batch_dir: Path, steps: list[Step]) -> BatchInterrupted:
-    """After Ctrl-C: the kernels stopped, the running notebooks recorded as interrupted."""
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN) \
-        if threading.current_thread() is threading.main_thread() else None
-    running = [s for s in steps if s.status == "running"]  # before their threads see the kernels die
+def _stop(cut_short: list[Step], ended: queue.Queue, wait_s: float = 10.0) -> None:
+    """Ctrl-C: kill the kernels, give papermill a moment to write their notebooks whole, and
+    mark the steps interrupted."""
+    papermill_log = logging.getLogger("papermill")  # nbclient's "Kernel died ..." for each kernel killed here
+    level = papermill_log.level
+    papermill_log.setLevel(logging.CRITICAL)
     try:
         stop_kernels()
-        for step in running:
-            step.status, step.seconds = "interrupted", time.monotonic() - step.started
+        deadline = time.monotonic() + wait_s
+        for _ in cut_short:
+            try:
+                ended.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                break
+    finally:
+        papermill_log.setLevel(level)
+    for step in cut_short:
+        step.status, step.seconds = "interrupted", time.monotonic() - step.started
+
+
+@contextmanager
+def _sigint_ignored() -> Iterator[None]:
+    main = threading.current_thread() is threading.main_thread()  # only it may set handlers
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if main else None
+    try:
+        yield
+    finally:
+        if main:
+            signal.signal(signal.SIGINT, previous)
+
+
+def _interrupted(batch_dir: Path, steps: list[Step]) -> BatchInterrupted:
+    """After Ctrl-C: timings.json with the interrupted notebooks, and the one line to show."""
+    with _sigint_ignored():
         if batch_dir.is_dir():
             _record(batch_dir, steps)
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGINT, previous)
-    during = ", ".join(s.label for s in running) or "between notebooks"
+    during = ", ".join(s.label for s in steps if s.status == "interrupted") or "between notebooks"
     return BatchInterrupted(f"interrupted during {during} (see {batch_dir / 'timings.json'}); the same "
                             "command goes on: finished trainings are skipped, unfinished ones resume from their "
                             "last checkpoint")
