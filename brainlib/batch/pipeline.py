@@ -178,12 +178,12 @@ def _run_together(wave: list[Step], steps: list[Step], batch_dir: Path, notebook
         live = progress.mode == "bar" and not watched  # no bar: the step's line is finished in place
         if live:
             print(_prefix(steps, wave[0]), end="", flush=True)
-        for step in wave:
-            step.status, step.started = "running", time.monotonic()
-            threading.Thread(target=work, args=(step,), name=step.label, daemon=True).start()
-        _record(batch_dir, steps)
         reported: set[str] = set()
         try:
+            for step in wave:
+                step.status, step.started = "running", time.monotonic()
+                threading.Thread(target=work, args=(step,), name=step.label, daemon=True).start()
+            _record(batch_dir, steps)
             for _ in wave:
                 while True:
                     try:
@@ -201,7 +201,7 @@ def _run_together(wave: list[Step], steps: list[Step], batch_dir: Path, notebook
             with _sigint_ignored():  # a second Ctrl-C must not cut the clean-up short
                 if live:
                     print(flush=True)
-                _stop([s for s in wave if s.label not in reported], ended)
+                _stop([s for s in wave if s.status == "running" and s.label not in reported], ended)
             raise
     return [failures[s.label] for s in wave if s.label in failures]
 
