@@ -270,8 +270,8 @@ def main(argv: list[str] | None = None) -> int:
         if e.errno not in OUTPUT_ERRORS:
             raise
         return _error(args, f"{e.filename or 'an output file'}: {OUTPUT_ERRORS[e.errno]}")
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+    except KeyboardInterrupt as e:  # a batch says which notebooks it cut short
+        print(f"brainlib {args.cmd}: {e or 'interrupted'}", file=sys.stderr)
         return 130
     except Terminated as e:
         print(f"brainlib {args.cmd}: stopped by SIGTERM", file=sys.stderr)

@@ -139,7 +139,7 @@ class LineProgress:
         if fraction is not None:
             parts.append(f"{100 * fraction:.0f}% of the {self.job}" if self.job else f"{100 * fraction:.0f}%")
             if fraction > f0:
-                parts.append(f"{_duration((1 - fraction) * dt / (fraction - f0))} left")
+                parts.append(f"{format_duration((1 - fraction) * dt / (fraction - f0))} left")
         return f"{self.desc}: " + ", ".join(parts) if self.desc else ", ".join(parts)
 
     def _fraction(self) -> float | None:
@@ -148,7 +148,7 @@ class LineProgress:
         return self.n / self.total if self.total else None
 
 
-def _duration(seconds: float) -> str:
+def format_duration(seconds: float) -> str:
     seconds = int(round(seconds))
     if seconds < 60:
         return f"{seconds}s"

@@ -6,6 +6,7 @@ re-create exactly the conditions under which the committed outputs were recorded
 from __future__ import annotations
 
 import atexit
+import contextlib
 import shutil
 import sys
 import tempfile
@@ -43,9 +44,16 @@ def trained_runs() -> Path:
     return out_root
 
 
+SMOKE_PROGRESS_SECONDS = 0.2  # the batch's progress lines, 30 s apart in a real log
+
+
 @cache
 def smoke_batch() -> Path:
-    """The out_root of a full smoke batch of the workbook's notebooks (batch folder `smoke`)."""
+    """The out_root of a full smoke batch of the workbook's notebooks (batch folder `smoke`),
+    AD and NC trained side by side, what it printed kept in `<out_root>/batch.log` as a log
+    file would (progress lines every SMOKE_PROGRESS_SECONDS)."""
     out_root = session_dir() / "batch"
-    refresh.run_smoke_batch(out_root, tiny_data())
+    out_root.mkdir(parents=True, exist_ok=True)
+    with open(out_root / "batch.log", "w") as log, contextlib.redirect_stdout(log):
+        refresh.run_smoke_batch(out_root, tiny_data(), parallel=True, progress_seconds=SMOKE_PROGRESS_SECONDS)
     return out_root

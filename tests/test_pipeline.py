@@ -5,16 +5,24 @@ the summary page shows what the runs wrote.
 Most tests use tiny stand-in notebooks (no torch, seconds each) written to tmp_path;
 the last one runs the workbook's real notebooks on the smoke preset."""
 import json
+import os
 import re
+import signal
 import subprocess
 import sys
+import time
+from datetime import datetime
 from pathlib import Path
 
 import nbformat
 import pytest
+import torch
 
-from brainlib.batch.pipeline import PipelineError, run_batch, training_finished
+from brainlib.batch.pipeline import PipelineError, run_batch, training_finished, usable_cores
 from brainlib.batch.report_page import format_seconds
+from brainlib.config import preset
+from brainlib.training.checkpoints import latest_checkpoint, load_checkpoint
+from brainlib.training.trainer import train
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).parent))
@@ -85,7 +93,7 @@ def test_batch_runs_each_notebook_with_its_parameters_and_writes_the_summary(tmp
     assert made[0]["data_root"] == str(data) and made[0]["preset"] == "smoke"
     assert made[0]["cwd"] == str(ROOT)  # papermill runs in the workbook folder
     assert made[0]["run"] == "b1" and made[0]["image_size"] == 16  # data figures in the batch folder, smoke size
-    assert [(c["class_name"], c["run"]) for c in made[1:3]] == [("AD", "b1-AD"), ("NC", "b1-NC")]
+    assert sorted((c["class_name"], c["run"]) for c in made[1:3]) == [("AD", "b1-AD"), ("NC", "b1-NC")]  # at once
     assert made[3]["runs"] == made[4]["runs"] == ["b1-AD", "b1-NC"]
     executed = sorted(p.name for p in (out / "b1" / "notebooks").glob("*.ipynb"))
     assert executed == ["01_data.ipynb", "02_train_progressive-AD.ipynb", "02_train_progressive-NC.ipynb",
@@ -93,7 +101,7 @@ def test_batch_runs_each_notebook_with_its_parameters_and_writes_the_summary(tmp
     # the executed notebook carries the injected parameters
     injected = nbformat.read(out / "b1" / "notebooks" / "02_train_progressive-NC.ipynb", as_version=4).cells[1]
     assert "injected-parameters" in injected.metadata["tags"] and 'class_name = "NC"' in injected.source
-    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("[")]
+    lines = sorted(line for line in capsys.readouterr().out.splitlines() if line.startswith("["))  # AD or NC first
     assert len(lines) == 5 and lines[1].startswith("[2/5] 02_train_progressive AD ... done in ")
     assert all(re.search(r"done in (\d+\.\d+s|\d+m\d\ds)$", line) for line in lines)
 
@@ -255,3 +263,122 @@ def test_one_class_batch_on_a_dataset_of_normal_controls_only(tmp_path):
     assert "per class {'NC': " in "".join(o.get("text", "") for c in executed.cells if c.cell_type == "code"
                                             for o in c.get("outputs", []))
     assert "needs both AD and NC" in summary.read_text()
+
+
+def ran_between(executed: Path) -> tuple[datetime, datetime]:
+    """When papermill started and ended an executed notebook."""
+    meta = nbformat.read(executed, as_version=4).metadata.papermill
+    return datetime.fromisoformat(meta["start_time"]), datetime.fromisoformat(meta["end_time"])
+
+
+def overlap(a: Path, b: Path) -> bool:
+    (start_a, end_a), (start_b, end_b) = ran_between(a), ran_between(b)
+    return start_a < end_b and start_b < end_a
+
+
+def test_trainings_run_side_by_side_and_a_failing_one_lets_the_other_finish(tmp_path, capfd):
+    notebooks = stand_in_notebooks(tmp_path / "nb")
+    write_notebook(notebooks / "02_train_progressive.ipynb",
+                   'data_root = None\nout_root = "outputs"\npreset = "demo"\nclass_name = "AD"\nrun_name = "x"\n',
+                   "import pathlib, time\ntime.sleep(3 if class_name == 'NC' else 0)",
+                   "if class_name == 'AD':\n    raise ValueError('the trainer broke')",
+                   "pathlib.Path(out_root, run_name).mkdir(parents=True)\n"
+                   "pathlib.Path(out_root, run_name, 'trained').write_text(class_name)")
+    out = tmp_path / "out"
+    with pytest.raises(PipelineError, match=r"02_train_progressive AD failed in cell 3 .*the trainer broke"):
+        run_batch(preset="smoke", out_root=out, notebooks_dir=notebooks, parallel=True)
+    assert (out / "smoke-NC" / "trained").read_text() == "NC"  # finished after AD had failed
+    executed = out / "smoke" / "notebooks"
+    assert overlap(executed / "02_train_progressive-AD.ipynb", executed / "02_train_progressive-NC.ipynb")
+    statuses = [t["status"] for t in json.loads((out / "smoke" / "timings.json").read_text())]
+    assert statuses == ["done", "failed", "done", "pending", "pending"]
+    printed, errors = capfd.readouterr()
+    assert "[2/5] 02_train_progressive AD ... FAILED after" in printed
+    assert "[3/5] 02_train_progressive NC ... done in" in printed
+    assert "without encryption" not in errors and "TCP" not in errors  # kernels on private Unix sockets
+
+
+def running(pid: int) -> bool:
+    """True while the process exists and is not a zombie."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    stat = Path(f"/proc/{pid}/stat")
+    return not stat.exists() or stat.read_text().rsplit(") ", 1)[-1][:1] != "Z"
+
+
+def test_ctrl_c_stops_the_kernels_records_interrupted_and_prints_one_line(tmp_path):
+    notebooks = stand_in_notebooks(tmp_path / "nb")
+    write_notebook(notebooks / "02_train_progressive.ipynb",
+                   'data_root = None\nout_root = "outputs"\npreset = "demo"\nclass_name = "AD"\nrun_name = "x"\n',
+                   "import os, pathlib, time\n"
+                   "pathlib.Path(out_root, f'kernel-{class_name}.pid').write_text(str(os.getpid()))\n"
+                   "time.sleep(600)")
+    out = tmp_path / "out"
+    code = ("import signal, sys, brainlib.batch.pipeline as p, brainlib.cli as c\n"
+            # Ctrl-C raises KeyboardInterrupt, as in a terminal, even if pytest was started ignoring it
+            "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
+            "real = p.run_batch\n"
+            f"p.run_batch = lambda **kw: real(notebooks_dir={str(notebooks)!r}, parallel=True, **kw)\n"
+            "sys.exit(c.main(sys.argv[1:]))")
+    with open(tmp_path / "stdout", "w") as stdout, open(tmp_path / "stderr", "w") as stderr:
+        batch = subprocess.Popen([sys.executable, "-c", code, "run", "--preset", "smoke", "--out-root", str(out)],
+                                 stdout=stdout, stderr=stderr)
+        pid_files = [out / "kernel-AD.pid", out / "kernel-NC.pid"]
+        deadline = time.monotonic() + 240
+        while not all(p.is_file() and p.read_text() for p in pid_files) and batch.poll() is None:
+            assert time.monotonic() < deadline, "the two training kernels never started"
+            time.sleep(0.2)
+        batch.send_signal(signal.SIGINT)
+        assert batch.wait(timeout=60) == 130
+    errors = (tmp_path / "stderr").read_text().strip().splitlines()
+    assert len(errors) == 1, errors  # no traceback, of the batch or of a kernel
+    assert errors[0].startswith("brainlib run: interrupted during 02_train_progressive AD, 02_train_progressive NC")
+    statuses = {t["label"]: t["status"] for t in json.loads((out / "smoke" / "timings.json").read_text())}
+    assert statuses == {"01_data": "done", "02_train_progressive AD": "interrupted",
+                        "02_train_progressive NC": "interrupted", "03_samples": "pending", "04_umap": "pending"}
+    for cls in ("AD", "NC"):  # papermill wrote the cut-short notebooks whole
+        assert nbformat.read(out / "smoke" / "notebooks" / f"02_train_progressive-{cls}.ipynb", as_version=4).cells
+    kernels = [int(p.read_text()) for p in pid_files]
+    deadline = time.monotonic() + 10
+    while any(running(pid) for pid in kernels):
+        assert time.monotonic() < deadline, "a training kernel outlived the interrupted batch"
+        time.sleep(0.1)
+
+
+def test_smoke_batch_log_shows_each_trainings_progress_while_it_trains():
+    """The session's smoke batch printed to a file (tests/smoke_batch.py), lines every 0.2 s."""
+    from smoke_batch import smoke_batch
+    log = (smoke_batch() / "batch.log").read_text().splitlines()
+    trainings_start = next(i for i, line in enumerate(log) if line.startswith("[1/5] 01_data ... done in"))
+    for cls in ("AD", "NC"):
+        done = rf"\[\d/5\] 02_train_progressive {cls} \.\.\. done"
+        end = next(i for i, line in enumerate(log) if re.match(done, line))
+        during = log[trainings_start + 1:end]
+        assert any(re.match(rf"  02_train_progressive {cls}: step [12]/2 (8|16)px, \d+/64 images", line)
+                   for line in during), "\n".join(log)
+
+
+def test_side_by_side_smoke_trainings_equal_trainings_alone_with_as_many_threads(tmp_path):
+    """The smoke batch trains AD and NC at once; each model is bit for bit the one a training
+    alone makes with the thread count its kernel had. (A different thread count changes the
+    float order of the CPU kernels: 1 against 2 threads differ by up to ~1e-5 after the smoke run.)"""
+    from smoke_batch import smoke_batch, tiny_data
+    out_root = smoke_batch()
+    executed = out_root / "smoke" / "notebooks"
+    assert overlap(executed / "02_train_progressive-AD.ipynb", executed / "02_train_progressive-NC.ipynb")
+    kernel_threads = int(os.environ.get("OMP_NUM_THREADS") or max(1, usable_cores() // 2))
+    before = torch.get_num_threads()
+    torch.set_num_threads(kernel_threads)
+    try:
+        for cls in ("AD", "NC"):
+            train(preset("smoke", class_name=cls, run=f"alone-{cls}", out_root=str(tmp_path),
+                         data_root=str(tiny_data())))
+    finally:
+        torch.set_num_threads(before)
+    for cls in ("AD", "NC"):
+        together, _ = load_checkpoint(latest_checkpoint(out_root / f"smoke-{cls}"))
+        alone, _ = load_checkpoint(latest_checkpoint(tmp_path / f"alone-{cls}"))
+        assert together.keys() == alone.keys() and len(alone) > 100
+        assert [k for k in alone if not torch.equal(alone[k], together[k])] == []

@@ -40,11 +40,12 @@ def build_smoke_data(folder: Path) -> Path:
     return build_phantom(out=folder, n_per_class=SMOKE_PER_CLASS, seed=0, workers=1, progress=False)
 
 
-def run_smoke_batch(out_root: Path, data_root: Path, notebooks_dir: Path = NOTEBOOKS_DIR) -> Path:
-    """The whole workbook on the smoke preset; returns the batch folder."""
+def run_smoke_batch(out_root: Path, data_root: Path, notebooks_dir: Path = NOTEBOOKS_DIR, **options) -> Path:
+    """The whole workbook on the smoke preset; returns the batch folder. `options` go to
+    run_batch (how it runs: parallel, progress_seconds), never to the notebooks."""
     from brainlib.batch.pipeline import run_batch
     run_batch(preset="smoke", classes=("AD", "NC"), data_root=data_root, name=SMOKE_NAME, out_root=out_root,
-              notebooks_dir=notebooks_dir, parameters=SMOKE_EXTRAS)
+              notebooks_dir=notebooks_dir, parameters=SMOKE_EXTRAS, **options)
     return Path(out_root) / SMOKE_NAME
 
 

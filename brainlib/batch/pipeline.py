@@ -4,7 +4,7 @@ A batch named `demo` trains `outputs/demo-AD` and `outputs/demo-NC` (or one
 conditional `outputs/demo-both`) and keeps its executed notebooks and summary page
 in `outputs/demo/`:
 
-    01_data -> 02_train_progressive (once per class) -> 03_samples -> 04_umap -> summary
+    01_data -> 02_train_progressive (once per class, side by side) -> 03_samples -> 04_umap -> summary
 
 Every notebook declares its parameters in its `parameters` cell; the batch offers
 each notebook the values below and passes only those the notebook declares, so a
@@ -16,15 +16,23 @@ papermill is imported lazily: training must not need the notebook stack.
 from __future__ import annotations
 
 import json
-import sys
+import logging
+import os
+import queue
+import signal
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from brainlib.atomic import atomic_write_json
+from brainlib.batch.kernels import kernel_options, stop_kernels
 from brainlib.batch.report_page import format_seconds
 from brainlib.batch.summary import write_summary
+from brainlib.batch.training_watch import TrainingProgress
 from brainlib.config import PRESETS, ConfigError, project_root
 from brainlib.config import preset as make_preset  # `preset` is a parameter name here
 from brainlib.rundir import DEFAULT_OUT_ROOT, BatchDir, RunDir, checkpoint_meta
@@ -39,6 +47,10 @@ class PipelineError(RuntimeError):
     executed notebook (with its traceback) was kept."""
 
 
+class BatchInterrupted(KeyboardInterrupt):
+    """Ctrl-C stopped the batch; the message says which notebooks it cut short."""
+
+
 @dataclass
 class Step:
     """One notebook execution of the batch, and how it went."""
@@ -47,21 +59,28 @@ class Step:
     output: Path                   # the executed notebook
     parameters: dict[str, Any] = field(default_factory=dict)
     run: str | None = None         # the training run this step makes, for 02
-    status: str = "pending"        # pending | done | skipped | failed
+    status: str = "pending"        # pending | running | done | skipped | failed | interrupted
     seconds: float | None = None
+    started: float | None = None   # time.monotonic() when it started
 
 
 def run_batch(preset: str = "demo", classes: tuple[str, ...] | list[str] = ("AD", "NC"),
               conditional: bool = False, data_root: str | Path | None = None,
               name: str | None = None, out_root: str | Path = DEFAULT_OUT_ROOT, retrain: bool = False,
               *, notebooks_dir: str | Path | None = None, parameters: dict[str, Any] | None = None,
-              kernel_name: str = KERNEL_NAME) -> Path:
+              kernel_name: str = KERNEL_NAME, parallel: bool | None = None,
+              progress_seconds: float | None = None) -> Path:
     """Execute 01..04 for one batch and write its summary page; return summary.html.
 
     Finished training runs (checkpoints/latest.json says "finished") are skipped unless
-    `retrain`; 03 and 04 always run. `parameters` adds extra values offered to every
-    notebook (e.g. a smaller sample count for tests). A failing notebook raises
-    PipelineError after papermill has saved the executed notebook with its error.
+    `retrain`; 03 and 04 always run. The AD and NC trainings run side by side, each kernel
+    with its share of the cores, when the machine has two or more (`parallel` forces either
+    way); the others run one after another. `parameters` adds extra values offered to every
+    notebook (e.g. a smaller sample count for tests). `progress_seconds` is the interval of
+    the training progress lines in a log. A failing notebook raises PipelineError after
+    papermill has saved the executed notebook with its error (a training running beside it
+    finishes first); Ctrl-C stops the kernels, records the running notebooks as
+    "interrupted" and raises BatchInterrupted.
     """
     if preset not in PRESETS:
         raise ConfigError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
@@ -80,39 +99,157 @@ def run_batch(preset: str = "demo", classes: tuple[str, ...] | list[str] = ("AD"
                  name=name, out_root=str(out_root))
     print(f"batch {name!r}: {len(steps)} notebooks, outputs in {batch_dir}", flush=True)
     started = time.monotonic()
-    for i, step in enumerate(steps, 1):
-        prefix = f"[{i}/{len(steps)}] {step.label} ..."
-        run_dir = RunDir.named(step.run, out_root) if step.run else None
-        if run_dir is not None and not retrain and training_finished(run_dir):
-            step.status = "skipped"
+    try:
+        for group in _same_notebook_groups(steps):
+            todo = [s for s in group if not _skipped(s, steps, out_root, retrain, notebooks_dir)]
             _record(batch_dir, steps)
-            print(f"{prefix} skipped: {run_dir} already finished (retrain=True to redo)", flush=True)
-            continue
-        if run_dir is not None and "resume" in declared_parameters(notebooks_dir / f"{step.notebook}.ipynb"):
-            # an interrupted run continues from its checkpoint; retrain starts it afresh
-            started_before = run_dir.latest.is_file()
-            step.parameters["resume"] = started_before and not retrain
-        live = sys.stdout.isatty()  # in a log, only the finished line (kernels write to stderr meanwhile)
-        if live:
-            print(prefix, end="", flush=True)
-        try:
-            execute(notebooks_dir / f"{step.notebook}.ipynb", step, kernel_name=kernel_name)
-        except PipelineError as e:
-            print(f"{'' if live else prefix} FAILED after {format_seconds(step.seconds)}", flush=True)
-            _record(batch_dir, steps)
-            summary = write_summary(batch_dir.path, [d.path for d in run_dirs], _timings(steps), batch=batch,
-                                    total_seconds=time.monotonic() - started, failure=str(e))
-            print(f"what the batch made so far: {summary}", flush=True)
-            raise
-        finally:
-            _record(batch_dir, steps)
-        print(f"{chr(13) + prefix if live else prefix} done in {format_seconds(step.seconds)}", flush=True)
+            together = len(todo) > 1 and (usable_cores() >= 2 if parallel is None else parallel)
+            for wave in [todo] if together else [[s] for s in todo]:
+                failures = _run_together(wave, steps, batch_dir, notebooks_dir, out_root, kernel_name,
+                                         progress_seconds, threads=usable_cores() // len(wave) if together else None)
+                if failures:
+                    summary = write_summary(batch_dir.path, [d.path for d in run_dirs], _timings(steps), batch=batch,
+                                            total_seconds=time.monotonic() - started,
+                                            failure="; ".join(map(str, failures)))
+                    print(f"what the batch made so far: {summary}", flush=True)
+                    raise failures[0] if len(failures) == 1 else PipelineError("; ".join(map(str, failures)))
+    except KeyboardInterrupt:
+        raise _interrupted(batch_dir, steps) from None
 
     summary = write_summary(batch_dir.path, [d.path for d in run_dirs], _timings(steps), batch=batch,
                             total_seconds=time.monotonic() - started)
     print(f"batch {name!r} finished in {format_seconds(time.monotonic() - started)}; "
           f"summary: {summary} (and summary.md)", flush=True)
     return summary
+
+
+def usable_cores() -> int:
+    """The CPU cores this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def _same_notebook_groups(steps: list[Step]) -> list[list[Step]]:
+    """Consecutive steps of one notebook (02's one per class) together; the others alone."""
+    groups: list[list[Step]] = []
+    for step in steps:
+        if groups and groups[-1][0].notebook == step.notebook:
+            groups[-1].append(step)
+        else:
+            groups.append([step])
+    return groups
+
+
+def _prefix(steps: list[Step], step: Step) -> str:
+    return f"[{steps.index(step) + 1}/{len(steps)}] {step.label} ..."
+
+
+def _skipped(step: Step, steps: list[Step], out_root: Path, retrain: bool, notebooks_dir: Path) -> bool:
+    """Whether a training step is skipped (its run finished); sets `resume` for one that runs."""
+    if not step.run:
+        return False
+    run_dir = RunDir.named(step.run, out_root)
+    if not retrain and training_finished(run_dir):
+        step.status = "skipped"
+        print(f"{_prefix(steps, step)} skipped: {run_dir} already finished (retrain=True to redo)",
+              flush=True)
+        return True
+    if "resume" in declared_parameters(notebooks_dir / f"{step.notebook}.ipynb"):
+        # an interrupted run continues from its checkpoint; retrain starts it afresh
+        started_before = run_dir.latest.is_file()
+        step.parameters["resume"] = started_before and not retrain
+    return False
+
+
+def _run_together(wave: list[Step], steps: list[Step], batch_dir: BatchDir, notebooks_dir: Path, out_root: Path,
+                  kernel_name: str, progress_seconds: float | None, *, threads: int | None) -> list[PipelineError]:
+    """Run the notebooks of `wave` at once, one kernel each (with `threads` OpenMP threads
+    unless the user set OMP_NUM_THREADS), showing the trainings' progress; returns the
+    failures once every notebook has ended."""
+    env = {"OMP_NUM_THREADS": str(max(1, threads))} if threads and "OMP_NUM_THREADS" not in os.environ else {}
+    ended: queue.Queue[Step] = queue.Queue()
+    failures: dict[str, PipelineError] = {}
+
+    def work(step: Step) -> None:
+        try:
+            execute(notebooks_dir / f"{step.notebook}.ipynb", step, kernel_name=kernel_name, env=env)
+        except PipelineError as e:
+            failures[step.label] = e
+        finally:
+            ended.put(step)
+
+    watched = [(s.label, RunDir.named(s.run, out_root)) for s in wave if s.run]
+    with TrainingProgress(watched, interval=progress_seconds) as progress:
+        live = progress.mode == "bar" and not watched  # no bar: the step's line is finished in place
+        if live:
+            print(_prefix(steps, wave[0]), end="", flush=True)
+        reported: set[str] = set()
+        try:
+            for step in wave:
+                step.status, step.started = "running", time.monotonic()
+                threading.Thread(target=work, args=(step,), name=step.label, daemon=True).start()
+            _record(batch_dir, steps)
+            for _ in wave:
+                while True:
+                    try:
+                        step = ended.get(timeout=progress.tick_seconds)
+                        break
+                    except queue.Empty:
+                        progress.poll()
+                _record(batch_dir, steps)
+                reported.add(step.label)
+                progress.finished(step.label)
+                outcome = f"FAILED after {format_seconds(step.seconds)}" if step.label in failures \
+                    else f"done in {format_seconds(step.seconds)}"
+                progress.say(f"{chr(13) if live else ''}{_prefix(steps, step)} {outcome}")
+        except KeyboardInterrupt:
+            with _sigint_ignored():  # a second Ctrl-C must not cut the clean-up short
+                if live:
+                    print(flush=True)
+                _stop([s for s in wave if s.status == "running" and s.label not in reported], ended)
+            raise
+    return [failures[s.label] for s in wave if s.label in failures]
+
+
+def _stop(cut_short: list[Step], ended: queue.Queue, wait_s: float = 10.0) -> None:
+    """Ctrl-C: kill the kernels, give papermill a moment to write their notebooks whole, and
+    mark the steps interrupted."""
+    papermill_log = logging.getLogger("papermill")  # nbclient's "Kernel died ..." for each kernel killed here
+    level = papermill_log.level
+    papermill_log.setLevel(logging.CRITICAL)
+    try:
+        stop_kernels()
+        deadline = time.monotonic() + wait_s
+        for _ in cut_short:
+            try:
+                ended.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                break
+    finally:
+        papermill_log.setLevel(level)
+    for step in cut_short:
+        step.status, step.seconds = "interrupted", time.monotonic() - step.started
+
+
+@contextmanager
+def _sigint_ignored() -> Iterator[None]:
+    main = threading.current_thread() is threading.main_thread()  # only it may set handlers
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if main else None
+    try:
+        yield
+    finally:
+        if main:
+            signal.signal(signal.SIGINT, previous)
+
+
+def _interrupted(batch_dir: BatchDir, steps: list[Step]) -> BatchInterrupted:
+    """After Ctrl-C: timings.json with the interrupted notebooks, and the one line to show."""
+    with _sigint_ignored():
+        if batch_dir.path.is_dir():
+            _record(batch_dir, steps)
+    during = ", ".join(s.label for s in steps if s.status == "interrupted") or "between notebooks"
+    return BatchInterrupted(f"interrupted during {during} (see {batch_dir.timings}); the same "
+                            "command goes on: finished trainings are skipped, unfinished ones resume from their "
+                            "last checkpoint")
 
 
 def batch_parameters(preset: str, run_classes: list[str], data_root: str | None, name: str,
@@ -153,18 +290,19 @@ def plan_steps(notebooks_dir: Path, executed_dir: Path, offered: dict[str, Any],
     return steps
 
 
-def execute(source: Path, step: Step, *, kernel_name: str = KERNEL_NAME) -> None:
-    """Run one notebook with papermill in the workbook folder; on failure raise
-    PipelineError naming the cell, with the executed notebook kept at step.output."""
+def execute(source: Path, step: Step, *, kernel_name: str = KERNEL_NAME, env: dict[str, str] | None = None) -> None:
+    """Run one notebook with papermill in the workbook folder (its kernel with `env` added
+    to ours); on failure raise PipelineError naming the cell, with the executed notebook
+    kept at step.output."""
     import papermill
     from papermill.exceptions import PapermillExecutionError
 
     step.output.parent.mkdir(parents=True, exist_ok=True)
     start = time.monotonic()
     try:
-        papermill.execute_notebook(str(source), str(step.output), parameters=step.parameters,
-                                   kernel_name=kernel_name, cwd=str(project_root()),
-                                   progress_bar=False, log_output=False)
+        with kernel_options(cwd=project_root(), env=env) as options:
+            papermill.execute_notebook(str(source), str(step.output), parameters=step.parameters,
+                                       kernel_name=kernel_name, progress_bar=False, log_output=False, **options)
     except PapermillExecutionError as e:
         step.status, step.seconds = "failed", time.monotonic() - start
         first_line = next((line for line in e.source.splitlines() if line.strip()), "")
