@@ -10,9 +10,10 @@ COLIN27 := /usr/share/mricron/templates/ch2better.nii.gz
 workbook: $(STAMP)   ## the main job: the whole workbook on the embedded dataset (demo preset, AD and NC)
 	$(BIN)/brainlib run --preset demo --classes AD NC --name demo
 
-test: $(STAMP)       ## the test suite (installs Debian's chromium and mricron-data for their tests when it can)
+test: $(STAMP)       ## ruff, then the test suite (installs Debian's chromium and mricron-data for their tests when it can)
 	@bash tests/browser_setup.sh
 	@bash tests/apt_setup.sh mricron-data $(COLIN27) "the Colin27 development set"
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
 
 devset: $(STAMP)     ## the second development set, real MRI texture: data/colin27 (installs mricron-data when missing)
