@@ -68,7 +68,7 @@ def _generate(args: argparse.Namespace) -> int:
 
 def _evaluate(args: argparse.Namespace) -> int:
     from brainlib.eval.evaluate import evaluate
-    result_path = evaluate(runs=args.run, n=args.n, out_root=args.out_root, truncation=args.truncation)
+    result_path = evaluate(runs=args.model, n=args.n, out_root=args.out_root, truncation=args.truncation)
     print(f"wrote {result_path}")
     return 0
 
@@ -198,8 +198,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.set_defaults(func=_generate)
 
     e = sub.add_parser("evaluate", help="metrics with real-vs-real floors; writes eval.json")
-    e.add_argument("--run", nargs="+", required=True,
-                   help="one conditional run, an AD and an NC run, or one run of one class")
+    runs = e.add_mutually_exclusive_group(required=True)
+    runs.add_argument("--model", nargs="+", help="one conditional run, an AD and an NC run, or one run of one class")
+    runs.add_argument("--run", nargs="+", dest="model", help=argparse.SUPPRESS)  # its name before --model
     e.add_argument("--n", type=int, default=1000, help="generated images per class")
     e.add_argument("--truncation", type=_psi, default=1.0,
                    help=PSI_HELP + "; below 1 writes eval-psi<psi>.json beside eval.json (precision against recall)")

@@ -276,9 +276,8 @@ DEMO: dict[str, Any] = dict(
 )
 
 # The diffusion family (networks/unet.py, networks/diffusion.py): v-prediction on a cosine schedule,
-# sampled with 25 DDIM steps. train_images: training plus generating 1,000 images fits in the
-# StyleGAN demo's time per class (benchmarks/diffusion_speed.py at one thread, budget row: 39k to
-# 52k training images in three runs on a loaded 2-core machine; 40k, near the low end)
+# sampled with 25 DDIM steps. train_images: training plus generating 1,000 images in about the
+# StyleGAN demo's time per class (benchmarks/diffusion_speed.py prints that budget)
 DIFFUSION_DEMO: dict[str, Any] = dict(
     family="diffusion", image_size=64, unet_channels=[16, 32, 64, 128], unet_blocks=1, unet_attention=True,
     objective="v", train_images=40_000, diffusion_batch=16, lr=1e-3, betas=(0.9, 0.99),
@@ -288,9 +287,9 @@ DIFFUSION_DEMO: dict[str, Any] = dict(
 
 PRESETS: dict[str, dict[str, Any]] = {
     "paper": {},
-    # the paper's widths and batches (a GPU) with the loss and schedule that beat the original
-    # recipe per CPU minute; EMA stays at 10 kimg (a GPU run sees millions of images) and
-    # DiffAugment stays on (dozens of passes over a few thousand slices). docs/experiments.md
+    # the paper's widths and batches (a GPU) with the demo's loss and schedule; EMA stays at
+    # 10 kimg (a GPU run sees millions of images) and DiffAugment stays on (dozens of passes
+    # over a few thousand slices)
     "paper-plus": dict(
         loss="logistic-r1", reg_every=4, r1_gamma=1.0, augment="diffaugment",
         lr=2e-3, mapping_lr=2e-5, fade_fraction=0.3,
@@ -304,8 +303,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         lr=2e-3, mapping_lr=2e-5, fade_fraction=0.3, composite=True,
     ),
     "demo": DEMO,
-    # the demo's widths in about the demo's CPU time with StyleGAN2 and the relativistic loss:
-    # no better than the demo at 1.2-1.3x its minutes, so not the default (docs/quality.md)
+    # the demo's widths in about the demo's CPU time with StyleGAN2 and the relativistic loss,
+    # to set the two generations side by side on a CPU
     "demo-sg2": dict(DEMO, arch="stylegan2", loss="rpgan-r1r2", images_per_res=12150),
     "diffusion-demo": DIFFUSION_DEMO,
     # 128 px for a GPU: wider levels, one more of them, two blocks each

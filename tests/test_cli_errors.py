@@ -64,8 +64,18 @@ def test_evaluate_refuses_an_n_beyond_the_memory(tmp_path, capsys, monkeypatch):
     save_checkpoint(tmp_path / "r", "02-16px", module_tensors(Generator(network_settings(cfg)), "G_ema"),
                     {"config": cfg.to_dict(), "res": 16, "alpha": 1.0, "images_seen": 64, "finished": True})
     monkeypatch.setattr(ev, "available_memory", lambda: 10**6)
-    assert main(["evaluate", "--run", "r", "--n", "1000", "--out-root", str(tmp_path)]) == 2
+    assert main(["evaluate", "--model", "r", "--n", "1000", "--out-root", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1
     assert "--n 1000: 1 x 1000 generated images at 16 px take 1.0 MB and 1.0 MB of memory" in err
     assert "ask for at most 488" in err
+
+
+def test_evaluate_takes_its_runs_as_model_like_export_and_still_as_run():
+    from brainlib.cli import build_parser
+    parser = build_parser()
+    assert parser.parse_args(["evaluate", "--model", "a", "b"]).model == ["a", "b"]
+    assert parser.parse_args(["evaluate", "--run", "a", "b"]).model == ["a", "b"]  # the older spelling
+    assert parser.parse_args(["export", "--model", "a", "b", "--out", "x", "--n", "2"]).model == ["a", "b"]
+    with pytest.raises(SystemExit):
+        parser.parse_args(["evaluate", "--model", "a", "--run", "b"])

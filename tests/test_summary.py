@@ -202,7 +202,7 @@ def test_settings_show_what_differs_from_the_preset_and_the_commands_repeat_it(t
     assert "<tr><td>lr</td><td class='n'>0.001</td><td class='n'>0.0005</td></tr>" in page
     assert "brainlib run --preset smoke --classes AD NC --name b --out-root " in page
     assert "brainlib train --preset smoke --class NC --run b-NC --out-root" in page and "--set lr=0.0005" in page
-    assert "brainlib evaluate --run b-AD b-NC --n 100" in page
+    assert "brainlib evaluate --model b-AD b-NC --n 100" in page
     assert "href='notebooks/04_umap.ipynb'" in page
 
 
@@ -212,7 +212,7 @@ def test_a_batch_without_an_evaluation_says_so_and_how_to_make_one(tmp_path):
     page = write(batch, runs).read_text()
     assert "Not measured: no run of this batch holds an eval.json" in page
     assert "It needs an AD run and an NC run, or one conditional run" in page
-    assert "<code>brainlib evaluate --run b-AD --n 1000</code>" in page
+    assert "<code>brainlib evaluate --model b-AD --n 1000</code>" in page
     assert "<tr class='v-" not in page and not (batch / "eval.json").exists()
     assert all(im.width > 0 for im in embedded_images(page))
 

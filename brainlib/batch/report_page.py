@@ -114,7 +114,7 @@ def headline_blocks(report: dict | None, classes: list[str], run_dirs: list[Path
         why = ("the evaluation (04_umap) did not finish" if failure else "no run of this batch holds an eval.json")
         need = " It needs an AD run and an NC run, or one conditional run." if len(classes) < 2 else ""
         out.append(Block("note", f"Not measured: {why}.{need} Evaluate with "
-                                 f"`brainlib evaluate --run {runs} --n 1000`, then rebuild this page."))
+                                 f"`brainlib evaluate --model {runs} --n 1000`, then rebuild this page."))
         return out
     rows = headline_rows(report, classes)
     out.append(Block("table", head=("class", "figure", "generated", "real-vs-real floor", "ratio", "verdict"),
@@ -260,7 +260,7 @@ def reproduce_blocks(batch: dict, run_dirs: list[Path], configs: dict, report: d
                      f"{common}{sets}")
     if report:
         n = report.get("n_per_class", 1000)
-        lines.append(f"brainlib evaluate --run {' '.join(report.get('runs', [r.name for r in run_dirs]))} --n {n}"
+        lines.append(f"brainlib evaluate --model {' '.join(report.get('runs', [r.name for r in run_dirs]))} --n {n}"
                      + (f" --out-root {shlex.quote(str(out_root))}" if "--out-root" in common else ""))
     return [Block("h2", "Reproduce this batch"), Block("code", "\n".join(lines)),
             Block("note", "Run from the workbook folder with its .venv activated (or prefix .venv/bin/). "

@@ -207,7 +207,7 @@ def evaluation_section(models: dict[str, ExportModel], out_root: Path) -> list[s
             seen.setdefault(str(found[0].resolve()), found)
     if not seen:
         return ["No evaluation was found (no eval.json in the run folders or batch folders). Run "
-                f"`brainlib evaluate --run {' '.join(dict.fromkeys(m.run for m in models.values()))}` and export "
+                f"`brainlib evaluate --model {' '.join(dict.fromkeys(m.run for m in models.values()))}` and export "
                 "again to have the figures here. Until then nothing is known about these images' quality.", ""]
     lines = []
     for path, report in seen.values():
