@@ -239,7 +239,7 @@ def test_batch_report_of_a_smoke_batch_in_chromium(browser):
     from smoke_batch import refresh, smoke_batch
 
     from brainlib.batch.report_page import MIN_GRID_SIDE
-    from brainlib.eval.verdicts import BOTH_CLASSES_HEADLINE, PER_CLASS_HEADLINE
+    from brainlib.eval.verdicts import BOTH_CLASSES_HEADLINE, PER_CLASS_HEADLINE, texture_pairs
     report = smoke_batch() / refresh.SMOKE_NAME / "summary.html"
     evidence = EVIDENCE / "summary"
     evidence.mkdir(parents=True, exist_ok=True)
@@ -255,7 +255,11 @@ def test_batch_report_of_a_smoke_batch_in_chromium(browser):
         assert len(judged) == 2 * 2 + 4  # two steps per smoke run; real and generated per class
         assert all(im["grid"] and im["w"] >= MIN_GRID_SIDE for im in judged), judged
         rows = page.eval_on_selector_all("tr[data-metric]", "els => els.map(e => [e.dataset.metric, e.dataset.class])")
-        expected = [[h.key, c] for c in ("AD", "NC") for h in PER_CLASS_HEADLINE] + \
+        evaluation = json.loads((report.parent / "eval.json").read_text())
+        textures = {c: [[key, c] for key, *_ in texture_pairs(evaluation, c)] for c in ("AD", "NC")}
+        assert all(len(rows) >= 2 for rows in textures.values())  # at 16 px: one SWD band, one spectrum band
+        expected = [row for c in ("AD", "NC") for h in PER_CLASS_HEADLINE
+                    for row in [[h.key, c]] + (textures[c] if h.key == "swd" else [])] + \
                    [[h.key, "AD+NC"] for h in BOTH_CLASSES_HEADLINE]
         assert rows == expected
         for selector in ("tr[data-metric]", "img[alt='AD: real']", "img[alt='AD: generated']"):
