@@ -31,6 +31,14 @@ def _final_weights(run_dir: Path) -> dict[str, torch.Tensor]:
     return {k: v for k, v in tensors.items() if k.startswith(("G/", "D/", "G_ema/"))}
 
 
+def _logged_rows(run_dir: Path) -> int:
+    """Rows in the run's metrics.jsonl (it grows as training goes on; a resume truncates it)."""
+    try:
+        return len((run_dir / "metrics.jsonl").read_bytes().splitlines())
+    except FileNotFoundError:
+        return 0
+
+
 def test_sigkill_at_random_moments_then_resume_matches_uninterrupted_run(tiny_phantom, tmp_path):
     subprocess.run(_train_cmd(tiny_phantom, tmp_path, "whole"), check=True, capture_output=True)
 
@@ -38,9 +46,13 @@ def test_sigkill_at_random_moments_then_resume_matches_uninterrupted_run(tiny_ph
     kills = 0
     for _ in range(4):
         started = latest_checkpoint(tmp_path / "killed") is not None  # --resume needs a checkpoint
+        rows = _logged_rows(tmp_path / "killed")
         proc = subprocess.Popen(_train_cmd(tiny_phantom, tmp_path, "killed", resume=started),
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(rng.uniform(3.0, 6.0))  # python and torch start in ~2 s; then it trains
+        deadline = time.monotonic() + 120  # however loaded the machine: wait until it trains
+        while proc.poll() is None and _logged_rows(tmp_path / "killed") <= rows and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(rng.uniform(0.0, 1.0))  # then kill it mid-step or mid-save
         if proc.poll() is None:
             proc.send_signal(signal.SIGKILL)
             kills += 1
