@@ -27,9 +27,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import format_table, peak_rss_mb, set_threads, write_result  # noqa: E402
-from brainlib.data.decoding import decode_nifti  # noqa: E402
-from brainlib.data.slices import slice_volume  # noqa: E402
+from benchmarks.common import format_table, peak_rss_mb, set_threads, write_result
+from brainlib.data.decoding import decode_nifti
+from brainlib.data.slices import slice_volume
 
 IMAGE_SIZE = 128
 

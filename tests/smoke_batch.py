@@ -16,7 +16,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tools"))
 
-import refresh_notebook_outputs as refresh  # noqa: E402
+import refresh_notebook_outputs as refresh  # noqa: E402 (a script in tools/, on sys.path just above)
 
 
 @cache

@@ -149,7 +149,10 @@ def test_diffusion_settings_are_validated():
 
 def test_training_writes_the_run_folder_with_finite_losses(trained):
     run = trained / "dsmoke-both"
-    names = lambda sub: sorted(p.name for p in (run / sub).iterdir())  # noqa: E731
+
+    def names(sub: str) -> list[str]:
+        return sorted(p.name for p in (run / sub).iterdir())
+
     assert names("checkpoints") == ["16px-000000032img-final.json", "16px-000000032img-final.safetensors",
                                     "latest.json"]
     assert names("samples") == ["16px-000000032img-final.png"] and names("plots") == ["loss_per_batch.png"]
@@ -260,7 +263,10 @@ def test_guidance_and_class_change_a_conditional_models_samples(trained):
         for p in G.denoiser.parameters():
             p.add_(torch.randn_like(p) * 0.2)
     labels, seeds = torch.tensor([1, 1]), [3, 4]
-    sampler = lambda w: DiffusionSampler(G.denoiser, G.cfg, guidance=w)  # noqa: E731
+
+    def sampler(w: float) -> DiffusionSampler:
+        return DiffusionSampler(G.denoiser, G.cfg, guidance=w)
+
     plain = sampler(0.0).sample(labels, seeds)
     assert torch.equal(plain, sampler(0.0).sample(labels, seeds))
     assert not torch.allclose(plain, sampler(2.0).sample(labels, seeds), atol=1e-3)

@@ -79,7 +79,10 @@ def test_only_the_trainers_step_grids_count_as_steps(tmp_path):
 
 def test_the_names_on_disk_stay_those_of_earlier_runs(tmp_path):
     run, batch = RunDir(tmp_path / "r"), BatchDir.named("demo", tmp_path)
-    relative = lambda p, base=run.path: p.relative_to(base).as_posix()  # noqa: E731
+
+    def relative(p: Path, base: Path = run.path) -> str:
+        return p.relative_to(base).as_posix()
+
     assert [relative(p) for p in (run.config, run.latest, run.checkpoint("02-16px"), run.metrics,
                                   run.step_grid(2, 16), run.loss_per_batch_plot, run.loss_per_epoch_plot,
                                   run.eval_report(), run.eval_figures(), run.eval_report(0.7), run.eval_figures(0.7),

@@ -11,7 +11,7 @@ import pytest
 from smoke_batch import ROOT, refresh, trained_runs
 
 sys.path.insert(0, str(ROOT))  # benchmarks/ is a folder of scripts, importable from the root
-from benchmarks.stage_layout import main  # noqa: E402
+from benchmarks.stage_layout import main  # noqa: E402 (importable once the root is on sys.path)
 
 
 def test_one_row_per_stage_with_floors(tmp_path, capsys):

@@ -228,7 +228,7 @@ def load_or_train_encoder(train_images, train_labels, heldout_images, heldout_la
             model = SliceEncoder(res, rotation_head=True)
             model.load_state_dict(load_file(str(weights)))
             return Encoder(model.eval(), {**info, "from_cache": True})
-        except Exception as e:  # noqa: BLE001 - any damaged cache entry (safetensors raises its own type): retrain
+        except Exception as e:  # any damaged cache entry (safetensors raises its own type): retrain
             print(f"encoder cache {weights} unusable ({e}); retraining")
 
     start = time.perf_counter()
