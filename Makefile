@@ -11,7 +11,7 @@ workbook: $(STAMP)   ## the main job: the whole workbook on the embedded dataset
 	$(BIN)/brainlib run --preset demo --classes AD NC --name demo
 
 test: $(STAMP)       ## ruff, then the test suite (installs Debian's chromium and mricron-data for their tests when it can)
-	@bash tests/browser_setup.sh
+	@bash tests/apt_setup.sh chromium /usr/bin/chromium "the browser tests"
 	@bash tests/apt_setup.sh mricron-data $(COLIN27) "the Colin27 development set"
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q

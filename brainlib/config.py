@@ -28,6 +28,11 @@ REMOVED_SETTINGS = {"mapping_activation": "relu", "coarse_lr_scale": 1.0, "coars
                     "n_critic": 1, "lr_rampdown": 0.0, "label_embed": True, "log_every": 1}
 
 
+def classes_of(class_name: str) -> list[str]:
+    """The classes a model of `class_name` makes: both for "both" (conditional), else its own."""
+    return ["AD", "NC"] if class_name == "both" else [class_name]
+
+
 def project_root() -> Path:
     """The workbook folder (holding notebooks/, data/, outputs/): the parent of the
     brainlib package in a source checkout, else the current directory."""
@@ -138,7 +143,7 @@ class RunConfig:
 
     @property
     def classes(self) -> list[str]:
-        return ["AD", "NC"] if self.conditional else [self.class_name]
+        return classes_of(self.class_name)
 
     @property
     def resolutions(self) -> list[int]:

@@ -13,7 +13,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from brainlib.config import ConfigError, RunConfig
+from brainlib.config import ConfigError, RunConfig, classes_of
 
 
 @dataclass(frozen=True)
@@ -37,7 +37,7 @@ class NetworkSettings:
     @property
     def classes(self) -> list[str]:
         """The classes the generator makes: both when conditional, else its own."""
-        return ["AD", "NC"] if self.conditional else [self.class_name]
+        return classes_of(self.class_name)
 
     def to_dict(self) -> dict[str, Any]:
         return {**dataclasses.asdict(self), "channels": {str(r): c for r, c in self.channels.items()}}
