@@ -150,10 +150,7 @@ def _seed(text: str) -> int:
 PSI_HELP = "psi, from 0 to 1: 1 = no truncation, 0 = the average image"
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="brainlib", description="Synthetic brain MRI slices with StyleGAN.")
-    sub = p.add_subparsers(dest="cmd", required=True)
-
+def _add_data(sub: argparse._SubParsersAction) -> None:
     d = sub.add_parser("data", help="inspect a dataset or build the embedded one (or the Colin27 one)")
     dsub = d.add_subparsers(dest="data_cmd", required=True)
     c = dsub.add_parser("census", help="count images per split and class, report skipped files")
@@ -170,11 +167,13 @@ def build_parser() -> argparse.ArgumentParser:
                          "(Colin27, from Debian's mricron-data) through simulated scanners")
     co.add_argument("--n", type=int, default=2000, help="images per class")
     co.add_argument("--severity", type=float, default=1.0)
-    co.add_argument("--seed", type=int, default=0)
+    co.add_argument("--seed", type=_seed, default=0)
     co.add_argument("--out", default=None, help="default: data/colin27")
     d.set_defaults(func=_data)
 
-    t = sub.add_parser("train", help="train a progressive StyleGAN")
+
+def _add_train(sub: argparse._SubParsersAction) -> None:
+    t = sub.add_parser("train", help="train a progressive StyleGAN, or a diffusion model (diffusion-* presets)")
     t.add_argument("--preset", default="demo")
     t.add_argument("--class", dest="class_name", default="AD", help="AD, NC or both (conditional)")
     t.add_argument("--run", default=None, help="run name under outputs/ (default: <preset>-<class>)")
@@ -184,6 +183,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--set", action="append", metavar="KEY=VALUE", help="override any RunConfig field")
     t.set_defaults(func=_train)
 
+
+def _add_generate(sub: argparse._SubParsersAction) -> None:
     g = sub.add_parser("generate", help="write generated PNGs, as the original predict script")
     g.add_argument("--model", required=True, help="run name under outputs/ or a checkpoint path")
     g.add_argument("--output", required=True, help="folder name under generated_images/")
@@ -197,6 +198,8 @@ def build_parser() -> argparse.ArgumentParser:
     _out_root_option(g)
     g.set_defaults(func=_generate)
 
+
+def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     e = sub.add_parser("evaluate", help="metrics with real-vs-real floors; writes eval.json")
     runs = e.add_mutually_exclusive_group(required=True)
     runs.add_argument("--model", nargs="+", help="one conditional run, an AD and an NC run, or one run of one class")
@@ -207,6 +210,8 @@ def build_parser() -> argparse.ArgumentParser:
     _out_root_option(e)
     e.set_defaults(func=_evaluate)
 
+
+def _add_export(sub: argparse._SubParsersAction) -> None:
     x = sub.add_parser("export", help="a synthetic dataset in ADNI's layout, with manifest.csv and DATASHEET.md")
     x.add_argument("--model", nargs="+", required=True, help="one conditional run, or an AD run and an NC run")
     x.add_argument("--out", required=True, help="a new folder (refused if it exists with files)")
@@ -218,6 +223,8 @@ def build_parser() -> argparse.ArgumentParser:
     _out_root_option(x)
     x.set_defaults(func=_export)
 
+
+def _add_project(sub: argparse._SubParsersAction) -> None:
     pj = sub.add_parser("project", help="find the latent that reproduces a real slice")
     pj.add_argument("--model", required=True, help="run name under outputs/ or a checkpoint path")
     pj.add_argument("--image", required=True, help="a 2D slice (PNG, JPEG, TIFF, BMP) or a NIfTI volume with --slice")
@@ -232,6 +239,8 @@ def build_parser() -> argparse.ArgumentParser:
     _out_root_option(pj)
     pj.set_defaults(func=_project)
 
+
+def _add_counterfactual(sub: argparse._SubParsersAction) -> None:
     cf = sub.add_parser("counterfactual", help="NC-to-AD edits of a slice by a conditional model, "
                                                "or (--agreement) how they match the real AD-NC difference")
     cf.add_argument("--model", required=True, help="a conditional run (trained with --class both)")
@@ -248,6 +257,8 @@ def build_parser() -> argparse.ArgumentParser:
     _out_root_option(cf)
     cf.set_defaults(func=_counterfactual)
 
+
+def _add_run(sub: argparse._SubParsersAction) -> None:
     r = sub.add_parser("run", help="run the numbered notebooks end to end with papermill")
     r.add_argument("--preset", default="demo")
     r.add_argument("--classes", nargs="+", default=["AD", "NC"])
@@ -257,6 +268,19 @@ def build_parser() -> argparse.ArgumentParser:
     _out_root_option(r)
     r.add_argument("--retrain", action="store_true", help="retrain runs that already finished")
     r.set_defaults(func=_run)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="brainlib", description="Synthetic brain MRI slices from StyleGANs and diffusion.")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    _add_data(sub)
+    _add_train(sub)
+    _add_generate(sub)
+    _add_evaluate(sub)
+    _add_export(sub)
+    _add_project(sub)
+    _add_counterfactual(sub)
+    _add_run(sub)
     return p
 
 
