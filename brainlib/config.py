@@ -28,9 +28,18 @@ REMOVED_SETTINGS = {"mapping_activation": "relu", "coarse_lr_scale": 1.0, "coars
                     "n_critic": 1, "lr_rampdown": 0.0, "label_embed": True, "log_every": 1}
 
 
-def classes_of(class_name: str) -> list[str]:
-    """The classes a model of `class_name` makes: both for "both" (conditional), else its own."""
-    return ["AD", "NC"] if class_name == "both" else [class_name]
+class ModelClasses:
+    """What a model of `class_name` makes (RunConfig, NetworkSettings): AD and NC for "both"
+    (one class-conditional model), else its own class."""
+    class_name: str
+
+    @property
+    def conditional(self) -> bool:
+        return self.class_name == "both"
+
+    @property
+    def classes(self) -> list[str]:
+        return ["AD", "NC"] if self.conditional else [self.class_name]
 
 
 def project_root() -> Path:
@@ -67,7 +76,7 @@ PER_RES_FIELDS = {"channels": int, "batch_sizes": int, "seconds_per_res": float,
 
 
 @dataclass
-class RunConfig:
+class RunConfig(ModelClasses):
     # --- run and data ---
     run: str = "run"
     out_root: str = DEFAULT_OUT_ROOT
@@ -137,14 +146,6 @@ class RunConfig:
     class_dropout: float = 0.1  # conditional models: share of training labels replaced by "no class"
 
     # ------------------------------------------------------------------
-    @property
-    def conditional(self) -> bool:
-        return self.class_name == "both"
-
-    @property
-    def classes(self) -> list[str]:
-        return classes_of(self.class_name)
-
     @property
     def resolutions(self) -> list[int]:
         """Training resolutions from start_res to image_size, doubling."""

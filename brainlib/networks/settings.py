@@ -13,11 +13,11 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from brainlib.config import ConfigError, RunConfig, classes_of
+from brainlib.config import ConfigError, ModelClasses, RunConfig
 
 
 @dataclass(frozen=True)
-class NetworkSettings:
+class NetworkSettings(ModelClasses):
     arch: str  # stylegan1 or stylegan2
     class_name: str  # AD, NC, or both (class-conditional)
     image_size: int
@@ -29,15 +29,6 @@ class NetworkSettings:
     noise_max_res: int | None  # noise inputs up to this resolution; None: every layer
     composite: bool  # tissue through a learned mask over black (stylegan1.composite_on_black)
     mapping_lr_mul: float
-
-    @property
-    def conditional(self) -> bool:
-        return self.class_name == "both"
-
-    @property
-    def classes(self) -> list[str]:
-        """The classes the generator makes: both when conditional, else its own."""
-        return classes_of(self.class_name)
 
     def to_dict(self) -> dict[str, Any]:
         return {**dataclasses.asdict(self), "channels": {str(r): c for r, c in self.channels.items()}}
