@@ -46,6 +46,7 @@ from brainlib.data.phantom import (
     _sampling_grid,
     _smooth_noise,
     _split_of,
+    built_once,
     check_build_arguments,
     draw_severity,
     grey_matter_loss,
@@ -365,16 +366,11 @@ def build_colin27(out: str | Path | None = None, n_per_class: int = 2000, severi
 
 def ensure_colin27() -> Path:
     """`project_root()/data/colin27/AD_NC`, built with the default settings on first use."""
-    out = project_root() / "data" / "colin27"
-    root = out / "AD_NC"
-    if (root / "colin27.json").exists():
-        return root
-    colin27_path()
-    out.mkdir(parents=True, exist_ok=True)
-    with file_lock(out / ".build.lock"):
-        if (root / "colin27.json").exists():
-            return root
+    def build(out: Path) -> Path:
+        colin27_path()  # the scan is there, or a one-line error naming the package
         return build_colin27(out=out, replace=False)
+
+    return built_once(project_root() / "data" / "colin27", "colin27.json", build)
 
 
 def read_metadata(root: str | Path) -> dict:

@@ -398,17 +398,23 @@ def _replace_folder(new: Path, final: Path, marker: str) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def ensure_default_dataset() -> Path:
-    """`project_root()/data/phantom/AD_NC`, built with the default settings on first use."""
-    out = project_root() / "data" / "phantom"
+def built_once(out: Path, meta_name: str, build: Callable[[Path], Path]) -> Path:
+    """`out/AD_NC`, made by `build(out)` unless its `meta_name` is already there; a second
+    process waits for the first build."""
     root = out / "AD_NC"
-    if (root / "phantom.json").exists():
+    if (root / meta_name).exists():
         return root
     out.mkdir(parents=True, exist_ok=True)
-    with file_lock(out / ".build.lock"):  # a second process waits for the first build
-        if (root / "phantom.json").exists():
+    with file_lock(out / ".build.lock"):
+        if (root / meta_name).exists():
             return root
-        return build_phantom(out=out, replace=False)
+        return build(out)
+
+
+def ensure_default_dataset() -> Path:
+    """`project_root()/data/phantom/AD_NC`, built with the default settings on first use."""
+    return built_once(project_root() / "data" / "phantom", "phantom.json",
+                      lambda out: build_phantom(out=out, replace=False))
 
 
 def read_metadata(root: str | Path) -> dict:
