@@ -68,7 +68,8 @@ def _generate(args: argparse.Namespace) -> int:
 
 def _evaluate(args: argparse.Namespace) -> int:
     from brainlib.eval.evaluate import evaluate
-    result_path = evaluate(runs=args.model, n=args.n, out_root=args.out_root, truncation=args.truncation)
+    result_path = evaluate(runs=args.model, n=args.n, out_root=args.out_root, truncation=args.truncation,
+                           steps=args.steps)
     print(f"wrote {result_path}")
     return 0
 
@@ -207,6 +208,8 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--n", type=int, default=1000, help="generated images per class")
     e.add_argument("--truncation", type=_psi, default=1.0,
                    help=PSI_HELP + "; below 1 writes eval-psi<psi>.json beside eval.json (precision against recall)")
+    e.add_argument("--steps", type=int, default=None,
+                   help="diffusion runs: DDIM steps other than the run's; writes eval-steps<k>.json beside eval.json")
     _out_root_option(e)
     e.set_defaults(func=_evaluate)
 

@@ -8,7 +8,8 @@
         samples/<step>-<res>px.png         the fixed latents' grid after each step; 03_<name>.png: 03_samples'
         plots/loss_per_batch.png, plots/loss_per_epoch.png
         metrics.jsonl                      one row per logged batch
-        eval.json, eval/                   the evaluation and its figures (eval-psi<psi>.* when truncated)
+        eval.json, eval/                   the evaluation and its figures (eval-psi<psi>.* when truncated,
+                                           eval-steps<k>.* with other diffusion sampling steps)
         generated_images/<name>/ + <name>.json, projections/, counterfactuals/, explorer/
     <out_root>/<batch>/                    BatchDir: notebooks/, plots/, timings.json, eval.json
 
@@ -95,9 +96,10 @@ class _Folder(os.PathLike):
     def plots(self) -> Path:
         return self.path / "plots"
 
-    def eval_report(self, psi: float = 1.0) -> Path:
-        """eval.json, or eval-psi<psi>.json for an evaluation with truncation."""
-        return self.path / f"{_eval_stem(psi)}.json"
+    def eval_report(self, psi: float = 1.0, steps: int | None = None) -> Path:
+        """eval.json, or eval-psi<psi>.json for an evaluation with truncation, eval-steps<k>.json
+        for a diffusion run sampled with k steps other than its own."""
+        return self.path / f"{_eval_stem(psi, steps)}.json"
 
 
 class RunDir(_Folder):
@@ -153,9 +155,9 @@ class RunDir(_Folder):
     def metrics(self) -> Path:
         return self.path / "metrics.jsonl"
 
-    def eval_figures(self, psi: float = 1.0) -> Path:
-        """The folder of that evaluation's figures and features: eval/ or eval-psi<psi>/."""
-        return self.path / _eval_stem(psi)
+    def eval_figures(self, psi: float = 1.0, steps: int | None = None) -> Path:
+        """The folder of that evaluation's figures and features: eval/, eval-psi<psi>/ or eval-steps<k>/."""
+        return self.path / _eval_stem(psi, steps)
 
     def eval_figure(self, kind: str, class_name: str, psi: float = 1.0) -> Path:
         """An evaluation's per-class figure: kind real, generated (4x4 grids) or memorisation."""
@@ -188,8 +190,8 @@ class RunDir(_Folder):
         return self.path / "explorer"
 
 
-def _eval_stem(psi: float) -> str:
-    return "eval" if psi == 1.0 else f"eval-psi{psi:g}"
+def _eval_stem(psi: float, steps: int | None = None) -> str:
+    return "eval" + ("" if psi == 1.0 else f"-psi{psi:g}") + ("" if steps is None else f"-steps{steps}")
 
 
 def find_model(model: str | os.PathLike, out_root: str | os.PathLike = DEFAULT_OUT_ROOT) -> Path:

@@ -12,6 +12,8 @@ import torch
 from brainlib.cli import main
 from brainlib.config import ConfigError, preset
 from brainlib.data.dataset import load_dataset
+from brainlib.eval.evaluate import evaluate, set_sampling_steps
+from brainlib.eval.report import load_report
 from brainlib.networks.diffusion import NoisePath, cosine_alphas_cumprod, guided, sampling_timesteps
 from brainlib.networks.unet import NULL_CLASS, UNet
 from brainlib.synthesis.diffusion_sampling import DiffusionSampler
@@ -32,10 +34,11 @@ def phantom_both(tiny_phantom, tiny_dataset_cache):
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory, phantom_both) -> Path:
+def trained(tmp_path_factory, tiny_phantom, phantom_both) -> Path:
     """A conditional diffusion-smoke run trained to its end (4 batches) on the tiny phantom."""
     root = tmp_path_factory.mktemp("diffusion_runs")
-    cfg = preset("diffusion-smoke", class_name="both", run="dsmoke-both", out_root=str(root))
+    cfg = preset("diffusion-smoke", class_name="both", run="dsmoke-both", out_root=str(root),
+                 data_root=str(tiny_phantom))
     train(cfg, dataset=phantom_both)
     return root
 
@@ -280,6 +283,20 @@ def test_export_takes_a_diffusion_run(trained, tmp_path):
                                                                    + [("NC", "train")] * 2 + [("NC", "test")])
     sheet = (out / "DATASHEET.md").read_text()
     assert "A generative model (diffusion model, trained" in sheet and "4 DDIM steps, guidance 1" in sheet
+
+
+def test_evaluate_samples_with_other_steps_beside_the_runs_own_report(trained, tmp_path):
+    path = evaluate(["dsmoke-both"], n=8, out_root=trained, quick=True, progress=False, steps=2,
+                    usefulness=False, embed_method=None, encoder_cache=tmp_path)
+    assert path == trained / "dsmoke-both" / "eval-steps2.json" and (trained / "dsmoke-both" / "eval-steps2").is_dir()
+    report = load_report(path)
+    assert report["sample_steps"] == {"dsmoke-both": 2} and report["fingerprint"]["steps"] == 2
+    assert set(report["per_class"]) == {"AD", "NC"} and not (trained / "dsmoke-both" / "eval.json").exists()
+    stylegan = [("sg-AD", None, preset("smoke"), {})]
+    with pytest.raises(ValueError, match="applies to diffusion runs; sg-AD is a StyleGAN"):
+        set_sampling_steps(stylegan, 2)
+    with pytest.raises(ValueError, match="can take 1 to 100 steps"):
+        evaluate(["dsmoke-both"], n=8, out_root=trained, quick=True, progress=False, steps=101)
 
 
 def test_two_processes_under_torchrun_train_as_one_with_their_global_batch(tiny_phantom, tmp_path):

@@ -292,8 +292,9 @@ def load_features(report: dict) -> dict[str, np.ndarray]:
         return {k: z[k] for k in z.files}
 
 
-def _fingerprint(runs, n, seed, sizes, loaded, psi: float = 1.0) -> dict:
-    return {"version": EVAL_VERSION, "runs": list(runs), "n": n, "seed": seed, "psi": psi, "sizes": asdict(sizes),
+def _fingerprint(runs, n, seed, sizes, loaded, psi: float = 1.0, steps: int | None = None) -> dict:
+    return {"version": EVAL_VERSION, "runs": list(runs), "n": n, "seed": seed, "psi": psi, "steps": steps,
+            "sizes": asdict(sizes),
             "checkpoints": [{k: meta.get(k) for k in ("res", "alpha", "images_seen", "finished")}
                             for _, _, _, meta in loaded]}
 
@@ -395,7 +396,7 @@ def write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
 def evaluate(runs: list[str], n: int = 1000, out_root: str | Path = DEFAULT_OUT_ROOT, *, seed: int = 0,
              quick: bool = False, sizes: EvalSizes | None = None, embed_method: str = "umap",
              usefulness: bool = True, reuse: bool = False, encoder_cache: str | Path | None = None,
-             progress: bool = True, truncation: float = 1.0) -> Path:
+             progress: bool = True, truncation: float = 1.0, steps: int | None = None) -> Path:
     """Sample, measure, write `<out_root>/<run>/eval.json` for each run; return the first run's path.
 
     `quick` uses EvalSizes.quick() (tests); `sizes` sets each budget. With
@@ -405,6 +406,8 @@ def evaluate(runs: list[str], n: int = 1000, out_root: str | Path = DEFAULT_OUT_
     and `eval-psi<psi>/` instead, beside the untruncated report the batch pages read. Truncation
     trades recall for precision in a model whose average is realistic; the two reports side by
     side show whether a model's low precision is such a trade or a lack of fidelity.
+    `steps` samples diffusion runs with that many DDIM steps instead of their own and writes
+    `eval-steps<k>.json` and `eval-steps<k>/` (quality against sampling cost).
     """
     check_psi(truncation, "truncation")
     sizes = sizes or (EvalSizes.quick() if quick else EvalSizes())
@@ -413,12 +416,24 @@ def evaluate(runs: list[str], n: int = 1000, out_root: str | Path = DEFAULT_OUT_
         raise ValueError(f"evaluate needs at least 2 generated images per class, got n={n}")
     t0 = time.perf_counter()
     loaded = load_runs(list(runs), out_root)
+    if steps is not None:
+        set_sampling_steps(loaded, steps)
     check_memory(n, loaded)
     run_dirs = [run_dir_of(run, out_root=out_root) for run, *_ in loaded]
     with folder_locks(run_dirs):  # no training or other evaluation writes these runs meanwhile
         return _evaluate(runs, loaded, run_dirs, n, seed=seed, quick=quick, sizes=sizes, embed_method=embed_method,
                          usefulness=usefulness, reuse=reuse, encoder_cache=encoder_cache, progress=progress,
-                         truncation=truncation, t0=t0)
+                         truncation=truncation, steps=steps, t0=t0)
+
+
+def set_sampling_steps(loaded, steps: int) -> None:
+    """Sample every run of `loaded` (all diffusion runs) with `steps` DDIM steps."""
+    for run, G, cfg, _ in loaded:
+        if not cfg.diffusion:
+            raise ValueError(f"--steps applies to diffusion runs; {run} is a StyleGAN")
+        if not 1 <= steps <= cfg.diffusion_timesteps:
+            raise ValueError(f"--steps {steps}: {run} can take 1 to {cfg.diffusion_timesteps} steps")
+        G.steps = steps
 
 
 def available_memory() -> int | None:
@@ -446,9 +461,9 @@ def check_memory(n: int, loaded) -> None:
 
 def _evaluate(runs, loaded, run_dirs: list[RunDir], n: int, *, seed: int, quick: bool, sizes: EvalSizes,
               embed_method: str, usefulness: bool, reuse: bool, encoder_cache, progress: bool, truncation: float,
-              t0: float) -> Path:
-    first_json, fig_dir = run_dirs[0].eval_report(truncation), run_dirs[0].eval_figures(truncation)
-    fingerprint = _fingerprint(runs, n, seed, sizes, loaded, truncation)
+              steps: int | None, t0: float) -> Path:
+    first_json, fig_dir = run_dirs[0].eval_report(truncation, steps), run_dirs[0].eval_figures(truncation, steps)
+    fingerprint = _fingerprint(runs, n, seed, sizes, loaded, truncation, steps)
     if reuse and (old := reusable_report(first_json, fingerprint)) is not None:
         print(format_table(metric_rows(old)))
         return first_json
@@ -474,6 +489,7 @@ def _evaluate(runs, loaded, run_dirs: list[RunDir], n: int, *, seed: int, quick:
                                          figures, f_held=held_f[c])
     report: dict = {
         "runs": list(runs), "n_per_class": n, "seed": seed, "truncation_psi": truncation, "res": res, "quick": quick,
+        "sample_steps": {run: G.steps for run, G, cfg, _ in loaded if cfg.diffusion} or None,
         "floor": {"definition": "the same metric for real held-out images of the class against its real "
                                 "training images, at the same sample sizes; ratio = generated / floor",
                   **floor_notes},
@@ -505,10 +521,10 @@ def _evaluate(runs, loaded, run_dirs: list[RunDir], n: int, *, seed: int, quick:
         figures["features"] = str(fig_dir / "features.npz")
     seconds["total"] = time.perf_counter() - t0
     report.update(figures=figures, seconds={k: round(v, 1) for k, v in seconds.items()}, fingerprint=fingerprint,
-                  written_to=[str(d.eval_report(truncation)) for d in run_dirs])
+                  written_to=[str(d.eval_report(truncation, steps)) for d in run_dirs])
     report["table"] = metric_rows(report)
     for d in run_dirs:
-        atomic_write_json(d.eval_report(truncation), _jsonable(report))
+        atomic_write_json(d.eval_report(truncation, steps), _jsonable(report))
     print(format_table(report["table"]))
     print(f"encoder: {enc.info['name']} (train set {enc.info['train_set_hash']} of {'+'.join(encoder_classes)}, "
           f"held-out AD/NC accuracy {encoder_info['heldout_accuracy']}); Inception: {inception_note}")
