@@ -245,6 +245,25 @@ def test_headline_rows_mark_missing_figures_not_measured():
     assert rows[("usefulness_synthetic", "AD+NC")] == "none"
 
 
+def test_the_headline_says_when_a_floor_cannot_judge_and_how_many_images_each_class_compared():
+    from brainlib.batch.report_page import headline_blocks
+
+    report = eval_report(["b-AD", "b-NC"])
+    report["usefulness"]["real"]["balanced_accuracy"] = 0.48  # the real-trained classifier at chance
+    report["per_class"]["NC"]["c2st_accuracy"] = pair(0.99, 0.84)  # a C2ST floor that tells real from real
+    report["per_class"]["AD"]["sizes"]["compared"] = 45
+    rows = {(r["metric"], r["cls"]): r for r in headline_rows(report, ["AD", "NC"])}
+    for key in (("usefulness_synthetic", "AD+NC"), ("usefulness_real+synthetic", "AD+NC"), ("c2st_accuracy", "NC")):
+        assert rows[key]["verdict"] == "unjudged" and rows[key]["why"]
+    assert rows[("c2st_accuracy", "AD")]["verdict"] == "far" and rows[("c2st_accuracy", "AD")]["why"] is None
+    notes = [b.text for b in headline_blocks(report, ["AD", "NC"], [], None) if b.kind == "note"]
+    assert "AD 45, NC 40 images compared" in notes[0] and "With 40 images of a class" in notes[0]
+    assert "scores 0.48 on held-out ones, near chance" in notes[1] and "C2ST accuracy (NC)" in notes[1]
+    report = eval_report(["b-AD", "b-NC"])
+    notes = [b.text for b in headline_blocks(report, ["AD", "NC"], [], None) if b.kind == "note"]
+    assert "40 images per class compared" in notes[0] and len(notes) == 1
+
+
 def test_names_settings_file_names_and_failures_stay_text_in_the_page(tmp_path):
     batch, runs = fake_batch(tmp_path, evaluated=False)
     attack = "<script>alert('x')</script>"

@@ -122,15 +122,18 @@ def headline_blocks(report: dict | None, classes: list[str], run_dirs: list[Path
                             _ratio(r["pair"]), _mark(r["verdict"])) for r in rows],
                      row_attrs=[(f"v-{r['verdict']}", {"metric": r["metric"], "class": r["cls"],
                                                         "title": r["meaning"]}) for r in rows]))
-    sizes = next(iter(report.get("per_class", {}).values()), {}).get("sizes", {})
-    compared = sizes.get("compared")
+    compared = {c: m.get("sizes", {}).get("compared") for c, m in report.get("per_class", {}).items()}
     text = (f"Floor: the same figure for real held-out slices against the real training slices, at the same "
-            f"sample size ({compared} images per class compared); a generator cannot beat it. Verdict rules: {RULES}.")
+            f"sample size ({compared_images(compared)} compared); a generator cannot beat it. Verdict rules: {RULES}.")
     if report.get("floor", {}).get("optimistic"):
         text += f" The floor is optimistic: {report['floor'].get('note', '')}."
-    if compared is not None and compared < 50:
-        text += f" With {compared} images per class, every figure here is very noisy."
+    fewest = min((n for n in compared.values() if n is not None), default=None)
+    if fewest is not None and fewest < 50:
+        text += f" With {fewest} images of a class, every figure of that class is very noisy."
     out.append(Block("note", text))
+    unjudged = [f"{r['label']} ({r['cls']}): {r['why']}" for r in rows if r["why"]]
+    if unjudged:
+        out.append(Block("note", "The floor cannot judge " + "; ".join(unjudged) + "."))
     out.append(Block("details-start", "What each figure means"))
     out.append(Block("table", head=("figure", "what it measures"),
                      rows=[(h.label, h.meaning)
@@ -375,9 +378,16 @@ def _ratio(pair: dict | None) -> str:
 
 
 def _mark(v: str) -> str:
-    return {"near": "● ", "off": "▲ ", "far": "✖ ", "none": "· "}[v] + VERDICTS[v]
+    return {"near": "● ", "off": "▲ ", "far": "✖ ", "none": "· ", "unjudged": "? "}[v] + VERDICTS[v]
 
 
 def _setting(v: Any) -> str:
     return v if isinstance(v, str) else json.dumps(v)
 
+
+def compared_images(compared: dict[str, int | None]) -> str:
+    """"45 images per class" when the classes compared as many, else "AD 45, NC 160 images"."""
+    sizes = set(compared.values())
+    if len(sizes) == 1:
+        return f"{sizes.pop()} images per class"
+    return ", ".join(f"{c} {n}" for c, n in compared.items()) + " images"

@@ -52,7 +52,10 @@ BOTH_CLASSES_HEADLINE = (
     Headline("class_contrast", "AD–NC contrast", "contrast", "how far apart generated AD and NC are, as "
              "a share of the real classes' distance (1 = as distinct)"),
 )
-VERDICTS = {"near": "near floor", "off": "off", "far": "far off", "none": "not measured"}
+VERDICTS = {"near": "near floor", "off": "off", "far": "far off", "none": "not measured",
+            "unjudged": "floor cannot judge"}
+CHANCE_FLOOR = 0.6  # a real-trained AD/NC classifier below this is near chance: nothing to measure against
+SATURATED_C2ST_FLOOR = 0.75  # real held-out slices told from training ones this often: the test cannot judge
 RULES = ("distances: near ≤ 1.5× the floor, off ≤ 3×; accuracies and shares (0-1): near within 0.05 "
          "of the floor on the worse side (memorised: 0.01), off within 0.25 (0.05); AD–NC contrast: "
          "near within 0.1, off within 0.4")
@@ -94,6 +97,23 @@ def verdict(judge: str, pair: dict | None) -> str:
     return "near" if worse <= near else "off" if worse <= off else "far"
 
 
+def why_floor_cannot_judge(metric: str, pair: dict | None) -> str | None:
+    """Why a figure's floor cannot judge the generated one, or None when it can: a real-trained
+    classifier at chance leaves the synthetic-trained ones nothing to be measured against, and a
+    C2ST that already tells real held-out slices from training slices (few held-out slices, or
+    held-out subjects unlike the training ones) would call real data fake as well."""
+    floor = (pair or {}).get("floor")
+    if floor is None or not math.isfinite(float(floor)):
+        return None
+    if metric.startswith("usefulness_") and floor < CHANCE_FLOOR:
+        return (f"the classifier trained on real slices scores {floor:.2f} on held-out ones, near chance (0.5): "
+                f"no figure trained on synthetic slices can be judged against it")
+    if metric.startswith("c2st_") and floor >= SATURATED_C2ST_FLOOR:
+        return (f"the classifier tells real held-out slices from training ones {floor:.2f} of the time: "
+                f"it would call real data fake too")
+    return None
+
+
 def texture_pairs(report: dict, c: str) -> list[tuple[str, str, dict, Headline]]:
     """(key, label, pair, headline) per band of the train-normalised SWD and of the spectrum,
     finest first; none for a report made before they were measured."""
@@ -109,21 +129,24 @@ def texture_pairs(report: dict, c: str) -> list[tuple[str, str, dict, Headline]]
     return found
 
 
+def headline_row(metric: str, label: str, cls: str, pair: dict | None, h: Headline) -> dict:
+    """One row of the headline: the figure, its floor and its verdict; `why` says why the floor
+    cannot judge it, when it cannot."""
+    why = why_floor_cannot_judge(metric, pair)
+    return dict(metric=metric, label=label, cls=cls, pair=pair, meaning=h.meaning, why=why,
+                verdict="unjudged" if why else verdict(h.judge, pair))
+
+
 def headline_rows(report: dict, classes: list[str]) -> list[dict]:
     """One row per headline figure and class (the texture bands after SWD), then the rows about
     both classes together."""
     rows = []
     for c in classes:
         for h in PER_CLASS_HEADLINE:
-            pair = headline_pair(report, c, h.key)
-            rows.append(dict(metric=h.key, label=h.label, cls=c, pair=pair, verdict=verdict(h.judge, pair),
-                             meaning=h.meaning))
+            rows.append(headline_row(h.key, h.label, c, headline_pair(report, c, h.key), h))
             if h.key == "swd":
-                rows += [dict(metric=key, label=label, cls=c, pair=pair, verdict=verdict(t.judge, pair),
-                              meaning=t.meaning) for key, label, pair, t in texture_pairs(report, c)]
+                rows += [headline_row(key, label, c, pair, t) for key, label, pair, t in texture_pairs(report, c)]
     if len(classes) == 2:
-        for h in BOTH_CLASSES_HEADLINE:
-            pair = headline_pair(report, "", h.key)
-            rows.append(dict(metric=h.key, label=h.label, cls="AD+NC", pair=pair, verdict=verdict(h.judge, pair),
-                             meaning=h.meaning))
+        rows += [headline_row(h.key, h.label, "AD+NC", headline_pair(report, "", h.key), h)
+                 for h in BOTH_CLASSES_HEADLINE]
     return rows
