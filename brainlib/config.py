@@ -99,6 +99,7 @@ class RunConfig(ModelClasses):
     mbstd_group: int = 4
     noise_max_res: int | None = None  # noise inputs up to this resolution; None: every layer, as StyleGAN
     composite: bool = False  # draw tissue through a learned mask over a black background (stylegan1.composite_on_black)
+    critic_highpass: bool = False  # the critic gets a second head on the image's finest band (stylegan1.HighpassHead)
 
     # --- schedule ---
     batch_sizes: dict[int, int] = field(default_factory=lambda: {4: 256, 8: 128, 16: 64, 32: 32, 64: 16, 128: 8})

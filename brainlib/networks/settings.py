@@ -29,6 +29,7 @@ class NetworkSettings(ModelClasses):
     noise_max_res: int | None  # noise inputs up to this resolution; None: every layer
     composite: bool  # tissue through a learned mask over black (stylegan1.composite_on_black)
     mapping_lr_mul: float
+    critic_highpass: bool = False  # a second critic head on the finest band (stylegan1.HighpassHead)
 
     def to_dict(self) -> dict[str, Any]:
         return {**dataclasses.asdict(self), "channels": {str(r): c for r, c in self.channels.items()}}
@@ -36,9 +37,11 @@ class NetworkSettings(ModelClasses):
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> NetworkSettings:
         names = {f.name for f in dataclasses.fields(cls)}
-        if set(d) != names:
-            raise ConfigError(f"network settings must name exactly {', '.join(sorted(names))}; "
-                              f"got {', '.join(sorted(d))}")
+        # settings added later have defaults that build what the older code built
+        required = {f.name for f in dataclasses.fields(cls) if f.default is dataclasses.MISSING}
+        if not required <= set(d) <= names:
+            raise ConfigError(f"network settings must name {', '.join(sorted(required))} "
+                              f"(and may name {', '.join(sorted(names - required))}); got {', '.join(sorted(d))}")
         return cls(**{**d, "channels": {int(r): int(c) for r, c in d["channels"].items()}})
 
     def changed_from(self, other: NetworkSettings) -> dict[str, tuple[Any, Any]]:
@@ -53,4 +56,5 @@ def network_settings(cfg: RunConfig) -> NetworkSettings:
     return NetworkSettings(
         arch=cfg.arch, class_name=cfg.class_name, image_size=cfg.image_size, z_dim=cfg.z_dim, w_dim=cfg.w_dim,
         mapping_layers=cfg.mapping_layers, channels=dict(cfg.channels), mbstd_group=cfg.mbstd_group,
-        noise_max_res=cfg.noise_max_res, composite=cfg.composite, mapping_lr_mul=cfg.mapping_lr / cfg.lr)
+        noise_max_res=cfg.noise_max_res, composite=cfg.composite, mapping_lr_mul=cfg.mapping_lr / cfg.lr,
+        critic_highpass=cfg.critic_highpass)

@@ -41,6 +41,9 @@ W_AVG_BETA = 0.995  # StyleGAN v1's dlatent_avg_beta
 #    before the activation); 1 (unrecorded): blur before G's convs, D pooled after its activation.
 ARCHITECTURE = 3
 BLACK = -1.0  # a black pixel in the model's range (data.py maps [0, 255] to [-1, 1])
+# The high-pass of a real slice has 1/8 to 1/3 of the image's std from 64 px down to 8 px
+# (phantom); x4 brings the high-pass head's input near the scale the main from_image sees.
+HIGHPASS_GAIN = 4.0
 
 
 def check_resolution(res: int, image_size: int) -> None:
@@ -377,6 +380,32 @@ class DiscriminatorEpilogue(nn.Module):
         return score
 
 
+class HighpassHead(nn.Module):
+    """A small second critic on the image's finest band: hp = x - blur(x) ([1, 2, 1] binomial
+    low-pass, edges replicated, so flat borders and the black background give zero), taken in
+    float32, scaled by HIGHPASS_GAIN, then a 1x1 conv (FromImage), one block of the critic's
+    kind (two 3x3 convs with lrelu, the second downsampling), global average pooling and a
+    dense layer to one score. No minibatch std and no class projection: the main epilogue has both.
+    """
+
+    def __init__(self, channels: int, block_type: type[nn.Module]):
+        super().__init__()
+        self.blur = Blur()
+        self.from_image = FromImage(channels)
+        self.block = block_type(channels, channels)
+        self.out = EqualLinear(channels, 1, gain=1.0)
+
+    def highpass(self, img: Tensor) -> Tensor:
+        """The finest band in float32: under bf16 autocast the blur would round away much of it."""
+        with torch.autocast(device_type=img.device.type, enabled=False):
+            img = img.float()
+            return (img - self.blur(img)) * HIGHPASS_GAIN
+
+    def forward(self, img: Tensor) -> Tensor:
+        x = self.block(self.from_image(self.highpass(img)))
+        return self.out(x.mean(dim=(2, 3))).squeeze(1)
+
+
 class Discriminator(nn.Module):
     """ProGAN discriminator (critic) with fade-in on the input side; the resolution is the
     input's. Each block blurs before its downsampling convolution (StyleGAN's); the
@@ -400,6 +429,11 @@ class Discriminator(nn.Module):
             {str(r): self.block_type(ch[r], ch[r // 2]) for r in self.resolutions[1:]})
         self.epilogue = DiscriminatorEpilogue(ch[4], settings.mbstd_group,
                                               num_classes=NUM_CLASSES if settings.conditional else 0)
+        # created last and only when asked for, so critics without it keep their parameters and seeds
+        self.highpass_heads = None
+        if settings.critic_highpass:
+            self.highpass_heads = nn.ModuleDict(
+                {str(r): HighpassHead(ch[r], self.block_type) for r in self.resolutions})
 
     def forward(self, img: Tensor, label: Tensor | None = None, *, alpha: float | Tensor = 1.0) -> Tensor:
         """img [B, 1, res, res] -> scores [B]. Unconditional models ignore `label`."""
@@ -409,11 +443,26 @@ class Discriminator(nn.Module):
             raise ValueError("this is a class-conditional discriminator: pass label (NC=0, AD=1)")
         res = img.shape[-1]
         check_resolution(res, self.image_size)
+        fading = res > 4 and is_fading(alpha)
+        smaller = self.downsample_image(img) if fading else None
         x = self.from_image[str(res)](img)
         if res > 4:
             x = self.blocks[str(res)](x)
-            if is_fading(alpha):
-                x = fade_in(self.from_image[str(res // 2)](self.downsample_image(img)), x, alpha)
+            if fading:
+                x = fade_in(self.from_image[str(res // 2)](smaller), x, alpha)
         for r in reversed(resolutions_up_to(res // 2)[1:]):
             x = self.blocks[str(r)](x)
-        return self.epilogue(x, label if self.conditional else None)
+        score = self.epilogue(x, label if self.conditional else None)
+        if self.highpass_heads is not None:
+            score = score + self.highpass_score(img, smaller, alpha)
+        return score
+
+    def highpass_score(self, img: Tensor, smaller: Tensor | None, alpha: float | Tensor) -> Tensor:
+        """The high-pass head's score at the input's resolution. While it fades in, the heads
+        fade as the input side does: alpha = 0 is the previous resolution's head on the
+        downsampled image, so the critic is the one the last step trained and the new head
+        takes over as its detail appears."""
+        score = self.highpass_heads[str(img.shape[-1])](img)
+        if smaller is None:
+            return score
+        return fade_in(self.highpass_heads[str(smaller.shape[-1])](smaller), score, alpha)
