@@ -96,7 +96,8 @@ def _counterfactual(args: argparse.Namespace) -> int:
     from brainlib.synthesis import counterfactual
     out_root = args.out_root
     if args.agreement:
-        result, path = counterfactual.run_agreement(args.model, n=args.n, seed=args.seed, out_root=out_root)
+        result, path = counterfactual.run_agreement(args.model, n=args.n, seed=args.seed, steps=args.steps,
+                                                    out_root=out_root)
         print(counterfactual.format_agreement(result))
         print(f"wrote {path} and {path.with_suffix('.png')}")
         return 0
@@ -246,17 +247,26 @@ def _add_project(sub: argparse._SubParsersAction) -> None:
 def _add_counterfactual(sub: argparse._SubParsersAction) -> None:
     cf = sub.add_parser("counterfactual", help="NC-to-AD edits of a slice by a conditional model, "
                                                "or (--agreement) how they match the real AD-NC difference")
-    cf.add_argument("--model", required=True, help="a conditional run (trained with --class both)")
-    cf.add_argument("--image", default=None, help="project this slice first (default: sample --seed)")
+    cf.add_argument("--model", required=True,
+                    help="a conditional run (trained with --class both): a StyleGAN or a diffusion model")
+    cf.add_argument("--image", default=None,
+                    help="a real slice to edit (a StyleGAN projects it first; default: sample --seed)")
     cf.add_argument("--seed", type=_seed, default=0, help="the NC sample to edit; with --agreement, the sampling seed")
-    cf.add_argument("--class", dest="class_name", default=None, choices=("AD", "NC"))
-    cf.add_argument("--strengths", type=float, nargs="+", default=[0.0, 0.5, 1.0, 1.5, 2.0])
-    cf.add_argument("--steps", type=int, default=400, help="projection steps, with --image")
+    cf.add_argument("--class", dest="class_name", default=None, choices=("AD", "NC"),
+                    help="the slice's class (default NC); with --image, where a StyleGAN's projection starts "
+                         "(default: both classes' mean) and the label a diffusion model inverts under")
+    cf.add_argument("--strengths", type=float, nargs="+", default=None,
+                    help="StyleGAN: multiples of the NC-to-AD direction in W (default 0 0.5 1 1.5 2); diffusion: "
+                         "shares of the noise path, 0 to 1 (default 0 0.25 0.5 0.75 1)")
+    cf.add_argument("--steps", type=int, default=None,
+                    help="StyleGAN: projection steps, with --image (default 400); diffusion: DDIM steps of the "
+                         "whole path (default: the run's)")
     cf.add_argument("--per-layer", action="store_true", help="projection with one w per style input")
     cf.add_argument("--out", default=None, help="the figure (default: <run>/counterfactuals/<name>.png)")
     cf.add_argument("--agreement", action="store_true",
                     help="print the correlation of the counterfactual and real AD-NC difference maps")
-    cf.add_argument("--n", type=int, default=200, help="NC samples averaged, with --agreement")
+    cf.add_argument("--n", type=int, default=200,
+                    help="NC samples averaged, with --agreement (a diffusion-demo run: about 2 s each on one thread)")
     _out_root_option(cf)
     cf.set_defaults(func=_counterfactual)
 

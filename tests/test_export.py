@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from smoke_conditional import train_smoke_both
+from smoke_conditional import train_smoke
 
 from brainlib.cli import main
 from brainlib.config import preset
@@ -30,7 +30,7 @@ def out_root(tmp_path_factory, tiny_phantom, tiny_dataset_cache) -> Path:
     from brainlib.eval.evaluate import evaluate
 
     root = tmp_path_factory.mktemp("export_runs")
-    train_smoke_both(root, tiny_phantom, tiny_dataset_cache)
+    train_smoke(root, tiny_phantom, tiny_dataset_cache)
     evaluate(["smoke-both"], n=16, out_root=root, quick=True, usefulness=False, embed_method=None,
              encoder_cache=tmp_path_factory.mktemp("encoders"), progress=False)
     return root

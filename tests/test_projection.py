@@ -8,7 +8,7 @@ import pytest
 import torch
 from PIL import Image
 from safetensors.torch import load_file
-from smoke_conditional import train_smoke_both
+from smoke_conditional import train_smoke
 
 from brainlib.cli import main
 from brainlib.data.dataset import load_dataset
@@ -19,7 +19,7 @@ from brainlib.synthesis.sampling import load, synthesize, to_uint8
 @pytest.fixture(scope="module")
 def out_root(tmp_path_factory, tiny_phantom, tiny_dataset_cache) -> Path:
     root = tmp_path_factory.mktemp("projection_runs")
-    train_smoke_both(root, tiny_phantom, tiny_dataset_cache)
+    train_smoke(root, tiny_phantom, tiny_dataset_cache)
     return root
 
 

@@ -52,8 +52,7 @@ class DiffusionSampler:
         """Images [len(seeds), 1, S, S] in [-1, 1] on the CPU; image i starts from the noise of
         seeds[i]; labels [n] (NC = 0, AD = 1) for a conditional model, else None."""
         S, n = self.cfg.image_size, len(seeds)
-        if self.steps < 1 or self.steps > self.path.T:
-            raise ValueError(f"sampling steps must be within [1, {self.path.T}] (got {self.steps})")
+        self.timesteps()  # checks the number of steps before any work
         out = torch.empty(n, 1, S, S)
         with progress_bar(total=n * self.steps, disable=not progress, desc=f"sampling ({self.steps} steps)",
                           unit="evals") as bar:
@@ -65,15 +64,41 @@ class DiffusionSampler:
                 out[lo:hi] = self.denoise(x, y, bar).float().clamp(-1, 1).cpu()
         return out
 
-    def denoise(self, x: torch.Tensor, labels: torch.Tensor | None, bar=None) -> torch.Tensor:
-        """Deterministic DDIM from pure noise x to clean images, self.steps network evaluations."""
-        ts = sampling_timesteps(self.path.T, self.steps)
+    def timesteps(self) -> list[int]:
+        """The timesteps of the whole path, T-1 down, self.steps of them."""
+        if self.steps < 1 or self.steps > self.path.T:
+            raise ValueError(f"sampling steps must be within [1, {self.path.T}] (got {self.steps})")
+        return sampling_timesteps(self.path.T, self.steps)
+
+    def denoise(self, x: torch.Tensor, labels: torch.Tensor | None, bar=None, *,
+                timesteps: Sequence[int] | None = None) -> torch.Tensor:
+        """Deterministic DDIM from x at timesteps[0] to clean images, one network evaluation per
+        timestep (descending; default: pure noise x along the whole path)."""
+        ts = self.timesteps() if timesteps is None else list(timesteps)
         for i, t in enumerate(ts):
             t_now = torch.full((len(x),), t, dtype=torch.long)
             t_prev = torch.full((len(x),), ts[i + 1], dtype=torch.long) if i + 1 < len(ts) else None
             x = self.path.ddim_step(x, self.predict(x, t_now, labels), t_now, t_prev)
             if bar is not None:
                 bar.update(len(x))
+        return x
+
+    def invert(self, x0: torch.Tensor, labels: torch.Tensor | None, timesteps: Sequence[int]) -> torch.Tensor:
+        """DDIM inversion: clean images x0 carried up the deterministic path to timesteps[-1]
+        (ascending), one network evaluation per timestep, so that `denoise(x, labels,
+        timesteps=reversed)` comes back to about x0. Each step is the DDIM update run upwards
+        with the prediction at the current level; the clean image has no level, so its noise is
+        the one predicted at the first timestep (Song et al. 2021, sec. 4.3; Mokady et al. 2023)."""
+        x, level = x0, None
+        for t in timesteps:
+            t_next = torch.full((len(x),), t, dtype=torch.long)
+            prediction = self.predict(x, t_next if level is None else level, labels)
+            if level is None:
+                a, s = self.path.coefficients(t_next, x)
+                x = a * x + s * self.path.estimates(x, prediction, t_next)[1]
+            else:
+                x = self.path.ddim_step(x, prediction, level, t_next)
+            level = t_next
         return x
 
     def predict(self, x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
