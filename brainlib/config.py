@@ -71,6 +71,16 @@ def check_seed(seed: int, name: str = "--seed") -> int:
     return seed
 
 
+# the settings that shape a model and its training, per family: what 02_train_progressive shows first
+KEY_SETTINGS = {
+    "stylegan": ("run", "class_name", "image_size", "start_res", "z_dim", "w_dim", "mapping_layers", "channels",
+                 "batch_sizes", "loss", "lr", "mapping_lr", "betas", "gp_weight", "ema_half_life_kimg",
+                 "fade_fraction"),
+    "diffusion": ("run", "class_name", "image_size", "unet_channels", "unet_blocks", "unet_attention", "objective",
+                  "diffusion_timesteps", "train_images", "diffusion_batch", "lr", "betas", "ema_half_life_kimg",
+                  "class_dropout", "sample_steps", "guidance"),
+}
+
 # settings keyed by resolution, and the type of their values (JSON keys are strings)
 PER_RES_FIELDS = {"channels": int, "batch_sizes": int, "seconds_per_res": float, "images_per_res": int}
 
@@ -160,6 +170,10 @@ class RunConfig(ModelClasses):
     @property
     def run_dir(self) -> Path:
         return RunDir.named(self.run, self.out_root).path
+
+    def key_settings(self) -> dict[str, Any]:
+        """The settings that shape this run's model and training (KEY_SETTINGS of its family), by name."""
+        return {key: getattr(self, key) for key in KEY_SETTINGS[self.family]}
 
     def validate(self) -> RunConfig:
         """Raise ConfigError naming the first bad setting, before any work starts."""

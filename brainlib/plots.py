@@ -10,6 +10,7 @@ import torch
 from torchvision.utils import save_image
 
 from brainlib.atomic import atomic_write, atomic_write_bytes
+from brainlib.config import RunConfig
 from brainlib.rundir import RunDir
 
 CLASS_COLOURS = {"AD": "tab:red", "NC": "tab:blue"}  # the same in every figure
@@ -129,3 +130,33 @@ def plot_losses_per_epoch(rows: Iterable[dict], path: str | Path, *, steps: Sequ
     fig = loss_figure(_panels(epoch_means(rows, keys), steps), keys, kind="epoch",
                       point=lambda i, r: r["epoch"] + 1, ylabel="mean loss", marker="o", ms=3, lw=1)
     return _save_figure(fig, path)
+
+
+def plot_denoising_loss(rows: Iterable[dict], path: str | Path, *, objective: str) -> Path:
+    """A diffusion run's loss: the denoiser's mean squared error to its objective's target, per
+    logged batch over the images seen, with a running mean (the per-batch loss is noisy: each
+    batch draws its own noise levels). `rows` are metrics.jsonl records."""
+    pts = [(r["images_seen"], r["loss"]) for r in _batch_rows(rows, ("loss",)) if r.get("loss") is not None]
+    fig, ax = pyplot().subplots(figsize=(6.4, 3.6), layout="constrained")
+    if pts:
+        x, y = zip(*pts, strict=True)
+        window = len(y) // 25  # a running mean once there are enough batches to smooth
+        ax.plot(x, y, lw=0.6 if window > 1 else 1.2, alpha=0.35 if window > 1 else 1.0, color="tab:purple",
+                label="per batch")
+        if window > 1:
+            mean = torch.tensor(y).unfold(0, window, 1).mean(1).tolist()
+            ax.plot(x[window - 1:], mean, lw=1.6, color="tab:purple", label=f"mean of {window} batches")
+        ax.set_yscale("log")
+        ax.legend(fontsize=8)
+    ax.set_xlabel("images seen")
+    ax.set_ylabel(f"MSE to the {objective} target")
+    ax.grid(alpha=0.3, which="both")
+    ax.set_title("Denoising loss per batch" + ("" if pts else ": no data"))
+    return _save_figure(fig, path)
+
+
+def loss_plots(cfg: RunConfig) -> list[Path]:
+    """The loss figures cfg's trainer writes: a StyleGAN's per batch and per epoch (a panel per
+    resolution step), a diffusion model's denoising loss per batch (plot_denoising_loss)."""
+    run = RunDir(cfg.run_dir)
+    return [run.loss_per_batch_plot] if cfg.diffusion else [run.loss_per_batch_plot, run.loss_per_epoch_plot]

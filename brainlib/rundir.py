@@ -6,6 +6,7 @@
         checkpoints/<step>-<res>px-<images>img.*          periodic, superseded by the next
         checkpoints/latest.json            names the newest checkpoint
         samples/<step>-<res>px.png         the fixed latents' grid after each step; 03_<name>.png: 03_samples'
+        samples/<res>px-<images>img[-final].png   a diffusion run's grid at each checkpoint (and its checkpoints' names)
         plots/loss_per_batch.png, plots/loss_per_epoch.png
         metrics.jsonl                      one row per logged batch
         eval.json, eval/                   the evaluation and its figures (eval-psi<psi>.* when truncated,
@@ -28,6 +29,7 @@ DEFAULT_OUT_ROOT = "outputs"
 CHECKPOINTS = "checkpoints"
 LATEST = "latest.json"
 _STEP_NAME = re.compile(r"^(\d+)-(\d+)px$")
+_DIFFUSION_NAME = re.compile(r"^(\d+)px-(\d+)img(-final)?$")
 
 
 def step_name(step: int, res: int) -> str:
@@ -38,6 +40,11 @@ def step_name(step: int, res: int) -> str:
 def periodic_name(step: int, res: int, images_seen: int) -> str:
     """The name of a checkpoint taken within a step, e.g. 02-16px-000000056img."""
     return f"{step_name(step, res)}-{images_seen:09d}img"
+
+
+def diffusion_checkpoint_name(res: int, images_seen: int, *, finished: bool) -> str:
+    """A diffusion run's checkpoint and grid name, e.g. 64px-000040000img-final (a run trains at one size)."""
+    return f"{res}px-{images_seen:09d}img" + ("-final" if finished else "")
 
 
 def parse_step_name(name: str) -> tuple[int, int] | None:
@@ -142,6 +149,17 @@ class RunDir(_Folder):
         """The grids the trainer wrote after each step, in step order."""
         found = ((parse_step_name(p.stem), p) for p in self.samples.glob("*.png"))
         return sorted(StepGrid(*parsed, p) for parsed, p in found if parsed)
+
+    def checkpoint_grid(self, name: str) -> Path:
+        """A diffusion run's grid at checkpoint `name` (diffusion_checkpoint_name)."""
+        return self.samples / f"{name}.png"
+
+    def training_grids(self) -> list[Path]:
+        """Every grid the trainer wrote, in training order: a StyleGAN's after each resolution
+        step (step_grids), a diffusion model's at each checkpoint (by images seen)."""
+        found = ((_DIFFUSION_NAME.match(p.stem), p) for p in self.samples.glob("*.png"))
+        diffusion = sorted((int(m[2]), p) for m, p in found if m)
+        return [g.path for g in self.step_grids()] + [p for _, p in diffusion]
 
     @property
     def loss_per_batch_plot(self) -> Path:

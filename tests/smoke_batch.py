@@ -44,6 +44,20 @@ def trained_runs() -> Path:
     return out_root
 
 
+DIFFUSION_RUN = f"{refresh.SMOKE_NAME}-diffusion-both"
+
+
+@cache
+def trained_diffusion_run() -> Path:
+    """An out_root with DIFFUSION_RUN: a conditional diffusion-smoke run (seconds), trained directly."""
+    from brainlib.config import preset
+    from brainlib.training.trainer import train
+    out_root = session_dir() / "diffusion_runs"
+    train(preset("diffusion-smoke", class_name="both", run=DIFFUSION_RUN, out_root=str(out_root),
+                 data_root=str(tiny_data())))
+    return out_root
+
+
 SMOKE_PROGRESS_SECONDS = 0.2  # the batch's progress lines, 30 s apart in a real log
 
 

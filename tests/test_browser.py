@@ -1,5 +1,6 @@
 """JupyterLab in a real browser: run all cells of a notebook, wait for the widget, move
-a latent slider with the keyboard and check that the displayed image changed.
+a slider of the explorer with the keyboard and check that the displayed image changed
+(03_samples on a StyleGAN run: a direction of W; on a diffusion run: the DDIM steps).
 
 Headless Debian Chromium (/usr/bin/chromium) driven by Playwright; nothing downloads a
 browser. `make test` installs chromium when it is missing and it can (root or sudo);
@@ -26,11 +27,10 @@ CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 EVIDENCE = Path("/tmp/brainlib_browser")
-SLIDER_LABEL = "PC0"  # the first principal-direction slider of the latent explorer
 
 
 def tiny_explorer_notebook(path: Path) -> Path:
-    """An IntSlider driving an ipywidgets.Image, labelled like the explorer's first
+    """An IntSlider driving an ipywidgets.Image, labelled like the StyleGAN explorer's first
     direction slider: the browser machinery's own check, independent of any model."""
     nb = nbformat.v4.new_notebook()
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
@@ -80,16 +80,18 @@ def chromium() -> Path:
 
 @pytest.fixture(scope="module")
 def lab_root(tmp_path_factory) -> Path:
-    """The folder JupyterLab serves: the tiny explorer notebook, and a copy of
-    03_samples parameterised to read a smoke run (built once per test session)."""
+    """The folder JupyterLab serves: the tiny explorer notebook, and two copies of 03_samples,
+    parameterised to read the StyleGAN smoke runs and a conditional diffusion smoke run (built
+    once per test session)."""
     root = tmp_path_factory.mktemp("lab")
     tiny_explorer_notebook(root / "tiny_explorer.ipynb")
     source = ROOT / "notebooks" / "03_samples.ipynb"
     if source.is_file():
-        from smoke_batch import refresh, trained_runs
-        out_root = trained_runs()
+        from smoke_batch import DIFFUSION_RUN, refresh, trained_diffusion_run, trained_runs
         refresh.parameterised_copy(source, root / "03_samples.ipynb", dict(
-            runs=[f"{refresh.SMOKE_NAME}-AD", f"{refresh.SMOKE_NAME}-NC"], out_root=str(out_root)))
+            runs=[f"{refresh.SMOKE_NAME}-AD", f"{refresh.SMOKE_NAME}-NC"], out_root=str(trained_runs())))
+        refresh.parameterised_copy(source, root / "03_samples_diffusion.ipynb", dict(
+            runs=[DIFFUSION_RUN], out_root=str(trained_diffusion_run())))
     return root
 
 
@@ -141,11 +143,11 @@ def browser(chromium):
         b.close()
 
 
-def run_all_and_move_slider(browser, lab, notebook: str, evidence: Path, *, timeout_s: float = 240) -> tuple[bytes,
-                                                                                                             bytes]:
+def run_all_and_move_slider(browser, lab, notebook: str, evidence: Path, *, slider_label: str = "PC0",
+                            timeout_s: float = 240) -> tuple[bytes, bytes]:
     """Open `notebook` in JupyterLab, Run > Run All Cells, wait for the widget image,
-    press ArrowRight on the first direction slider; return the image's screenshots
-    before and after (also written to `evidence`)."""
+    press ArrowRight five times on the slider whose label holds `slider_label`; return the
+    image's screenshots before and after (also written to `evidence`)."""
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
     evidence.mkdir(parents=True, exist_ok=True)
     page = browser.new_page(viewport={"width": 1500, "height": 1100})
@@ -166,7 +168,7 @@ def run_all_and_move_slider(browser, lab, notebook: str, evidence: Path, *, time
         page.get_by_role("menuitem", name="Run All Cells", exact=True).click()
         image = page.locator(".jp-OutputArea-output img.widget-image").first
         image.wait_for(state="visible", timeout=timeout)
-        slider = page.locator(".widget-slider").filter(has=page.locator(f"label:has-text('{SLIDER_LABEL}')")).first
+        slider = page.locator(".widget-slider").filter(has=page.locator(f"label:has-text('{slider_label}')")).first
         slider.wait_for(state="visible", timeout=timeout)
         image.scroll_into_view_if_needed()
         _wait_until_settled(page, image)
@@ -223,14 +225,20 @@ def test_slider_changes_the_image_in_jupyterlab(browser, lab):
     assert (EVIDENCE / "tiny_explorer" / "readout.txt").read_text().strip() == "5"
 
 
-def test_latent_explorer_of_03_samples_responds_to_a_direction_slider(browser, lab, lab_root):
-    """The real 03_samples notebook on a smoke run: moving PC0 changes the generated slice."""
-    assert (lab_root / "03_samples.ipynb").is_file(), "notebooks/03_samples.ipynb is missing"
-    before, after = run_all_and_move_slider(browser, lab, "03_samples.ipynb", EVIDENCE / "03_samples")
+@pytest.mark.parametrize("notebook, slider_label, readout", [
+    ("03_samples", "PC0", 0.5),  # StyleGAN smoke runs: the first direction of W, 0 -> 0.5 sigma
+    ("03_samples_diffusion", "DDIM steps", 9),  # a conditional diffusion smoke run: 4 steps -> 9
+])
+def test_explorer_of_03_samples_responds_to_a_slider(browser, lab, lab_root, notebook, slider_label, readout):
+    """The real 03_samples notebook on smoke runs of either family: moving a slider of its
+    explorer changes the generated slice."""
+    assert (lab_root / f"{notebook}.ipynb").is_file(), "notebooks/03_samples.ipynb is missing"
+    before, after = run_all_and_move_slider(browser, lab, f"{notebook}.ipynb", EVIDENCE / notebook,
+                                            slider_label=slider_label)
     a, b = _pixels(before), _pixels(after)
     assert a.shape == b.shape and a.std() > 1  # a slice, not a blank image
     assert (a != b).mean() > 0.01
-    assert float((EVIDENCE / "03_samples" / "readout.txt").read_text()) == pytest.approx(0.5)
+    assert float((EVIDENCE / notebook / "readout.txt").read_text()) == pytest.approx(readout)
 
 
 def test_batch_report_of_a_smoke_batch_in_chromium(browser):

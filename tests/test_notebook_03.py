@@ -57,6 +57,46 @@ def test_notebook_runs_headless_on_smoke_runs(smoke_runs, tmp_path):
     kinds = [set(o.get("data", {})) for o in explorer_cell.outputs]
     assert any("application/vnd.jupyter.widget-view+json" in k for k in kinds)  # the live widget
     assert any("image/png" in k for k in kinds)  # and its static picture for headless readers
+    controls = widget_descriptions(nb)
+    assert {"seed", "truncation ψ", "noise strength", "mix seed"} <= controls and "DDIM steps" not in controls
+    assert sum(d.startswith("PC") for d in controls) == 6  # the directions of W
     pngs = sum("image/png" in o.get("data", {}) for c in nb.cells if c.cell_type == "code" for o in c.outputs)
     assert pngs >= 6 + 4 * 2 + 1  # grids (2 + 4), four figures per run, the explorer
     assert not list(Path(project_root(), "outputs").glob("smoke-*"))  # nothing written to the workbook
+
+
+def widget_descriptions(nb) -> set[str]:
+    """The descriptions of the widgets the executed notebook's kernel held (their saved state)."""
+    state = nb.metadata["widgets"]["application/vnd.jupyter.widget-state+json"]["state"]
+    return {m["state"]["description"] for m in state.values() if m["state"].get("description")}
+
+
+@pytest.mark.slow
+def test_notebook_runs_headless_on_a_diffusion_run_beside_a_stylegan(smoke_runs, tiny_phantom, tmp_path):
+    """A conditional diffusion-smoke run first (so the explorer is its), a StyleGAN run second:
+    the diffusion run gets its grids and its explorer, the StyleGAN-only figures the StyleGAN only."""
+    import papermill
+
+    from brainlib.training.trainer import train
+    train(preset("diffusion-smoke", class_name="both", run="dsmoke-both", out_root=str(smoke_runs),
+                 data_root=str(tiny_phantom)))
+    out = tmp_path / "03_executed.ipynb"
+    papermill.execute_notebook(str(NOTEBOOK), str(out), kernel_name="python3", progress_bar=False,
+                               parameters={"runs": ["dsmoke-both", "smoke-AD"], "out_root": str(smoke_runs)})
+    nb = nbformat.read(out, as_version=4)
+    text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
+    assert ("dsmoke-both: 16 px, a v diffusion model, classes ['AD', 'NC'], 4 DDIM steps, guidance 1.0, "
+            "finished True\n  no W space: the grids and its explorer (seed, class, guidance, DDIM steps), "
+            "none of the StyleGAN figures\n") in text
+    assert "smoke-AD: 16 px, 6 style inputs" in text and "dsmoke-both, AD, psi 1.0" in text
+    assert "dsmoke-both, AD, psi 0.7" not in text
+    made = {p.stem for p in (smoke_runs / "dsmoke-both" / "samples").glob("03_*.png")}
+    assert made == {"03_grid_AD_psi1.0", "03_grid_NC_psi1.0"}
+    assert {"03_truncation", "03_style_mixing", "03_noise"} <= {p.stem for p in (smoke_runs / "smoke-AD" / "samples")
+                                                                .glob("03_*.png")}
+    explorer_cell = nb.cells[-1]
+    assert any("image/png" in o.get("data", {}) for o in explorer_cell.outputs)  # the static picture
+    controls = widget_descriptions(nb)
+    assert {"seed", "DDIM steps", "class", "guidance"} <= controls
+    assert not {"truncation ψ", "noise strength", "mix seed"} & controls
+    assert not any(d.startswith("PC") for d in controls)

@@ -1,10 +1,21 @@
-"""Loss plots: every title readable in the drawn figure (no text box over another)."""
+"""Loss plots: every title readable in the drawn figure (no text box over another); a diffusion
+run's denoising loss; which plots each family's trainer writes."""
 import itertools
 
 import pytest
 from PIL import Image
 
-from brainlib.plots import LOSS_KEYS, _batch_rows, _panels, epoch_means, loss_figure, plot_losses_per_batch
+from brainlib.config import preset
+from brainlib.plots import (
+    LOSS_KEYS,
+    _batch_rows,
+    _panels,
+    epoch_means,
+    loss_figure,
+    loss_plots,
+    plot_denoising_loss,
+    plot_losses_per_batch,
+)
 
 
 def metrics_rows(n_steps: int, batches: int = 6) -> list[dict]:
@@ -52,3 +63,18 @@ def test_plot_losses_per_batch_writes_a_png(tmp_path):
     path = plot_losses_per_batch(metrics_rows(3), tmp_path / "plots" / "loss_per_batch.png")
     with Image.open(path) as im:
         assert im.format == "PNG" and im.width > 2 * im.height > 0
+
+
+@pytest.mark.parametrize("batches", [0, 4, 300])
+def test_plot_denoising_loss_writes_a_png_from_metrics_rows(tmp_path, batches):
+    rows = [{"kind": "batch", "step": 1, "res": 16, "images_seen": 8 * (b + 1), "loss": 1.0 / (b + 1)}
+            for b in range(batches)] + [{"kind": "resume", "batch": 2, "changed": {}}]
+    path = plot_denoising_loss(rows, tmp_path / "plots" / "loss_per_batch.png", objective="v")
+    with Image.open(path) as im:
+        assert im.format == "PNG" and im.width > im.height > 0
+
+
+def test_loss_plots_are_the_ones_each_family_writes(tmp_path):
+    stylegan, diffusion = (preset(p, run="r", out_root=str(tmp_path)) for p in ("smoke", "diffusion-smoke"))
+    assert [p.name for p in loss_plots(stylegan)] == ["loss_per_batch.png", "loss_per_epoch.png"]
+    assert loss_plots(diffusion) == [tmp_path / "r" / "plots" / "loss_per_batch.png"]

@@ -10,6 +10,7 @@ from brainlib.rundir import (
     RunDir,
     StepGrid,
     checkpoint_meta,
+    diffusion_checkpoint_name,
     eval_reports,
     parse_step_name,
     periodic_name,
@@ -75,6 +76,20 @@ def test_only_the_trainers_step_grids_count_as_steps(tmp_path):
     assert [(g.step, g.res, g.path.name) for g in run.step_grids()] == [
         (1, 8, "01-8px.png"), (2, 16, "02-16px.png"), (10, 2048, "10-2048px.png")]
     assert RunDir(tmp_path / "empty").step_grids() == []
+
+
+def test_training_grids_are_a_stylegans_steps_or_a_diffusion_runs_checkpoints_in_order(tmp_path):
+    stylegan, diffusion = RunDir(tmp_path / "s"), RunDir(tmp_path / "d")
+    for run, names in ((stylegan, ("02-16px", "01-8px", "03_grid_AD_psi1.0", "01-8px-000000032img")),
+                       (diffusion, (diffusion_checkpoint_name(64, 40_000, finished=True),
+                                    diffusion_checkpoint_name(64, 9_600, finished=False), "03_grid_AD_psi1.0"))):
+        run.samples.mkdir(parents=True)
+        for name in names:
+            (run.samples / f"{name}.png").write_bytes(b"")
+    assert [p.name for p in stylegan.training_grids()] == ["01-8px.png", "02-16px.png"]
+    assert [p.name for p in diffusion.training_grids()] == ["64px-000009600img.png", "64px-000040000img-final.png"]
+    assert diffusion.checkpoint_grid("64px-000009600img") == diffusion.training_grids()[0]
+    assert diffusion.step_grids() == [] and RunDir(tmp_path / "empty").training_grids() == []
 
 
 def test_the_names_on_disk_stay_those_of_earlier_runs(tmp_path):

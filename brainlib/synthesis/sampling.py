@@ -34,7 +34,7 @@ from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
 from brainlib.atomic import atomic_write_json, check_free_space, new_folder
-from brainlib.config import CLASS_LABELS, check_psi, check_seed
+from brainlib.config import CLASS_LABELS, RunConfig, check_psi, check_seed
 from brainlib.networks.layers import NOISE_MODES
 from brainlib.progress import progress_bar
 from brainlib.rundir import DEFAULT_OUT_ROOT, run_dir_of
@@ -134,6 +134,27 @@ def load(model: str | Path, *, out_root: str | Path = DEFAULT_OUT_ROOT, device: 
     G, cfg, meta = load_generator(model, out_root=out_root, device=device)
     G.trained_res, G.trained_alpha = int(meta["res"]), float(meta["alpha"])
     return G, cfg, meta
+
+
+def default_mix_layer(G) -> int:
+    """The crossover of 03_samples' style mixing: the coarse half of the style inputs from one latent."""
+    return G.num_ws_at(trained_res(G)) // 2
+
+
+def describe(G, cfg: RunConfig, meta: dict) -> str:
+    """What a loaded run is (03_samples' first lines): its size, classes and its family's own
+    settings; for a StyleGAN where the style mixing crosses over, for a diffusion model what
+    it has instead of a W space."""
+    res = trained_res(G)
+    if cfg.diffusion:
+        guidance = f", guidance {G.guidance}" if is_conditional(G) else ""
+        return (f"{res} px, a {cfg.objective} diffusion model, classes {cfg.classes}, {G.steps} DDIM steps{guidance}, "
+                f"finished {meta['finished']}\n  no W space: the grids and its explorer (seed, "
+                f"{'class, guidance, ' if is_conditional(G) else ''}DDIM steps), none of the StyleGAN figures")
+    mix = default_mix_layer(G)
+    return (f"{res} px, {G.num_ws_at(res)} style inputs, classes {cfg.classes}, z_dim {cfg.z_dim}, w_dim {cfg.w_dim}, "
+            f"finished {meta['finished']}\n  style mixing: styles 0..{mix - 1} (4..{4 * 2 ** ((mix - 1) // 2)} px) "
+            f"from the row, {mix}.. from the column")
 
 
 @torch.no_grad()

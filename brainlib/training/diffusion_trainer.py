@@ -27,15 +27,16 @@ from brainlib.config import RunConfig
 from brainlib.data.dataset import to_model_input
 from brainlib.networks.diffusion import ARCHITECTURE, NoisePath, build_denoiser
 from brainlib.networks.unet import NULL_CLASS
-from brainlib.plots import plot_losses_per_batch, save_grid
+from brainlib.plots import plot_denoising_loss, save_grid
 from brainlib.progress import progress_bar
+from brainlib.rundir import RunDir, diffusion_checkpoint_name
 from brainlib.synthesis.diffusion_sampling import DiffusionSampler, grid_labels, grid_seeds
 from brainlib.training import checkpoints as ckpt
 from brainlib.training import distributed as dist
 from brainlib.training.devices import autocast_dtype, precision, resolve_device
 from brainlib.training.divergence import diverged, first_non_finite, weights_finite
 from brainlib.training.metrics_log import MetricsLog, read_metrics
-from brainlib.training.schedule import Position, ema_beta, epoch_permutation
+from brainlib.training.schedule import Position, diffusion_batch_size, ema_beta, epoch_permutation
 
 NOISE_SEED_OFFSET = 104_729  # the trainer's noise generator is seeded with seed + this
 # settings that shape the denoiser: a resumed run must keep them
@@ -87,7 +88,7 @@ class DiffusionTrainer:
         if self.n_images == 0:
             raise ValueError(f"the dataset at {getattr(dataset, 'root', '?')} holds no images "
                              f"for classes {cfg.classes}")
-        self.batch = min(cfg.diffusion_batch, self.n_images)
+        self.batch = diffusion_batch_size(cfg, self.n_images)
         if self.batch % self.world:
             raise ValueError(f"diffusion_batch {self.batch} does not split over {self.world} processes")
 
@@ -224,8 +225,9 @@ class DiffusionTrainer:
         sampler = DiffusionSampler(self.ema, self.cfg)
         n = self.cfg.sample_grid ** 2
         images = sampler.sample(grid_labels(self.cfg, n), grid_seeds(self.cfg, n))
-        save_grid(images, self.run_dir / "samples" / f"{name}.png", nrow=self.cfg.sample_grid)
-        plot_losses_per_batch(read_metrics(self.run_dir), self.run_dir / "plots" / "loss_per_batch.png", keys=("loss",))
+        run = RunDir(self.run_dir)
+        save_grid(images, run.checkpoint_grid(name), nrow=self.cfg.sample_grid)
+        plot_denoising_loss(read_metrics(self.run_dir), run.loss_per_batch_plot, objective=self.cfg.objective)
 
     def save(self, *, finished: bool) -> Path | None:
         self.last_checkpoint_time = time.monotonic()
@@ -234,7 +236,7 @@ class DiffusionTrainer:
         p = self.position
         # periodic checkpoints (`...img`) are pruned by the next one; final ones stay, so a run
         # extended by a larger train_images keeps the checkpoint of each budget it finished
-        name = f"{self.cfg.image_size}px-{p.images_seen:09d}img" + ("-final" if finished else "")
+        name = diffusion_checkpoint_name(self.cfg.image_size, p.images_seen, finished=finished)
         self.figures(name)
         state = {"rng/noise": self.noise.get_state(), "rng/torch_cpu": torch.get_rng_state()}
         meta = {"config": self.cfg.to_dict(), "family": "diffusion", "architecture": ARCHITECTURE,

@@ -1,5 +1,6 @@
 """Progressive growing's schedule: how long each resolution step lasts, its batch size, the
-fade-in, the order of the images, and where a run stands (`Position`, saved in checkpoints)."""
+fade-in, the order of the images, and where a run stands (`Position`, saved in checkpoints);
+a diffusion model's batch (it trains at one size, in the same epoch order)."""
 from __future__ import annotations
 
 import math
@@ -53,6 +54,12 @@ def schedule(cfg: RunConfig, n_images: int) -> list[dict]:
 
 
 def format_schedule(cfg: RunConfig, n_images: int) -> str:
+    """One line per resolution step; a diffusion model's one line (it trains at one size)."""
+    if cfg.diffusion:
+        batch = diffusion_batch_size(cfg, n_images)
+        return (f"one size, {cfg.image_size} px (a diffusion model: no resolution steps, no fade-in): "
+                f"batch {batch}, {cfg.train_images:,} images = {-(-cfg.train_images // batch):,} batches, "
+                f"{cfg.train_images / n_images:.1f} passes over {n_images:,} images")
     lines = []
     for r in schedule(cfg, n_images):
         budget = f"{r['images']} images" if "images" in r else f"{r['seconds']:.0f} s"
@@ -63,6 +70,11 @@ def format_schedule(cfg: RunConfig, n_images: int) -> str:
 
 def batch_size(cfg: RunConfig, res: int, n_images: int) -> int:
     return max(1, min(cfg.batch_sizes[res], n_images))
+
+
+def diffusion_batch_size(cfg: RunConfig, n_images: int) -> int:
+    """A diffusion model's batch: diffusion_batch, or every image of a smaller dataset."""
+    return min(cfg.diffusion_batch, n_images)
 
 
 def step_spent(cfg: RunConfig, position: Position, res: int, n_images: int) -> tuple[float, float]:
