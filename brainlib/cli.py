@@ -111,7 +111,7 @@ def _counterfactual(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     from brainlib.batch.pipeline import run_batch
-    summary = run_batch(preset=args.preset, classes=args.classes, conditional=args.conditional,
+    summary = run_batch(preset=args.preset or ["demo"], classes=args.classes, conditional=args.conditional,
                         data_root=args.data, name=args.name, out_root=args.out_root,
                         retrain=args.retrain)
     print(f"summary: {summary}")
@@ -273,11 +273,18 @@ def _add_counterfactual(sub: argparse._SubParsersAction) -> None:
 
 def _add_run(sub: argparse._SubParsersAction) -> None:
     r = sub.add_parser("run", help="run the numbered notebooks end to end with papermill")
-    r.add_argument("--preset", default="demo")
+    r.add_argument("--preset", action="append", metavar="PRESET",
+                   help="the preset (default: demo); repeat it for a batch of several, e.g. --preset demo "
+                        "--preset diffusion-demo: their trainings run in the order given, each preset's "
+                        "classes in the order of --classes, two side by side, then 03 and 04 once per preset, "
+                        "and one report puts the presets side by side")
     r.add_argument("--classes", nargs="+", default=["AD", "NC"])
     r.add_argument("--conditional", action="store_true")
     r.add_argument("--data", default=None)
-    r.add_argument("--name", default=None)
+    r.add_argument("--name", default=None,
+                   help="the batch folder under --out-root (default: the preset, or the presets joined by +); "
+                        "runs are <name>-<class> for one preset, <preset>-<class> for several "
+                        "(<name>-<preset>-<class> when --name is given)")
     _out_root_option(r)
     r.add_argument("--retrain", action="store_true", help="retrain runs that already finished")
     r.set_defaults(func=_run)

@@ -4,15 +4,17 @@
         config.json                        the RunConfig the run was trained with
         checkpoints/<step>-<res>px.safetensors + .json    end of each resolution step (02-16px)
         checkpoints/<step>-<res>px-<images>img.*          periodic, superseded by the next
+        checkpoints/<res>px-<images>img[-final].*        a diffusion run's (no resolution steps)
         checkpoints/latest.json            names the newest checkpoint
         samples/<step>-<res>px.png         the fixed latents' grid after each step; 03_<name>.png: 03_samples'
-        samples/<res>px-<images>img[-final].png   a diffusion run's grid at each checkpoint (and its checkpoints' names)
+        samples/<res>px-<images>img[-final].png          a diffusion run's grid at each checkpoint
         plots/loss_per_batch.png, plots/loss_per_epoch.png
         metrics.jsonl                      one row per logged batch
         eval.json, eval/                   the evaluation and its figures (eval-psi<psi>.* when truncated,
                                            eval-steps<k>.* with other diffusion sampling steps)
         generated_images/<name>/ + <name>.json, projections/, counterfactuals/, explorer/
     <out_root>/<batch>/                    BatchDir: notebooks/, plots/, timings.json, eval.json
+                                           (eval-<preset>.json each in a batch of several presets)
 
 Every module asks here for these paths; nothing else spells them. The default out_root,
 "outputs", is relative: the caller's folder (notebooks chdir to the workbook first).
@@ -29,7 +31,7 @@ DEFAULT_OUT_ROOT = "outputs"
 CHECKPOINTS = "checkpoints"
 LATEST = "latest.json"
 _STEP_NAME = re.compile(r"^(\d+)-(\d+)px$")
-_DIFFUSION_NAME = re.compile(r"^(\d+)px-(\d+)img(-final)?$")
+_IMAGES_NAME = re.compile(r"^(\d+)px-(\d+)img(-final)?$")
 
 
 def step_name(step: int, res: int) -> str:
@@ -42,15 +44,22 @@ def periodic_name(step: int, res: int, images_seen: int) -> str:
     return f"{step_name(step, res)}-{images_seen:09d}img"
 
 
-def diffusion_checkpoint_name(res: int, images_seen: int, *, finished: bool) -> str:
-    """A diffusion run's checkpoint and grid name, e.g. 64px-000040000img-final (a run trains at one size)."""
-    return f"{res}px-{images_seen:09d}img" + ("-final" if finished else "")
-
-
 def parse_step_name(name: str) -> tuple[int, int] | None:
     """(step, res) of a name step_name made (a file stem), else None."""
     m = _STEP_NAME.match(name)
     return (int(m[1]), int(m[2])) if m else None
+
+
+def images_name(res: int, images_seen: int, *, finished: bool = False) -> str:
+    """The name of a checkpoint, and of its sample grid, of a run without resolution steps (the
+    diffusion family): 16px-000000032img, and 16px-000000032img-final where a budget finished."""
+    return f"{res}px-{images_seen:09d}img" + ("-final" if finished else "")
+
+
+def parse_images_name(name: str) -> tuple[int, int, bool] | None:
+    """(res, images seen, finished) of a name images_name made (a file stem), else None."""
+    m = _IMAGES_NAME.match(name)
+    return (int(m[1]), int(m[2]), bool(m[3])) if m else None
 
 
 def eval_figure_name(kind: str, class_name: str) -> str:
@@ -65,6 +74,13 @@ def checkpoint_meta(checkpoint: str | Path) -> Path:
 
 class StepGrid(NamedTuple):
     step: int
+    res: int
+    path: Path
+
+
+class ImagesGrid(NamedTuple):
+    images_seen: int
+    finished: bool
     res: int
     path: Path
 
@@ -150,16 +166,23 @@ class RunDir(_Folder):
         found = ((parse_step_name(p.stem), p) for p in self.samples.glob("*.png"))
         return sorted(StepGrid(*parsed, p) for parsed, p in found if parsed)
 
+    def images_grids(self) -> list[ImagesGrid]:
+        """The grids a diffusion run wrote at its checkpoints, in the order of images seen."""
+        grids = []
+        for path in self.samples.glob("*.png"):
+            if parsed := parse_images_name(path.stem):
+                res, images, finished = parsed
+                grids.append(ImagesGrid(images, finished, res, path))
+        return sorted(grids)
+
     def checkpoint_grid(self, name: str) -> Path:
-        """A diffusion run's grid at checkpoint `name` (diffusion_checkpoint_name)."""
+        """A diffusion run's grid at checkpoint `name` (images_name)."""
         return self.samples / f"{name}.png"
 
     def training_grids(self) -> list[Path]:
         """Every grid the trainer wrote, in training order: a StyleGAN's after each resolution
-        step (step_grids), a diffusion model's at each checkpoint (by images seen)."""
-        found = ((_DIFFUSION_NAME.match(p.stem), p) for p in self.samples.glob("*.png"))
-        diffusion = sorted((int(m[2]), p) for m, p in found if m)
-        return [g.path for g in self.step_grids()] + [p for _, p in diffusion]
+        step (step_grids), a diffusion model's at each checkpoint (images_grids)."""
+        return [g.path for g in self.step_grids()] + [g.path for g in self.images_grids()]
 
     @property
     def loss_per_batch_plot(self) -> Path:
@@ -245,3 +268,7 @@ class BatchDir(_Folder):
     @property
     def timings(self) -> Path:
         return self.path / "timings.json"
+
+    def preset_eval_report(self, preset: str) -> Path:
+        """In a batch of several presets, the copy of one preset's eval.json: eval-<preset>.json."""
+        return self.path / f"eval-{preset}.json"

@@ -7,6 +7,7 @@ the last one runs the workbook's real notebooks on the smoke preset."""
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -17,8 +18,9 @@ from pathlib import Path
 import nbformat
 import pytest
 import torch
+from PIL import Image
 
-from brainlib.batch.pipeline import PipelineError, run_batch, training_finished, usable_cores
+from brainlib.batch.pipeline import PipelineError, batch_runs, run_batch, training_finished, usable_cores
 from brainlib.batch.report_page import format_seconds
 from brainlib.config import preset
 from brainlib.training.checkpoints import latest_checkpoint, load_checkpoint
@@ -55,7 +57,7 @@ def stand_in_notebooks(folder: Path, fail_in: str | None = None) -> Path:
     write_notebook(folder / "02_train_progressive.ipynb",
                    common + 'class_name = "AD"\nrun_name = "demo-AD"\nresume = False\n',
                    log + "log.open('a').write(json.dumps(dict(nb='02', class_name=class_name, run=run_name, "
-                   "resume=resume)) + '\\n')",
+                   "resume=resume, preset=preset)) + '\\n')",
                    "run = pathlib.Path(out_root) / run_name\n"
                    "for sub in ('checkpoints', 'samples', 'plots'): (run / sub).mkdir(parents=True, exist_ok=True)\n"
                    "(run / 'checkpoints' / '02-16px.json').write_text(json.dumps(dict(finished=True)))\n"
@@ -65,10 +67,10 @@ def stand_in_notebooks(folder: Path, fail_in: str | None = None) -> Path:
                    + PNG_CODE.format(v=20, path="run / 'samples' / '01-8px.png'") + "\n"
                    + PNG_CODE.format(v=30, path="run / 'plots' / 'loss_per_batch.png'"))
     write_notebook(folder / "03_samples.ipynb", common + 'runs = ["demo-AD", "demo-NC"]\n',
-                   log + "log.open('a').write(json.dumps(dict(nb='03', runs=runs)) + '\\n')",
+                   log + "log.open('a').write(json.dumps(dict(nb='03', runs=runs, preset=preset)) + '\\n')",
                    "raise ValueError('the sampler broke')" if fail_in == "03" else "print('ok')")
     write_notebook(folder / "04_umap.ipynb", common + 'runs = ["demo-AD", "demo-NC"]\n',
-                   log + "log.open('a').write(json.dumps(dict(nb='04', runs=runs)) + '\\n')",
+                   log + "log.open('a').write(json.dumps(dict(nb='04', runs=runs, preset=preset)) + '\\n')",
                    "run = pathlib.Path(out_root) / runs[0]\n(run / 'eval').mkdir(parents=True, exist_ok=True)\n"
                    "for r in runs: (pathlib.Path(out_root) / r / 'eval.json').write_text("
                    "json.dumps({'fid': {'value': 12.5, 'floor': 3.25}, 'n': 64}))\n"
@@ -116,6 +118,47 @@ def test_batch_runs_each_notebook_with_its_parameters_and_writes_the_summary(tmp
     assert "| 02_train_progressive NC | done |" in md
     timings = json.loads((out / "b1" / "timings.json").read_text())
     assert [t["status"] for t in timings] == ["done"] * 5 and all(t["seconds"] > 0 for t in timings)
+
+
+def test_several_presets_train_two_at_a_time_in_the_order_given_then_sample_and_evaluate_each(tmp_path, capsys):
+    notebooks = stand_in_notebooks(tmp_path / "nb")
+    out = tmp_path / "out"
+    summary = run_batch(preset=["smoke", "diffusion-smoke"], out_root=out, notebooks_dir=notebooks, parallel=True)
+    batch = out / "smoke+diffusion-smoke"
+    assert summary == batch / "summary.html"
+    made = calls(out)
+    assert [c["nb"] for c in made] == ["01"] + ["02"] * 4 + ["03", "03", "04", "04"]
+    trainings = [(c["preset"], c["class_name"], c["run"]) for c in made if c["nb"] == "02"]
+    assert sorted(trainings[:2]) == [("smoke", "AD", "smoke-AD"), ("smoke", "NC", "smoke-NC")]
+    assert sorted(trainings[2:]) == [("diffusion-smoke", "AD", "diffusion-smoke-AD"),
+                                     ("diffusion-smoke", "NC", "diffusion-smoke-NC")]
+    assert [(c["preset"], c["runs"]) for c in made if c["nb"] in ("03", "04")] == [
+        ("smoke", ["smoke-AD", "smoke-NC"]), ("diffusion-smoke", ["diffusion-smoke-AD", "diffusion-smoke-NC"])] * 2
+    executed = batch / "notebooks"
+    assert sorted(p.name for p in executed.glob("*.ipynb")) == sorted(
+        ["01_data.ipynb"] + [f"02_train_progressive-{p}-{c}.ipynb" for p in ("smoke", "diffusion-smoke")
+                             for c in ("AD", "NC")]
+        + [f"{nb}-{p}.ipynb" for nb in ("03_samples", "04_umap") for p in ("smoke", "diffusion-smoke")])
+    first = [executed / f"02_train_progressive-smoke-{c}.ipynb" for c in ("AD", "NC")]
+    second = [executed / f"02_train_progressive-diffusion-smoke-{c}.ipynb" for c in ("AD", "NC")]
+    assert overlap(*first) and overlap(*second)  # each preset's pair side by side ...
+    assert max(ran_between(p)[1] for p in first) <= min(ran_between(p)[0] for p in second)  # ... never four at once
+    printed = capsys.readouterr().out
+    assert "[4/9] 02_train_progressive diffusion-smoke AD ... done in" in printed
+    assert "[9/9] 04_umap diffusion-smoke ... done in" in printed
+    md = (batch / "summary.md").read_text()
+    assert md.startswith("# Batch smoke+diffusion-smoke: AD and NC, presets smoke and diffusion-smoke")
+    assert md.index("### smoke\n") < md.index("### diffusion-smoke\n") < md.index("## Real and generated slices")
+    assert "brainlib run --preset smoke --preset diffusion-smoke --classes AD NC --out-root " in md  # no --name
+
+
+def test_run_names_of_one_preset_stay_those_of_before_and_several_presets_never_collide():
+    assert batch_runs(["demo"], ["AD", "NC"]) == {"demo": ["demo-AD", "demo-NC"]}
+    assert batch_runs(["demo"], ["both"], "cond") == {"demo": ["cond-both"]}
+    assert batch_runs(["demo", "diffusion-demo"], ["AD", "NC"]) == {
+        "demo": ["demo-AD", "demo-NC"], "diffusion-demo": ["diffusion-demo-AD", "diffusion-demo-NC"]}
+    assert batch_runs(["demo", "diffusion-demo"], ["NC"], "b") == {"demo": ["b-demo-NC"],
+                                                                 "diffusion-demo": ["b-diffusion-demo-NC"]}
 
 
 def test_rerun_skips_finished_training_but_still_samples_and_evaluates(tmp_path, capsys):
@@ -190,6 +233,10 @@ def test_bad_arguments_fail_before_any_notebook_runs(tmp_path):
         run_batch(preset="smoke", classes=["AD", "MCI"], out_root=tmp_path, notebooks_dir=notebooks)
     with pytest.raises(ValueError, match="unknown preset"):
         run_batch(preset="huge", out_root=tmp_path, notebooks_dir=notebooks)
+    with pytest.raises(ValueError, match="unknown preset 'huge'"):
+        run_batch(preset=["smoke", "huge"], out_root=tmp_path, notebooks_dir=notebooks)
+    with pytest.raises(ValueError, match="each once"):
+        run_batch(preset=["smoke", "diffusion-smoke", "smoke"], out_root=tmp_path, notebooks_dir=notebooks)
     with pytest.raises(FileNotFoundError, match="nowhere"):
         run_batch(preset="smoke", data_root=tmp_path / "nowhere", out_root=tmp_path, notebooks_dir=notebooks)
     (notebooks / "04_umap.ipynb").unlink()
@@ -249,8 +296,6 @@ def test_smoke_batch_of_the_workbook_notebooks_then_a_rerun_that_skips_training(
 def test_one_class_batch_on_a_dataset_of_normal_controls_only(tmp_path):
     """The real notebooks with one class on a dataset without AD: 01 loads NC alone, 04
     evaluates it alone and marks the AD-NC figures not applicable."""
-    import shutil
-
     from smoke_batch import tiny_data
     data = tmp_path / "NC_only"
     shutil.copytree(tiny_data(), data, ignore=shutil.ignore_patterns("AD"))
@@ -263,6 +308,58 @@ def test_one_class_batch_on_a_dataset_of_normal_controls_only(tmp_path):
     assert "per class {'NC': " in "".join(o.get("text", "") for c in executed.cells if c.cell_type == "code"
                                             for o in c.get("outputs", []))
     assert "needs both AD and NC" in summary.read_text()
+
+
+def either_family_notebooks(folder: Path) -> Path:
+    """The workbook's 01 and 04 with stand-ins for 02 and 03 that train and load either model
+    family: the workbook's 02 shows a loss-per-epoch plot a diffusion run does not write, and
+    its 03 asks for style inputs a diffusion model does not have."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for stem in ("01_data", "04_umap"):
+        shutil.copy(ROOT / "notebooks" / f"{stem}.ipynb", folder)
+    start = "import os\nimport brainlib.config\nos.chdir(brainlib.config.project_root())\n"
+    write_notebook(folder / "02_train_progressive.ipynb",
+                   'run_name = "demo-AD"\ndata_root = None\nclass_name = "AD"\npreset = "demo"\nresume = False\n'
+                   'out_root = "outputs"\n',
+                   start + "from brainlib.training.trainer import train\n"
+                   "train(brainlib.config.preset(preset, run=run_name, class_name=class_name, data_root=data_root, "
+                   "out_root=out_root), resume=resume)")
+    write_notebook(folder / "03_samples.ipynb", 'runs = ["demo-AD", "demo-NC"]\nout_root = "outputs"\n',
+                   start + "from brainlib.synthesis import sampling\n"
+                   "print([sampling.trained_res(sampling.load(run, out_root=out_root)[0]) for run in runs])")
+    return folder
+
+
+@pytest.mark.slow
+def test_a_stylegan_and_a_diffusion_preset_in_one_batch_side_by_side_in_one_report(tmp_path):
+    """smoke and diffusion-smoke end to end on the tiny phantom: 01 and 04 the workbook's,
+    02 and 03 stand-ins for either family (either_family_notebooks); each preset trained
+    and evaluated, one page with a headline table per preset and real, StyleGAN and
+    diffusion slices in one figure."""
+    from smoke_batch import tiny_data
+    out = tmp_path / "out"
+    summary = run_batch(preset=["smoke", "diffusion-smoke"], data_root=tiny_data(), out_root=out,
+                        notebooks_dir=either_family_notebooks(tmp_path / "nb"), parameters={"n_per_class": 40})
+    batch = summary.parent
+    for run in ("smoke-AD", "smoke-NC", "diffusion-smoke-AD", "diffusion-smoke-NC"):
+        assert training_finished(out / run)
+    assert json.loads((out / "diffusion-smoke-NC" / "config.json").read_text())["family"] == "diffusion"
+    for name in ("smoke", "diffusion-smoke"):
+        copy = json.loads((batch / f"eval-{name}.json").read_text())
+        assert copy["runs"] == [f"{name}-AD", f"{name}-NC"]
+    assert not (batch / "eval.json").exists()
+    md = (batch / "summary.md").read_text()
+    head = "| class | figure | generated | real-vs-real floor | ratio | verdict |"
+    first = md[md.index("## How close to real"):md.index("## Real and generated slices")]
+    tables = re.split(r"^### ", first, flags=re.M)[1:]
+    assert [t.splitlines()[0] for t in tables] == ["smoke (StyleGAN)", "diffusion-smoke (diffusion)"]
+    assert all(head in t and "| AD | SWD ×1e3 |" in t and "| NC | FID (encoder) |" in t for t in tables)
+    assert "The floors are the same in every table" in first
+    figure = batch / "summary_files" / "real_and_generated_side_by_side.png"
+    assert f"](summary_files/{figure.name})" in md
+    with Image.open(figure) as im:  # two rows (AD, NC) of three 4x4 grids: real, StyleGAN, diffusion
+        assert im.width > 3 * 256 and im.height > 2 * 256
+    assert "Samples at each checkpoint (fixed seeds, EMA denoiser)" in md
 
 
 def ran_between(executed: Path) -> tuple[datetime, datetime]:

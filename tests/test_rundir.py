@@ -10,8 +10,9 @@ from brainlib.rundir import (
     RunDir,
     StepGrid,
     checkpoint_meta,
-    diffusion_checkpoint_name,
     eval_reports,
+    images_name,
+    parse_images_name,
     parse_step_name,
     periodic_name,
     run_dir_of,
@@ -81,8 +82,8 @@ def test_only_the_trainers_step_grids_count_as_steps(tmp_path):
 def test_training_grids_are_a_stylegans_steps_or_a_diffusion_runs_checkpoints_in_order(tmp_path):
     stylegan, diffusion = RunDir(tmp_path / "s"), RunDir(tmp_path / "d")
     for run, names in ((stylegan, ("02-16px", "01-8px", "03_grid_AD_psi1.0", "01-8px-000000032img")),
-                       (diffusion, (diffusion_checkpoint_name(64, 40_000, finished=True),
-                                    diffusion_checkpoint_name(64, 9_600, finished=False), "03_grid_AD_psi1.0"))):
+                       (diffusion, (images_name(64, 40_000, finished=True),
+                                    images_name(64, 9_600, finished=False), "03_grid_AD_psi1.0"))):
         run.samples.mkdir(parents=True)
         for name in names:
             (run.samples / f"{name}.png").write_bytes(b"")
@@ -90,6 +91,20 @@ def test_training_grids_are_a_stylegans_steps_or_a_diffusion_runs_checkpoints_in
     assert [p.name for p in diffusion.training_grids()] == ["64px-000009600img.png", "64px-000040000img-final.png"]
     assert diffusion.checkpoint_grid("64px-000009600img") == diffusion.training_grids()[0]
     assert diffusion.step_grids() == [] and RunDir(tmp_path / "empty").training_grids() == []
+
+
+def test_a_diffusion_runs_grids_count_in_the_order_of_images_seen(tmp_path):
+    assert images_name(16, 32) == "16px-000000032img" and images_name(64, 5, finished=True) == "64px-000000005img-final"
+    assert parse_images_name(images_name(64, 500_000, finished=True)) == (64, 500_000, True)
+    assert parse_images_name("02-16px") is None and parse_images_name("01-8px-000000032img") is None
+    run = RunDir(tmp_path)
+    run.samples.mkdir()
+    for name in ("16px-000000064img-final", "16px-000000008img", "16px-000000032img-final", "02-16px", "03_grid_AD"):
+        (run.samples / f"{name}.png").write_bytes(b"")
+    assert [(g.images_seen, g.finished, g.res, g.path.stem) for g in run.images_grids()] == [
+        (8, False, 16, "16px-000000008img"), (32, True, 16, "16px-000000032img-final"),
+        (64, True, 16, "16px-000000064img-final")]
+    assert [g.path.stem for g in run.step_grids()] == ["02-16px"]
 
 
 def test_the_names_on_disk_stay_those_of_earlier_runs(tmp_path):
@@ -109,8 +124,9 @@ def test_the_names_on_disk_stay_those_of_earlier_runs(tmp_path):
         "counterfactuals", "explorer"]
     assert periodic_name(2, 16, 56) == "02-16px-000000056img"
     assert checkpoint_meta(run.checkpoint("01-8px")).name == "01-8px.json"
-    assert [relative(p, batch.path) for p in (batch.notebooks, batch.plots, batch.timings, batch.eval_report())] == [
-        "notebooks", "plots", "timings.json", "eval.json"]
+    assert [relative(p, batch.path) for p in (batch.notebooks, batch.plots, batch.timings, batch.eval_report(),
+                                              batch.preset_eval_report("diffusion-demo"))] == [
+        "notebooks", "plots", "timings.json", "eval.json", "eval-diffusion-demo.json"]
     assert batch.path == tmp_path / "demo" and Path(batch) == batch.path and str(run) == str(tmp_path / "r")
 
 

@@ -3,6 +3,7 @@ enlarged grids, no raw key dumps, and a folder that works on its own once moved.
 import base64
 import io
 import json
+import math
 import re
 import shutil
 import tomllib
@@ -60,13 +61,17 @@ def png(path: Path, side: int, value: int = 100) -> Path:
     return path
 
 
-def fake_run(out_root: Path, run: str, class_name: str, **changes) -> Path:
+def fake_run(out_root: Path, run: str, class_name: str, preset_name: str = "smoke", **changes) -> Path:
     d = out_root / run
-    cfg = preset("smoke", run=run, class_name=class_name, out_root=str(out_root), **changes)
+    cfg = preset(preset_name, run=run, class_name=class_name, out_root=str(out_root), **changes)
     d.mkdir(parents=True)
     cfg.save(d / "config.json")
-    png(d / "samples" / "01-8px.png", 22, 1)
-    png(d / "samples" / "02-16px.png", 38, 2)
+    if cfg.family == "diffusion":  # a grid at each checkpoint
+        png(d / "samples" / "16px-000000016img.png", 38, 1)
+        png(d / "samples" / "16px-000000032img-final.png", 38, 2)
+    else:  # a grid after each resolution step
+        png(d / "samples" / "01-8px.png", 22, 1)
+        png(d / "samples" / "02-16px.png", 38, 2)
     png(d / "samples" / "03_truncation.png", 40, 3)
     png(d / "plots" / "loss_per_batch.png", 120, 4)
     return d
@@ -89,6 +94,47 @@ def fake_batch(tmp_path: Path, *, classes=("AD", "NC"), conditional=False, evalu
     (batch / "notebooks" / "04_umap.ipynb").write_text("{}")
     png(batch / "plots" / "samples_per_class.png", 150, 9)
     return batch, runs
+
+
+TWO_PRESETS = {"smoke": ["smoke-AD", "smoke-NC"], "diffusion-smoke": ["diffusion-smoke-AD", "diffusion-smoke-NC"]}
+
+
+def fake_two_preset_batch(tmp_path: Path, floor_scale: float = 1.0) -> tuple[Path, list[Path]]:
+    """A StyleGAN and a diffusion preset, each pair evaluated; the second evaluation's floors
+    times floor_scale (1: measured on the same real slices as the first)."""
+    out = tmp_path / "outputs"
+    runs = []
+    for k, (name, names) in enumerate(TWO_PRESETS.items()):
+        group = [fake_run(out, n, n.rsplit("-", 1)[1], name) for n in names]
+        for i, c in enumerate(("AD", "NC")):
+            png(group[0] / "eval" / f"real_{c}.png", 74, 10 + i)
+            png(group[0] / "eval" / f"generated_{c}.png", 74, 20 + 2 * k + i)
+        report = eval_report(names)
+        for m in report["per_class"].values():
+            m["fid_encoder"] = pair(m["fid_encoder"]["generated"], m["fid_encoder"]["floor"] * floor_scale ** k)
+        for r in group:
+            (r / "eval.json").write_text(json.dumps(report))
+        runs += group
+    batch = out / "smoke+diffusion-smoke"
+    batch.mkdir()
+    return batch, runs
+
+
+def write_two_presets(batch: Path, runs: list[Path], name_given: bool = False) -> Path:
+    options = dict(preset="smoke", presets=list(TWO_PRESETS), runs=TWO_PRESETS, classes=["AD", "NC"],
+                   conditional=False, data_root=None, name=batch.name, name_given=name_given,
+                   out_root=str(batch.parent))
+    return write_summary(batch, runs, [], total_seconds=60.0, batch=options)
+
+
+def found_at(picture: np.ndarray, grid: np.ndarray) -> tuple[int, int] | None:
+    """(x, y) where `grid` sits whole inside `picture`, else None."""
+    first = grid[0].tobytes()
+    for y in range(picture.shape[0] - grid.shape[0] + 1):
+        x = picture[y].tobytes().find(first)
+        if x >= 0 and np.array_equal(picture[y:y + grid.shape[0], x:x + grid.shape[1]], grid):
+            return x, y
+    return None
 
 
 def write(batch: Path, runs: list[Path], **kw) -> Path:
@@ -338,3 +384,61 @@ def test_the_headline_shows_each_texture_band_after_swd_finest_first_with_its_ve
     assert (verdicts["swd"], verdicts["swd_reference_64"], verdicts["swd_reference_32"]) == ("near", "far", "near")
     assert rows[3]["label"] == "spectrum, 64 px band (16–32 cycles)"
     assert [r["metric"] for r in headline_rows({"per_class": {"AD": {}}}, ["AD"])][:2] == ["swd", "fid_encoder"]
+
+
+def test_two_presets_get_a_headline_table_each_beside_the_same_floors(tmp_path):
+    batch, runs = fake_two_preset_batch(tmp_path)
+    page = write_two_presets(batch, runs).read_text()
+    md = (batch / "summary.md").read_text()
+    assert md.startswith("# Batch smoke+diffusion-smoke: AD and NC, presets smoke and diffusion-smoke\n")
+    assert "4 models, one per preset and class (smoke-AD, smoke-NC, diffusion-smoke-AD, diffusion-smoke-NC)" in md
+    first = md[md.index("## How close to real"):md.index("## Real and generated slices")]
+    tables = re.split(r"^### ", first, flags=re.M)[1:]
+    assert [t.splitlines()[0] for t in tables] == ["smoke (StyleGAN)", "diffusion-smoke (diffusion)"]
+    assert all("| AD | FID (encoder) | 50 | 5 | 10× | ✖ far off |" in t for t in tables)
+    assert "The floors are the same in every table" in first
+    first_screen = page[:page.index("</div></div>")]
+    rows = re.findall(r"<tr class='v-\w+' data-metric='([^']+)' data-class='([^']+)'", first_screen)
+    per_table = len(PER_CLASS_HEADLINE) * 2 + len(BOTH_CLASSES_HEADLINE)
+    assert len(rows) == 2 * per_table and rows[:per_table] == rows[per_table:]
+    assert json.loads((batch / "eval-diffusion-smoke.json").read_text())["runs"] == TWO_PRESETS["diffusion-smoke"]
+    assert (batch / "eval-smoke.json").is_file() and not (batch / "eval.json").exists()
+    for link in re.findall(r"\]\(([^)]+)\)", md):
+        assert (batch / link).is_file(), link
+    assert "diffusion-smoke-AD: the diffusion-smoke preset as it is" in md
+    assert "![32 images (final): 16px](summary_files/diffusion-smoke-AD_16px-000000032img-final.png)" in md
+    assert "brainlib run --preset smoke --preset diffusion-smoke --classes AD NC --out-root" in md  # no --name
+    assert "brainlib train --preset diffusion-smoke --class NC --run diffusion-smoke-NC --out-root" in md
+    assert "brainlib evaluate --model smoke-AD smoke-NC --n 100" in md
+    assert "brainlib evaluate --model diffusion-smoke-AD diffusion-smoke-NC --n 100" in md
+    write_two_presets(batch, runs, name_given=True)
+    assert "--classes AD NC --name smoke+diffusion-smoke --out-root" in (batch / "summary.md").read_text()
+
+
+def test_two_presets_show_real_stylegan_and_diffusion_slices_in_one_figure_a_row_per_class(tmp_path):
+    batch, runs = fake_two_preset_batch(tmp_path)
+    write_two_presets(batch, runs)
+    figure = batch / "summary_files" / "real_and_generated_side_by_side.png"
+    md = (batch / "summary.md").read_text()
+    assert f"![AD, NC: real | smoke (StyleGAN) | diffusion-smoke (diffusion)](summary_files/{figure.name})" in md
+    assert "AD_real.png" not in md  # one figure instead of a pair per class
+    picture = np.asarray(Image.open(figure).convert("L"))
+    factor = math.ceil(MIN_GRID_SIDE / 74)
+    where = {}
+    for column, run in (("real", runs[0]), ("smoke", runs[0]), ("diffusion", runs[2])):
+        for c in ("AD", "NC"):
+            kind = "real" if column == "real" else "generated"
+            grid = np.asarray(Image.open(run / "eval" / f"{kind}_{c}.png").convert("L"))
+            where[column, c] = found_at(picture, grid.repeat(factor, 0).repeat(factor, 1))
+    assert None not in where.values(), where
+    for c in ("AD", "NC"):  # columns: real, StyleGAN, diffusion
+        assert where["real", c][0] < where["smoke", c][0] < where["diffusion", c][0]
+        assert where["real", c][1] == where["smoke", c][1] == where["diffusion", c][1]
+    assert where["real", "AD"][1] < where["real", "NC"][1]  # rows: AD above NC
+
+
+def test_two_presets_whose_floors_differ_say_so(tmp_path):
+    batch, runs = fake_two_preset_batch(tmp_path, floor_scale=1.5)
+    write_two_presets(batch, runs)
+    md = (batch / "summary.md").read_text()
+    assert "The floors differ between the tables" in md and "same in every table" not in md

@@ -52,11 +52,11 @@ def run_smoke_batch(out_root: Path, data_root: Path, notebooks_dir: Path = NOTEB
 def smoke_parameters(notebook: Path, out_root: Path, data_root: Path) -> dict:
     """The parameters the smoke batch gives `notebook` (its first 02 run for 02: the
     class of the committed notebook's default, so the checked outputs match)."""
-    from brainlib.batch.pipeline import batch_parameters, plan_steps
+    from brainlib.batch.pipeline import batch_parameters, batch_runs, plan_steps
     classes = ["AD", "NC"]
-    offered = batch_parameters("smoke", classes, str(data_root), SMOKE_NAME, Path(out_root), SMOKE_EXTRAS)
-    steps = plan_steps(notebook.parent, Path(out_root) / SMOKE_NAME / "notebooks", offered, classes,
-                       [f"{SMOKE_NAME}-{c}" for c in classes])
+    runs = batch_runs(["smoke"], classes, SMOKE_NAME)["smoke"]
+    offered = batch_parameters("smoke", classes, runs, str(data_root), SMOKE_NAME, Path(out_root), SMOKE_EXTRAS)
+    steps = plan_steps(notebook.parent, Path(out_root) / SMOKE_NAME / "notebooks", [offered], classes)
     matching = [s for s in steps if s.notebook == notebook.stem]
     default_class = _defaults(notebook).get("class_name")
     return next((s.parameters for s in matching if s.parameters.get("class_name") == default_class),

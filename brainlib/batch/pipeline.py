@@ -6,6 +6,10 @@ in `outputs/demo/`:
 
     01_data -> 02_train_progressive (once per class, side by side) -> 03_samples -> 04_umap -> summary
 
+A batch of several presets (`preset=["demo", "diffusion-demo"]`, folder `demo+diffusion-demo`)
+trains `demo-AD`, `demo-NC`, `diffusion-demo-AD`, `diffusion-demo-NC` in that order, two at a
+time, then runs 03 and 04 once per preset; the one summary page puts the presets side by side.
+
 Every notebook declares its parameters in its `parameters` cell; the batch offers
 each notebook the values below and passes only those the notebook declares, so a
 notebook runs the same way under `brainlib run`, under plain `papermill -p ...` and
@@ -22,7 +26,7 @@ import queue
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +44,7 @@ from brainlib.rundir import DEFAULT_OUT_ROOT, BatchDir, RunDir, checkpoint_meta
 NOTEBOOKS = ("01_data", "02_train_progressive", "03_samples", "04_umap")
 KERNEL_NAME = "python3"  # installed into the venv by the Makefile (ipykernel install --sys-prefix)
 RUN_NAME_PARAMETERS = ("run_name", "run")  # what 02 may call the training run's name
+MAX_TRAININGS_AT_ONCE = 2  # kernels training side by side; more would only split the same cores finer
 
 
 class PipelineError(RuntimeError):
@@ -64,49 +69,52 @@ class Step:
     started: float | None = None   # time.monotonic() when it started
 
 
-def run_batch(preset: str = "demo", classes: tuple[str, ...] | list[str] = ("AD", "NC"),
+def run_batch(preset: str | Sequence[str] = "demo", classes: tuple[str, ...] | list[str] = ("AD", "NC"),
               conditional: bool = False, data_root: str | Path | None = None,
               name: str | None = None, out_root: str | Path = DEFAULT_OUT_ROOT, retrain: bool = False,
               *, notebooks_dir: str | Path | None = None, parameters: dict[str, Any] | None = None,
               kernel_name: str = KERNEL_NAME, parallel: bool | None = None,
               progress_seconds: float | None = None) -> Path:
-    """Execute 01..04 for one batch and write its summary page; return summary.html.
+    """Execute 01..04 for one batch of one preset or several and write its summary page;
+    return summary.html.
 
     Finished training runs (checkpoints/latest.json says "finished") are skipped unless
-    `retrain`; 03 and 04 always run. The AD and NC trainings run side by side, each kernel
-    with its share of the cores, when the machine has two or more (`parallel` forces either
-    way); the others run one after another. `parameters` adds extra values offered to every
-    notebook (e.g. a smaller sample count for tests). `progress_seconds` is the interval of
-    the training progress lines in a log. A failing notebook raises PipelineError after
-    papermill has saved the executed notebook with its error (a training running beside it
-    finishes first); Ctrl-C stops the kernels, records the running notebooks as
-    "interrupted" and raises BatchInterrupted.
+    `retrain`; 03 and 04 always run, once per preset. The trainings run in the order of
+    `preset`, each preset's classes in the order given, two side by side (each kernel with
+    its share of the cores) when the machine has two or more (`parallel` forces either way);
+    the others run one after another. Run names: batch_runs. `parameters` adds extra values
+    offered to every notebook (e.g. a smaller sample count for tests). `progress_seconds` is
+    the interval of the training progress lines in a log. A failing notebook raises
+    PipelineError after papermill has saved the executed notebook with its error (a training
+    running beside it finishes first); Ctrl-C stops the kernels, records the running
+    notebooks as "interrupted" and raises BatchInterrupted.
     """
-    if preset not in PRESETS:
-        raise ConfigError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
+    presets = _checked_presets(preset)
     run_classes = ["both"] if conditional else _checked_classes(classes)
-    name = name or preset
+    runs = batch_runs(presets, run_classes, name)
+    name_given, name = name is not None, name or "+".join(presets)
     out_root = Path(out_root).expanduser().resolve()
     data_root = None if data_root is None else str(_existing_dir(data_root, "data root"))
     notebooks_dir = Path(notebooks_dir) if notebooks_dir else project_root() / "notebooks"
     batch_dir = BatchDir.named(name, out_root)
-    runs = [f"{name}-{cls}" for cls in run_classes]
-    run_dirs = [RunDir.named(run, out_root) for run in runs]
-    offered = batch_parameters(preset, run_classes, data_root, name, out_root, parameters)
+    run_dirs = [RunDir.named(run, out_root) for p in presets for run in runs[p]]
+    offered = [batch_parameters(p, run_classes, runs[p], data_root, name, out_root, parameters) for p in presets]
 
-    steps = plan_steps(notebooks_dir, batch_dir.notebooks, offered, run_classes, runs)
-    batch = dict(preset=preset, classes=list(run_classes), conditional=conditional, data_root=data_root,
-                 name=name, out_root=str(out_root))
+    steps = plan_steps(notebooks_dir, batch_dir.notebooks, offered, run_classes)
+    batch = dict(preset=presets[0], presets=presets, runs=runs, classes=list(run_classes), conditional=conditional,
+                 data_root=data_root, name=name, name_given=name_given, out_root=str(out_root))
     print(f"batch {name!r}: {len(steps)} notebooks, outputs in {batch_dir}", flush=True)
     started = time.monotonic()
     try:
-        for group in _same_notebook_groups(steps):
+        for group in _groups(steps):
             todo = [s for s in group if not _skipped(s, steps, out_root, retrain, notebooks_dir)]
             _record(batch_dir, steps)
             together = len(todo) > 1 and (usable_cores() >= 2 if parallel is None else parallel)
-            for wave in [todo] if together else [[s] for s in todo]:
+            size = MAX_TRAININGS_AT_ONCE if together else 1
+            for wave in [todo[i:i + size] for i in range(0, len(todo), size)]:
                 failures = _run_together(wave, steps, batch_dir, notebooks_dir, out_root, kernel_name,
-                                         progress_seconds, threads=usable_cores() // len(wave) if together else None)
+                                         progress_seconds,
+                                         threads=usable_cores() // len(wave) if len(wave) > 1 else None)
                 if failures:
                     summary = write_summary(batch_dir.path, [d.path for d in run_dirs], _timings(steps), batch=batch,
                                             total_seconds=time.monotonic() - started,
@@ -128,11 +136,11 @@ def usable_cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def _same_notebook_groups(steps: list[Step]) -> list[list[Step]]:
-    """Consecutive steps of one notebook (02's one per class) together; the others alone."""
+def _groups(steps: list[Step]) -> list[list[Step]]:
+    """Consecutive trainings (02's, one per preset and class) together; every other step alone."""
     groups: list[list[Step]] = []
     for step in steps:
-        if groups and groups[-1][0].notebook == step.notebook:
+        if step.run and groups and groups[-1][0].run:
             groups[-1].append(step)
         else:
             groups.append([step])
@@ -252,21 +260,34 @@ def _interrupted(batch_dir: BatchDir, steps: list[Step]) -> BatchInterrupted:
                             "last checkpoint")
 
 
-def batch_parameters(preset: str, run_classes: list[str], data_root: str | None, name: str,
+def batch_runs(presets: list[str], run_classes: list[str], name: str | None = None) -> dict[str, list[str]]:
+    """Each preset's training runs, one per run class: `<name>-<class>` for one preset (the
+    name defaults to the preset); for several, `<preset>-<class>`, or `<name>-<preset>-<class>`
+    when the batch is named."""
+    if len(presets) == 1:
+        prefixes = [name or presets[0]]
+    else:
+        prefixes = [f"{name}-{p}" if name else p for p in presets]
+    return {p: [f"{prefix}-{cls}" for cls in run_classes] for p, prefix in zip(presets, prefixes, strict=True)}
+
+
+def batch_parameters(preset: str, run_classes: list[str], runs: list[str], data_root: str | None, name: str,
                      out_root: Path, extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Every value the batch offers its notebooks; each notebook takes those it declares."""
-    runs = [f"{name}-{cls}" for cls in run_classes]
+    """Every value the batch offers the notebooks of one preset; each notebook takes those it declares."""
     classes = ["AD", "NC"] if run_classes == ["both"] else list(run_classes)
     image_size = make_preset(preset).image_size
     return dict(preset=preset, data_root=data_root, out_root=str(out_root), name=name, batch_name=name,
-                classes=classes, conditional=run_classes == ["both"], runs=runs, run_names=runs,
+                classes=classes, conditional=run_classes == ["both"], runs=list(runs), run_names=list(runs),
                 image_size=image_size, **(extra or {}))
 
 
-def plan_steps(notebooks_dir: Path, executed_dir: Path, offered: dict[str, Any],
-               run_classes: list[str], runs: list[str]) -> list[Step]:
-    """The batch's notebook executions in order, each with the parameters its
-    notebook declares (read with papermill.inspect_notebook)."""
+def plan_steps(notebooks_dir: Path, executed_dir: Path, offered: list[dict[str, Any]],
+               run_classes: list[str]) -> list[Step]:
+    """The batch's notebook executions in order, each with the parameters its notebook
+    declares (read with papermill.inspect_notebook). `offered` holds batch_parameters per
+    preset: 01 runs once (at the largest image size), 02 per preset and class, 03 and 04 per
+    preset; with several presets, labels and executed notebooks carry the preset's name."""
+    several = len(offered) > 1
     steps = []
     for stem in NOTEBOOKS:
         source = notebooks_dir / f"{stem}.ipynb"
@@ -274,20 +295,29 @@ def plan_steps(notebooks_dir: Path, executed_dir: Path, offered: dict[str, Any],
             raise PipelineError(f"notebook {source} is missing; the batch needs {', '.join(NOTEBOOKS)}")
         declared = declared_parameters(source)
         if stem == "01_data":  # its figures go to the batch folder: outputs/<name>/plots/
-            values = _pick({**offered, "run_name": offered["name"]}, declared)
-            steps.append(Step(stem, stem, executed_dir / f"{stem}.ipynb", values))
-            continue
-        if stem != "02_train_progressive":
-            steps.append(Step(stem, stem, executed_dir / f"{stem}.ipynb", _pick(offered, declared)))
+            values = _pick({**offered[0], "run_name": offered[0]["name"],
+                            "image_size": max(o["image_size"] for o in offered)}, declared)
+            steps.append(_step(stem, executed_dir, values))
             continue
         run_key = next((k for k in RUN_NAME_PARAMETERS if k in declared), None)
-        if "class_name" not in declared or run_key is None:
+        if stem == "02_train_progressive" and ("class_name" not in declared or run_key is None):
             raise PipelineError(f"{source} must declare class_name and run_name in its parameters cell "
                                 f"(declares: {', '.join(sorted(declared)) or 'nothing'})")
-        for cls, run in zip(run_classes, runs, strict=True):
-            values = _pick({**offered, "class_name": cls, run_key: run}, declared)
-            steps.append(Step(stem, f"{stem} {cls}", executed_dir / f"{stem}-{cls}.ipynb", values, run=run))
+        for values in offered:
+            preset = values["preset"] if several else None
+            if stem != "02_train_progressive":
+                steps.append(_step(stem, executed_dir, _pick(values, declared), preset))
+                continue
+            for cls, run in zip(run_classes, values["runs"], strict=True):
+                steps.append(_step(stem, executed_dir, _pick({**values, "class_name": cls, run_key: run}, declared),
+                                   preset, cls, run=run))
     return steps
+
+
+def _step(stem: str, executed_dir: Path, values: dict[str, Any], *tags: str | None, run: str | None = None) -> Step:
+    """A step labelled `<stem> <tag> ...`, its executed notebook `<stem>-<tag>-....ipynb` (None tags left out)."""
+    parts = [stem, *(t for t in tags if t)]
+    return Step(stem, " ".join(parts), executed_dir / f"{'-'.join(parts)}.ipynb", values, run=run)
 
 
 def execute(source: Path, step: Step, *, kernel_name: str = KERNEL_NAME, env: dict[str, str] | None = None) -> None:
@@ -334,6 +364,16 @@ def training_finished(run_dir: RunDir | Path) -> bool:
 
 def _pick(offered: dict[str, Any], declared: set[str]) -> dict[str, Any]:
     return {k: v for k, v in offered.items() if k in declared}
+
+
+def _checked_presets(presets: str | Sequence[str]) -> list[str]:
+    presets = [presets] if isinstance(presets, str) else list(presets)
+    for p in presets:
+        if p not in PRESETS:
+            raise ConfigError(f"unknown preset {p!r}; choose one of {', '.join(PRESETS)}")
+    if not presets or len(set(presets)) != len(presets):
+        raise ConfigError(f"presets {presets} must name at least one preset, each once")
+    return presets
 
 
 def _checked_classes(classes: tuple[str, ...] | list[str]) -> list[str]:

@@ -8,6 +8,10 @@ and generated slices side by side. Below come the per-step grids, loss curves, e
 memorisation, data, every metric, the settings each run used, timings, the commands that
 reproduce the batch, and links. Whatever is missing (no evaluation, a failed notebook, one
 class only) is said in words where it would have been.
+
+A batch of several presets (a StyleGAN and a diffusion model, say) gets one headline table per
+preset, each beside the same real-vs-real floors, and one figure with the real slices and each
+preset's slices side by side, a row per class.
 """
 from __future__ import annotations
 
@@ -22,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont
 
 from brainlib.atomic import atomic_write_bytes
 from brainlib.config import PRESETS, RunConfig, project_root
@@ -40,6 +44,8 @@ from brainlib.rundir import DEFAULT_OUT_ROOT, BatchDir, RunDir
 MIN_GRID_SIDE = 256  # px: anatomy needs at least this much to be judged
 FILES_DIR = "summary_files"  # the figures' folder beside summary.md
 IDENTITY_SETTINGS = ("run", "out_root", "data_root", "class_name")  # what a batch sets for every run
+SIDE_BY_SIDE = "real_and_generated_side_by_side.png"  # a batch of several presets: real | each preset
+FLOOR_TOLERANCE = 1e-5  # relative: floors measured on the same real slices agree to the float order
 
 
 @dataclass
@@ -63,6 +69,20 @@ class Block:
     links: list = field(default_factory=list)       # (text, relative href)
 
 
+@dataclass
+class PresetRuns:
+    """One preset's runs in a batch, and their evaluation (None where there is none)."""
+    preset: str
+    run_dirs: list[Path]
+    family: str = ""               # StyleGAN, StyleGAN2 or diffusion (from config.json)
+    report: dict | None = None
+    eval_copy: Path | None = None  # the report's copy beside the page
+
+    @property
+    def title(self) -> str:
+        return f"{self.preset} ({self.family})" if self.family else self.preset
+
+
 def format_seconds(seconds: float | None) -> str:
     """7m58s, 1h02m, 3.4s."""
     if seconds is None:
@@ -77,20 +97,22 @@ def format_seconds(seconds: float | None) -> str:
 
 def page_blocks(batch_dir: Path, run_dirs: list[Path], timings: list[dict], total_seconds: float | None,
                 batch: dict, failure: str | None) -> list[Block]:
-    """The whole page, top to bottom; the first block is the title. Copies the runs' eval.json
+    """The whole page, top to bottom; the first block is the title. Copies each preset's eval.json
     into batch_dir (or removes a stale copy) so that the page's link to it works."""
     runs = [r for r in run_dirs if r.is_dir()]
     configs = {r.name: _read_json(RunDir(r).config) for r in runs}
-    report, eval_path = _evaluation(batch_dir, run_dirs)  # copies eval.json beside the page
-    classes = _classes(batch, configs, report)
+    groups = preset_groups(batch_dir, run_dirs, batch, configs)  # copies eval.json beside the page
+    reports = [g.report for g in groups if g.report]
+    classes = _classes(batch, configs, reports)
     name = batch.get("name") or batch_dir.name
-    preset = batch.get("preset", "?")
-    blocks = [Block("h1", f"Batch {name}: {' and '.join(classes) or 'no classes'}, preset {preset}")]
-    blocks.append(Block("p", _lede(run_dirs, configs, report, batch, total_seconds)))
+    presets = " and ".join(g.preset for g in groups)
+    blocks = [Block("h1", f"Batch {name}: {' and '.join(classes) or 'no classes'}, "
+                          f"preset{'s' if len(groups) > 1 else ''} {presets}")]
+    blocks.append(Block("p", _lede(run_dirs, configs, reports, batch, total_seconds)))
     if failure:
         blocks.append(Block("alert", f"The batch stopped: {failure}"))
-    blocks += [Block("first-start"), *headline_blocks(report, classes, run_dirs, failure),
-               Block("column-break"), *real_vs_generated_blocks(run_dirs, classes), Block("first-end")]
+    blocks += [Block("first-start"), *headline_blocks(groups, classes, failure),
+               Block("column-break"), *real_vs_generated_blocks(groups, classes), Block("first-end")]
     for r in run_dirs:
         blocks += run_blocks(r)
     blocks += figure_section("Embedding of encoder features", [
@@ -98,42 +120,50 @@ def page_blocks(batch_dir: Path, run_dirs: list[Path], timings: list[dict], tota
     blocks += figure_section("Memorisation: the closest generated and training pairs", [
         p for r in runs for p in sorted(RunDir(r).eval_figures().glob("memorisation_*.png"))], "", max_width=240)
     blocks += figure_section("The data (01_data)", sorted(BatchDir(batch_dir).plots.glob("*.png")), "batch_")
-    if report:
-        blocks += all_metrics_blocks(report)
-    blocks += settings_blocks(run_dirs, configs, preset)
-    blocks += timing_blocks(timings, total_seconds, report)
-    blocks += reproduce_blocks(batch, run_dirs, configs, report, preset)
-    blocks += link_blocks(batch_dir, eval_path)
+    if reports:
+        blocks.append(Block("h2", "Every metric"))
+        for g in groups:
+            if g.report:
+                blocks += all_metrics_blocks(g.report, g.preset if len(groups) > 1 else "")
+    blocks += settings_blocks(groups, configs)
+    blocks += timing_blocks(timings, total_seconds, groups)
+    blocks += reproduce_blocks(batch, groups, configs)
+    blocks += link_blocks(batch_dir, groups)
     return blocks
 
 
-def headline_blocks(report: dict | None, classes: list[str], run_dirs: list[Path], failure: str | None) -> list[Block]:
+def preset_groups(batch_dir: Path, run_dirs: list[Path], batch: dict, configs: dict) -> list[PresetRuns]:
+    """The batch's runs by preset (batch["runs"]: {preset: run names}; else all runs under
+    batch["preset"]), each with its evaluation, copied beside the page."""
+    listed = batch.get("runs") or {batch.get("preset", "?"): [r.name for r in run_dirs]}
+    folder = BatchDir(batch_dir)
+    groups = []
+    for preset, names in listed.items():
+        dirs = [r for r in run_dirs if r.name in names]
+        copy = folder.eval_report() if len(listed) == 1 else folder.preset_eval_report(preset)
+        report, path = _evaluation(dirs, copy)
+        family = next((family_label(configs[r.name]) for r in dirs if configs.get(r.name)), "")
+        groups.append(PresetRuns(preset, dirs, family, report, copy if path else None))
+    return groups
+
+
+def family_label(cfg: dict) -> str:
+    """The model family of a run's config.json, as the page names it."""
+    if cfg.get("family") == "diffusion":
+        return "diffusion"
+    return "StyleGAN2" if cfg.get("arch") == "stylegan2" else "StyleGAN"
+
+
+def headline_blocks(groups: list[PresetRuns], classes: list[str], failure: str | None) -> list[Block]:
     out = [Block("h2", "How close to real are these images?")]
-    if report is None:
-        runs = " ".join(r.name for r in run_dirs)
-        why = ("the evaluation (04_umap) did not finish" if failure else "no run of this batch holds an eval.json")
-        need = " It needs an AD run and an NC run, or one conditional run." if len(classes) < 2 else ""
-        out.append(Block("note", f"Not measured: {why}.{need} Evaluate with "
-                                 f"`brainlib evaluate --model {runs} --n 1000`, then rebuild this page."))
+    for g in groups:
+        if len(groups) > 1:
+            out.append(Block("h3", g.title))
+        out += headline_table_blocks(g.report, classes, g.run_dirs, failure)
+    reports = [g.report for g in groups if g.report]
+    if not reports:
         return out
-    rows = headline_rows(report, classes)
-    out.append(Block("table", head=("class", "figure", "generated", "real-vs-real floor", "ratio", "verdict"),
-                     rows=[(r["cls"], r["label"], _num(_get(r["pair"], "generated")), _num(_get(r["pair"], "floor")),
-                            _ratio(r["pair"]), _mark(r["verdict"])) for r in rows],
-                     row_attrs=[(f"v-{r['verdict']}", {"metric": r["metric"], "class": r["cls"],
-                                                        "title": r["meaning"]}) for r in rows]))
-    compared = {c: m.get("sizes", {}).get("compared") for c, m in report.get("per_class", {}).items()}
-    text = (f"Floor: the same figure for real held-out slices against the real training slices, at the same "
-            f"sample size ({compared_images(compared)} compared); a generator cannot beat it. Verdict rules: {RULES}.")
-    if report.get("floor", {}).get("optimistic"):
-        text += f" The floor is optimistic: {report['floor'].get('note', '')}."
-    fewest = min((n for n in compared.values() if n is not None), default=None)
-    if fewest is not None and fewest < 50:
-        text += f" With {fewest} images of a class, every figure of that class is very noisy."
-    out.append(Block("note", text))
-    unjudged = [f"{r['label']} ({r['cls']}): {r['why']}" for r in rows if r["why"]]
-    if unjudged:
-        out.append(Block("note", "The floor cannot judge " + "; ".join(unjudged) + "."))
+    out.append(Block("note", floor_note(reports, classes)))
     out.append(Block("details-start", "What each figure means"))
     out.append(Block("table", head=("figure", "what it measures"),
                      rows=[(h.label, h.meaning)
@@ -142,19 +172,112 @@ def headline_blocks(report: dict | None, classes: list[str], run_dirs: list[Path
     return out
 
 
-def real_vs_generated_blocks(run_dirs: list[Path], classes: list[str]) -> list[Block]:
+def headline_table_blocks(report: dict | None, classes: list[str], run_dirs: list[Path],
+                          failure: str | None) -> list[Block]:
+    """One evaluation's headline figures beside their floors, or why there are none."""
+    if report is None:
+        runs = " ".join(r.name for r in run_dirs)
+        why = ("the evaluation (04_umap) did not finish" if failure else "no run of this batch holds an eval.json")
+        need = " It needs an AD run and an NC run, or one conditional run." if len(classes) < 2 else ""
+        return [Block("note", f"Not measured: {why}.{need} Evaluate with "
+                              f"`brainlib evaluate --model {runs} --n 1000`, then rebuild this page.")]
+    rows = headline_rows(report, classes)
+    out = [Block("table", head=("class", "figure", "generated", "real-vs-real floor", "ratio", "verdict"),
+                 rows=[(r["cls"], r["label"], _num(_get(r["pair"], "generated")), _num(_get(r["pair"], "floor")),
+                        _ratio(r["pair"]), _mark(r["verdict"])) for r in rows],
+                 row_attrs=[(f"v-{r['verdict']}", {"metric": r["metric"], "class": r["cls"],
+                                                    "title": r["meaning"]}) for r in rows])]
+    unjudged = [f"{r['label']} ({r['cls']}): {r['why']}" for r in rows if r["why"]]
+    if unjudged:
+        out.append(Block("note", "The floor cannot judge " + "; ".join(unjudged) + "."))
+    return out
+
+
+def floor_note(reports: list[dict], classes: list[str]) -> str:
+    """What the floor is, and with several evaluations whether their floors agree."""
+    compared = {c: m.get("sizes", {}).get("compared") for c, m in reports[0].get("per_class", {}).items()}
+    text = (f"Floor: the same figure for real held-out slices against the real training slices, at the same "
+            f"sample size ({compared_images(compared)} compared); a generator cannot beat it. Verdict rules: {RULES}.")
+    if len(reports) > 1:
+        text += (" The floors are the same in every table: each preset was measured against the same real slices."
+                 if same_floors(reports, classes) else
+                 " The floors differ between the tables (other real slices, sample sizes or evaluation settings): "
+                 "read each preset against its own.")
+    optimistic = next((r["floor"] for r in reports if r.get("floor", {}).get("optimistic")), None)
+    if optimistic:
+        text += f" The floor is optimistic: {optimistic.get('note', '')}."
+    fewest = min((n for n in compared.values() if n is not None), default=None)
+    if fewest is not None and fewest < 50:
+        text += f" With {fewest} images of a class, every figure of that class is very noisy."
+    return text
+
+
+def same_floors(reports: list[dict], classes: list[str]) -> bool:
+    """Whether every evaluation's headline floors agree (to FLOOR_TOLERANCE)."""
+    floors = [{(r["metric"], r["cls"]): _get(r["pair"], "floor") for r in headline_rows(report, classes)}
+              for report in reports]
+    return all(other.keys() == floors[0].keys() and all(
+        (a is None) == (b is None) and (a is None or math.isclose(a, b, rel_tol=FLOOR_TOLERANCE, abs_tol=1e-12))
+        for a, b in ((floors[0][k], other[k]) for k in other)) for other in floors[1:])
+
+
+def real_vs_generated_blocks(groups: list[PresetRuns], classes: list[str]) -> list[Block]:
     out = [Block("h2", "Real and generated slices")]
+    run_dirs = [r for g in groups for r in g.run_dirs]
+    real = {c: _find(run_dirs, lambda run, c=c: run.eval_figure("real", c)) for c in classes}
+    if len(groups) > 1:
+        columns = [("real", [real[c] for c in classes])] + [
+            (g.title, [_generated_grid(g.run_dirs, c) for c in classes]) for g in groups]
+        if not any(p for _, paths in columns for p in paths):
+            return out + [Block("note", "No real or generated grids found: the evaluation writes them.")]
+        caption = f"{', '.join(classes)}: {' | '.join(title for title, _ in columns)}"
+        out.append(Block("figures", figures=[side_by_side_figure(columns, classes, SIDE_BY_SIDE, caption)]))
+        out += [Block("note", f"No real {c} grid: the evaluation writes it (eval/real_{c}.png).")
+                for c in classes if real[c] is None]
+        return out
     for c in classes:
-        real = _find(run_dirs, lambda run, c=c: run.eval_figure("real", c))
-        generated = (_find(run_dirs, lambda run, c=c: run.eval_figure("generated", c))
-                     or _find(run_dirs, lambda run, c=c: run.notebook_sample(f"grid_{c}_psi1.0")))
+        generated = _generated_grid(run_dirs, c)
         figures = [_figure(p, f"{c}_{kind}.png", f"{c}: {kind}", grid=True)
-                   for kind, p in (("real", real), ("generated", generated)) if p is not None]
+                   for kind, p in (("real", real[c]), ("generated", generated)) if p is not None]
         out.append(Block("h3", c))
-        if real is None:
+        if real[c] is None:
             out.append(Block("note", f"No real {c} grid: the evaluation writes it (eval/real_{c}.png)."))
         out.append(Block("figures", figures=figures) if figures else Block("note", f"No {c} images found."))
     return out
+
+
+def side_by_side_figure(columns: list[tuple[str, list[Path | None]]], rows: list[str], name: str,
+                        caption: str) -> Figure:
+    """One picture of sample grids: a row per entry of `rows`, a column per (title, grids), each
+    grid enlarged by nearest neighbour to one width (MIN_GRID_SIDE px at least, a whole factor
+    where the grids are one size); a missing grid leaves its cell grey."""
+    grids = {}
+    for j, (_, paths) in enumerate(columns):
+        for i, path in enumerate(paths):
+            if path is not None:
+                with Image.open(path) as im:
+                    grids[i, j] = im.convert("L")
+    side = max((g.width * math.ceil(MIN_GRID_SIDE / g.width) for g in grids.values()), default=MIN_GRID_SIDE)
+    grids = {k: g.resize((side, round(g.height * side / g.width)), Image.NEAREST) for k, g in grids.items()}
+    row_height = max((g.height for g in grids.values()), default=side)
+    font = ImageFont.load_default(size=18)
+    gap, left, top = 8, 56, 30
+    picture = Image.new("L", (left + len(columns) * (side + gap), top + len(rows) * (row_height + gap)), 255)
+    draw = ImageDraw.Draw(picture)
+    for j, (title, _) in enumerate(columns):
+        draw.text((left + j * (side + gap) + side // 2, top // 2), title, fill=0, font=font, anchor="mm")
+    for i, row in enumerate(rows):
+        draw.text((left // 2, top + i * (row_height + gap) + row_height // 2), row, fill=0, font=font, anchor="mm")
+    for i in range(len(rows)):
+        for j in range(len(columns)):
+            corner = (left + j * (side + gap), top + i * (row_height + gap))
+            if (i, j) in grids:
+                picture.paste(grids[i, j], corner)
+            else:
+                draw.rectangle((*corner, corner[0] + side - 1, corner[1] + row_height - 1), fill=230)
+    buf = io.BytesIO()
+    picture.save(buf, format="png")
+    return Figure(name, caption, buf.getvalue(), picture.width, picture.height, grid=True)
 
 
 def run_blocks(run_dir: Path) -> list[Block]:
@@ -162,11 +285,18 @@ def run_blocks(run_dir: Path) -> list[Block]:
     if not run_dir.is_dir():
         return out + [Block("note", f"No run folder {run_dir.name}: its training did not start.")]
     run = RunDir(run_dir)
-    steps = run.step_grids()
-    out.append(Block("h3", "Samples after each resolution step (fixed latents, EMA generator)"))
-    out.append(Block("figures", figures=[_figure(g.path, f"{run_dir.name}_{g.path.name}",
-                                                 f"step {g.step:02d}: {g.res}px", grid=True) for g in steps])
-               if steps else Block("note", "No step finished yet."))
+    steps, checkpoints = run.step_grids(), run.images_grids()
+    if checkpoints and not steps:  # the diffusion family: a grid at each checkpoint
+        out.append(Block("h3", "Samples at each checkpoint (fixed seeds, EMA denoiser)"))
+        out.append(Block("figures", figures=[
+            _figure(g.path, f"{run_dir.name}_{g.path.name}",
+                    f"{g.images_seen:,} images{' (final)' if g.finished else ''}: {g.res}px", grid=True)
+            for g in checkpoints]))
+    else:
+        out.append(Block("h3", "Samples after each resolution step (fixed latents, EMA generator)"))
+        out.append(Block("figures", figures=[_figure(g.path, f"{run_dir.name}_{g.path.name}",
+                                                     f"step {g.step:02d}: {g.res}px", grid=True) for g in steps])
+                   if steps else Block("note", "No step finished yet."))
     out.append(Block("h3", "Losses"))
     plots = sorted(run.plots.glob("loss_*.png"))
     out.append(Block("figures", figures=[_figure(p, f"{run_dir.name}_{p.name}", p.stem.replace("_", " "))
@@ -187,13 +317,16 @@ def figure_section(title: str, paths: list[Path], prefix: str, max_width: int | 
     return [Block("h2", title), Block("figures", figures=figures)]
 
 
-def all_metrics_blocks(report: dict) -> list[Block]:
+def all_metrics_blocks(report: dict, preset: str = "") -> list[Block]:
+    """Every figure of one evaluation beside its floor, folded (the caller adds the heading)."""
+    of = f"{preset}: " if preset else ""
     try:
         rows = metric_rows(report)
     except (KeyError, TypeError, AttributeError):
-        return [Block("h2", "Every metric"), Block("note", "eval.json has an unexpected layout; see the file.")]
+        return [Block("note", f"{of}eval.json has an unexpected layout; see the file.")]
     enc = report.get("encoder", {})
-    return [Block("h2", "Every metric"), Block("details-start", f"All {len(rows)} figures beside their floors"),
+    return [Block("details-start", f"{of}all {len(rows)} figures beside their floors" if of else
+                  f"All {len(rows)} figures beside their floors"),
             Block("table", head=("figure", "class", "generated", "floor", "ratio", "better"),
                   rows=[(r["metric"], r["class"], _num(r["generated"]), _num(r["floor"]), _num(r["ratio"]), r["better"])
                         for r in rows]),
@@ -203,26 +336,28 @@ def all_metrics_blocks(report: dict) -> list[Block]:
             Block("details-end")]
 
 
-def settings_blocks(run_dirs: list[Path], configs: dict, preset: str) -> list[Block]:
+def settings_blocks(groups: list[PresetRuns], configs: dict) -> list[Block]:
     out = [Block("h2", "Settings")]
-    for r in run_dirs:
-        cfg = configs.get(r.name)
-        if not cfg:
-            out.append(Block("note", f"{r.name}: no config.json."))
-            continue
-        diff = settings_differing_from_preset(cfg, preset)
-        if diff is None:
-            out.append(Block("p", f"{r.name}: preset {preset!r} is unknown here; all settings below."))
-        elif not diff:
-            data = cfg.get("data_root") or "the embedded dataset"
-            out.append(Block("p", f"{r.name}: the {preset} preset as it is, on {data}."))
-        else:
-            out.append(Block("p", f"{r.name}: the {preset} preset, with these settings changed:"))
-            out.append(Block("table", head=("setting", f"{preset} preset", "this run"),
-                             rows=[(k, _setting(a), _setting(b)) for k, (a, b) in diff.items()]))
-        out.append(Block("details-start", f"Every setting of {r.name} (config.json)"))
-        out.append(Block("table", head=("setting", "value"), rows=[(k, _setting(v)) for k, v in cfg.items()]))
-        out.append(Block("details-end"))
+    for g in groups:
+        preset = g.preset
+        for r in g.run_dirs:
+            cfg = configs.get(r.name)
+            if not cfg:
+                out.append(Block("note", f"{r.name}: no config.json."))
+                continue
+            diff = settings_differing_from_preset(cfg, preset)
+            if diff is None:
+                out.append(Block("p", f"{r.name}: preset {preset!r} is unknown here; all settings below."))
+            elif not diff:
+                data = cfg.get("data_root") or "the embedded dataset"
+                out.append(Block("p", f"{r.name}: the {preset} preset as it is, on {data}."))
+            else:
+                out.append(Block("p", f"{r.name}: the {preset} preset, with these settings changed:"))
+                out.append(Block("table", head=("setting", f"{preset} preset", "this run"),
+                                 rows=[(k, _setting(a), _setting(b)) for k, (a, b) in diff.items()]))
+            out.append(Block("details-start", f"Every setting of {r.name} (config.json)"))
+            out.append(Block("table", head=("setting", "value"), rows=[(k, _setting(v)) for k, v in cfg.items()]))
+            out.append(Block("details-end"))
     return out
 
 
@@ -234,48 +369,59 @@ def settings_differing_from_preset(cfg: dict, preset: str) -> dict[str, tuple[An
     return {k: (base.get(k), v) for k, v in cfg.items() if k not in IDENTITY_SETTINGS and base.get(k) != v}
 
 
-def timing_blocks(timings: list[dict], total_seconds: float | None, report: dict | None) -> list[Block]:
+def timing_blocks(timings: list[dict], total_seconds: float | None, groups: list[PresetRuns]) -> list[Block]:
     rows = [(t["label"], t["status"], format_seconds(t.get("seconds"))) for t in timings]
     if total_seconds is not None:
         rows.append(("whole batch", "", format_seconds(total_seconds)))
     out = [Block("h2", "Timings"), Block("table", head=("notebook", "status", "time"), rows=rows)]
-    if report and report.get("seconds"):
-        parts = ", ".join(f"{k} {format_seconds(v)}" for k, v in report["seconds"].items())
-        out.append(Block("note", f"Inside the evaluation: {parts}."))
+    for g in groups:
+        if g.report and g.report.get("seconds"):
+            parts = ", ".join(f"{k} {format_seconds(v)}" for k, v in g.report["seconds"].items())
+            of = f" of {g.preset}" if len(groups) > 1 else ""
+            out.append(Block("note", f"Inside the evaluation{of}: {parts}."))
     return out
 
 
-def reproduce_blocks(batch: dict, run_dirs: list[Path], configs: dict, report: dict | None, preset: str) -> list[Block]:
+def reproduce_blocks(batch: dict, groups: list[PresetRuns], configs: dict) -> list[Block]:
     data = batch.get("data_root")
     out_root = batch.get("out_root")
     common = (f" --data {shlex.quote(str(data))}" if data else "")
     if out_root and Path(out_root).resolve() != (project_root() / DEFAULT_OUT_ROOT).resolve():
         common += f" --out-root {shlex.quote(str(out_root))}"
     classes = "--conditional" if batch.get("conditional") else f"--classes {' '.join(batch.get('classes') or [])}"
-    lines = ["# the whole batch: 01_data, 02 per class, 03_samples, 04_umap, this page",
-             f"brainlib run --preset {preset} {classes} --name {batch.get('name', '?')}{common}",
+    presets = " ".join(f"--preset {g.preset}" for g in groups)
+    several = len(groups) > 1
+    # several presets: --name puts the name before each run's, so it is repeated only where it was given
+    name = f" --name {batch.get('name', '?')}" if not several or batch.get("name_given", True) else ""
+    lines = [f"# the whole batch: 01_data, 02 per {'preset and ' if several else ''}class, "
+             f"03_samples, 04_umap{' per preset' if several else ''}, this page",
+             f"brainlib run {presets} {classes}{name}{common}",
              "# or its steps, one run at a time"]
-    for r in run_dirs:
-        cfg = configs.get(r.name) or {}
-        diff = settings_differing_from_preset(cfg, preset) or {}
-        sets = "".join(f" --set {shlex.quote(f'{k}={_setting(v)}')}" for k, (_, v) in diff.items())
-        lines.append(f"brainlib train --preset {preset} --class {cfg.get('class_name', '?')} --run {r.name}"
-                     f"{common}{sets}")
-    if report:
-        n = report.get("n_per_class", 1000)
-        lines.append(f"brainlib evaluate --model {' '.join(report.get('runs', [r.name for r in run_dirs]))} --n {n}"
-                     + (f" --out-root {shlex.quote(str(out_root))}" if "--out-root" in common else ""))
+    for g in groups:
+        for r in g.run_dirs:
+            cfg = configs.get(r.name) or {}
+            diff = settings_differing_from_preset(cfg, g.preset) or {}
+            sets = "".join(f" --set {shlex.quote(f'{k}={_setting(v)}')}" for k, (_, v) in diff.items())
+            lines.append(f"brainlib train --preset {g.preset} --class {cfg.get('class_name', '?')} --run {r.name}"
+                         f"{common}{sets}")
+    for g in groups:
+        if g.report:
+            n = g.report.get("n_per_class", 1000)
+            lines.append(f"brainlib evaluate --model {' '.join(g.report.get('runs', [r.name for r in g.run_dirs]))} "
+                         f"--n {n}" + (f" --out-root {shlex.quote(str(out_root))}" if "--out-root" in common else ""))
     return [Block("h2", "Reproduce this batch"), Block("code", "\n".join(lines)),
             Block("note", "Run from the workbook folder with its .venv activated (or prefix .venv/bin/). "
                           "The same seeds and checkpoints give the same images.")]
 
 
-def link_blocks(batch_dir: Path, eval_path: Path | None) -> list[Block]:
+def link_blocks(batch_dir: Path, groups: list[PresetRuns]) -> list[Block]:
     batch = BatchDir(batch_dir)
     notebooks = sorted(batch.notebooks.glob("*.ipynb"))
     links = [(f"executed notebook {p.stem}", p.relative_to(batch_dir).as_posix()) for p in notebooks]
-    if eval_path is not None:
-        links.append(("eval.json (every figure, as evaluate wrote it)", batch.eval_report().name))
+    for g in groups:
+        if g.eval_copy is not None:
+            of = f"{g.preset}: " if len(groups) > 1 else ""
+            links.append((f"{of}{g.eval_copy.name} (every figure, as evaluate wrote it)", g.eval_copy.name))
     links.append(("summary.md (this page as Markdown)", "summary.md"))
     if batch.timings.is_file():
         links.append(("timings.json (each notebook's status and time)", batch.timings.name))
@@ -303,25 +449,25 @@ def _figure(path: Path, name: str, caption: str, *, grid: bool = False, min_side
 # ----------------------------------------------------------------------
 # Reading what the batch wrote
 
-def _evaluation(batch_dir: Path, run_dirs: list[Path]) -> tuple[dict | None, Path | None]:
-    """The batch's eval.json (evaluate writes identical copies into each run), copied into
-    the batch folder so that the page's link works when the folder travels alone."""
+def _evaluation(run_dirs: list[Path], copy: Path) -> tuple[dict | None, Path | None]:
+    """The runs' eval.json (evaluate writes identical copies into each run), copied to `copy`
+    in the batch folder so that the page's link works when the folder travels alone."""
     for r in run_dirs:
         path = RunDir(r).eval_report()
         report = _read_json(path)
         if isinstance(report, dict) and isinstance(report.get("per_class"), dict):
-            atomic_write_bytes(BatchDir(batch_dir).eval_report(), path.read_bytes())
+            atomic_write_bytes(copy, path.read_bytes())
             report["_modified"] = path.stat().st_mtime
             return report, path
-    stale = BatchDir(batch_dir).eval_report()
-    if stale.is_file():
-        stale.unlink()  # from an earlier evaluation of runs this page no longer shows
+    if copy.is_file():
+        copy.unlink()  # from an earlier evaluation of runs this page no longer shows
     return None, None
 
 
-def _classes(batch: dict, configs: dict, report: dict | None) -> list[str]:
-    if report and report.get("per_class"):
-        return [c for c in ("AD", "NC") if c in report["per_class"]]
+def _classes(batch: dict, configs: dict, reports: list[dict]) -> list[str]:
+    evaluated = {c for report in reports for c in report.get("per_class") or {}}
+    if evaluated:
+        return [c for c in ("AD", "NC") if c in evaluated]
     wanted = [c for c in ("AD", "NC") if c in (batch.get("classes") or [])]
     if wanted:
         return wanted
@@ -332,15 +478,22 @@ def _classes(batch: dict, configs: dict, report: dict | None) -> list[str]:
     return [c for c in ("AD", "NC") if c in found]
 
 
-def _lede(run_dirs: list[Path], configs: dict, report: dict | None, batch: dict, total_seconds: float | None) -> str:
+def _lede(run_dirs: list[Path], configs: dict, reports: list[dict], batch: dict, total_seconds: float | None) -> str:
     cfg = next((c for c in configs.values() if c), {})
-    kind = "one conditional model" if batch.get("conditional") or cfg.get("class_name") == "both" else \
-        f"{len(run_dirs)} model{'s' if len(run_dirs) != 1 else ''}, one per class"
+    several = len(batch.get("runs") or {}) > 1
+    conditional = batch.get("conditional") or cfg.get("class_name") == "both"
+    if several:
+        kind = f"{len(run_dirs)} " + ("conditional models, one per preset" if conditional
+                                      else "models, one per preset and class")
+    else:
+        kind = "one conditional model" if conditional else \
+            f"{len(run_dirs)} model{'s' if len(run_dirs) != 1 else ''}, one per class"
     text = (f"{kind} ({', '.join(r.name for r in run_dirs)}), {cfg.get('image_size', '?')} px, trained on "
             f"{cfg.get('data_root') or 'the embedded dataset'}")
     if total_seconds is not None:
         text += f"; the batch took {format_seconds(total_seconds)}"
-    if report:
+    if reports:
+        report = reports[0]
         sizes = next(iter(report["per_class"].values()), {}).get("sizes", {})
         when = time.strftime("%Y-%m-%d %H:%M", time.localtime(report["_modified"]))
         text += (f". Evaluated {when}: {report.get('n_per_class', '?')} generated images per class against "
@@ -351,6 +504,12 @@ def _lede(run_dirs: list[Path], configs: dict, report: dict | None, batch: dict,
 def _find(run_dirs: list[Path], where: Callable[[RunDir], Path]) -> Path | None:
     """The first run's file `where` names that exists."""
     return next((p for p in (where(RunDir(r)) for r in run_dirs) if p.is_file()), None)
+
+
+def _generated_grid(run_dirs: list[Path], c: str) -> Path | None:
+    """The evaluation's grid of generated class-c slices, else 03_samples' untruncated one."""
+    return (_find(run_dirs, lambda run: run.eval_figure("generated", c))
+            or _find(run_dirs, lambda run: run.notebook_sample(f"grid_{c}_psi1.0")))
 
 
 def _read_json(path: Path) -> Any:

@@ -2,7 +2,8 @@
 
 `outputs/<batch>/summary.html` is one self-contained page (figures embedded); `summary.md`
 holds the same content with its figures in `summary_files/`, and `eval.json` is copied
-beside both, so the batch folder alone, zipped and opened elsewhere, still shows everything.
+beside both (`eval-<preset>.json`, one per preset, in a batch of several), so the batch folder
+alone, zipped and opened elsewhere, still shows everything.
 The content comes from `report_page`, the HTML and Markdown from `render`.
 """
 from __future__ import annotations
@@ -20,8 +21,9 @@ def write_summary(batch_dir: Path, run_dirs: list[Path], timings: list[dict[str,
                   failure: str | None = None) -> Path:
     """Write summary.html, summary.md, summary_files/ and a copy of eval.json into batch_dir;
     return the HTML path. `batch` holds the batch's options (preset, classes, conditional,
-    data_root, name, out_root) for the settings and the reproducing commands; `failure`
-    is the message of the notebook that stopped the batch."""
+    data_root, name, out_root; for several presets also presets, runs: {preset: run names} and
+    name_given) for the grouping, the settings and the reproducing commands; `failure` is the
+    message of the notebook that stopped the batch."""
     batch_dir, run_dirs = Path(batch_dir), [Path(r) for r in run_dirs]
     blocks = page_blocks(batch_dir, run_dirs, timings, total_seconds, dict(batch or {}), failure)
     files = batch_dir / FILES_DIR

@@ -29,7 +29,7 @@ from brainlib.networks.diffusion import ARCHITECTURE, NoisePath, build_denoiser
 from brainlib.networks.unet import NULL_CLASS
 from brainlib.plots import plot_denoising_loss, save_grid
 from brainlib.progress import progress_bar
-from brainlib.rundir import RunDir, diffusion_checkpoint_name
+from brainlib.rundir import RunDir, images_name
 from brainlib.synthesis.diffusion_sampling import DiffusionSampler, grid_labels, grid_seeds
 from brainlib.training import checkpoints as ckpt
 from brainlib.training import distributed as dist
@@ -236,7 +236,7 @@ class DiffusionTrainer:
         p = self.position
         # periodic checkpoints (`...img`) are pruned by the next one; final ones stay, so a run
         # extended by a larger train_images keeps the checkpoint of each budget it finished
-        name = diffusion_checkpoint_name(self.cfg.image_size, p.images_seen, finished=finished)
+        name = images_name(self.cfg.image_size, p.images_seen, finished=finished)
         self.figures(name)
         state = {"rng/noise": self.noise.get_state(), "rng/torch_cpu": torch.get_rng_state()}
         meta = {"config": self.cfg.to_dict(), "family": "diffusion", "architecture": ARCHITECTURE,
