@@ -310,36 +310,15 @@ def test_one_class_batch_on_a_dataset_of_normal_controls_only(tmp_path):
     assert "needs both AD and NC" in summary.read_text()
 
 
-def either_family_notebooks(folder: Path) -> Path:
-    """The workbook's 01 and 04 with stand-ins for 02 and 03 that train and load either model
-    family: the workbook's 02 shows a loss-per-epoch plot a diffusion run does not write, and
-    its 03 asks for style inputs a diffusion model does not have."""
-    folder.mkdir(parents=True, exist_ok=True)
-    for stem in ("01_data", "04_umap"):
-        shutil.copy(ROOT / "notebooks" / f"{stem}.ipynb", folder)
-    start = "import os\nimport brainlib.config\nos.chdir(brainlib.config.project_root())\n"
-    write_notebook(folder / "02_train_progressive.ipynb",
-                   'run_name = "demo-AD"\ndata_root = None\nclass_name = "AD"\npreset = "demo"\nresume = False\n'
-                   'out_root = "outputs"\n',
-                   start + "from brainlib.training.trainer import train\n"
-                   "train(brainlib.config.preset(preset, run=run_name, class_name=class_name, data_root=data_root, "
-                   "out_root=out_root), resume=resume)")
-    write_notebook(folder / "03_samples.ipynb", 'runs = ["demo-AD", "demo-NC"]\nout_root = "outputs"\n',
-                   start + "from brainlib.synthesis import sampling\n"
-                   "print([sampling.trained_res(sampling.load(run, out_root=out_root)[0]) for run in runs])")
-    return folder
-
-
 @pytest.mark.slow
 def test_a_stylegan_and_a_diffusion_preset_in_one_batch_side_by_side_in_one_report(tmp_path):
-    """smoke and diffusion-smoke end to end on the tiny phantom: 01 and 04 the workbook's,
-    02 and 03 stand-ins for either family (either_family_notebooks); each preset trained
-    and evaluated, one page with a headline table per preset and real, StyleGAN and
-    diffusion slices in one figure."""
+    """smoke and diffusion-smoke end to end on the tiny phantom through the workbook's four
+    notebooks: each preset trained, sampled and evaluated, one page with a headline table per
+    preset and real, StyleGAN and diffusion slices in one figure."""
     from smoke_batch import tiny_data
     out = tmp_path / "out"
     summary = run_batch(preset=["smoke", "diffusion-smoke"], data_root=tiny_data(), out_root=out,
-                        notebooks_dir=either_family_notebooks(tmp_path / "nb"), parameters={"n_per_class": 40})
+                        parameters={"n_per_class": 40})
     batch = summary.parent
     for run in ("smoke-AD", "smoke-NC", "diffusion-smoke-AD", "diffusion-smoke-NC"):
         assert training_finished(out / run)
