@@ -5,10 +5,12 @@
         checkpoints/<step>-<res>px.safetensors + .json    end of each resolution step (02-16px)
         checkpoints/<step>-<res>px-<images>img.*          periodic, superseded by the next
         checkpoints/latest.json            names the newest checkpoint
+        checkpoints/best-<images>.*, best.json   the texture probe's best EMA generator, and its pointer
         samples/<step>-<res>px.png         the fixed latents' grid after each step; 03_<name>.png: 03_samples'
-        plots/loss_per_batch.png, plots/loss_per_epoch.png
-        metrics.jsonl                      one row per logged batch
-        eval.json, eval/                   the evaluation and its figures (eval-psi<psi>.* when truncated)
+        plots/loss_per_batch.png, plots/loss_per_epoch.png, plots/texture.png (the texture probe)
+        metrics.jsonl                      one row per logged batch, one per texture probe
+        eval.json, eval/                   the evaluation and its figures (eval-psi<psi>.* when truncated,
+                                           eval-best.* for the best snapshot)
         generated_images/<name>/ + <name>.json, projections/, counterfactuals/, explorer/
     <out_root>/<batch>/                    BatchDir: notebooks/, plots/, timings.json, eval.json
 
@@ -26,6 +28,8 @@ from typing import NamedTuple, Self
 DEFAULT_OUT_ROOT = "outputs"
 CHECKPOINTS = "checkpoints"
 LATEST = "latest.json"
+BEST = "best.json"
+SNAPSHOTS = ("latest", "best")  # what `generate`, `export` and `evaluate` load with --snapshot
 _STEP_NAME = re.compile(r"^(\d+)-(\d+)px$")
 
 
@@ -95,9 +99,9 @@ class _Folder(os.PathLike):
     def plots(self) -> Path:
         return self.path / "plots"
 
-    def eval_report(self, psi: float = 1.0) -> Path:
-        """eval.json, or eval-psi<psi>.json for an evaluation with truncation."""
-        return self.path / f"{_eval_stem(psi)}.json"
+    def eval_report(self, psi: float = 1.0, snapshot: str = "latest") -> Path:
+        """eval.json; eval-psi<psi>.json for an evaluation with truncation, eval-best*.json of the best snapshot."""
+        return self.path / f"{_eval_stem(psi, snapshot)}.json"
 
 
 class RunDir(_Folder):
@@ -130,6 +134,18 @@ class RunDir(_Folder):
         return sorted(self.checkpoints.glob("*img.safetensors"))
 
     @property
+    def best(self) -> Path:
+        """The pointer to the best snapshot (training/texture_probe.py)."""
+        return self.checkpoints / BEST
+
+    def best_snapshot(self, images_seen: int) -> Path:
+        """The tensors file of the best snapshot taken after `images_seen` images."""
+        return self.checkpoint(f"best-{images_seen:09d}")
+
+    def best_snapshots(self) -> list[Path]:
+        return sorted(self.checkpoints.glob("best-*.safetensors"))
+
+    @property
     def samples(self) -> Path:
         return self.path / "samples"
 
@@ -150,12 +166,16 @@ class RunDir(_Folder):
         return self.plots / "loss_per_epoch.png"
 
     @property
+    def texture_plot(self) -> Path:
+        return self.plots / "texture.png"
+
+    @property
     def metrics(self) -> Path:
         return self.path / "metrics.jsonl"
 
-    def eval_figures(self, psi: float = 1.0) -> Path:
-        """The folder of that evaluation's figures and features: eval/ or eval-psi<psi>/."""
-        return self.path / _eval_stem(psi)
+    def eval_figures(self, psi: float = 1.0, snapshot: str = "latest") -> Path:
+        """The folder of that evaluation's figures and features: eval/, eval-psi<psi>/, eval-best*/."""
+        return self.path / _eval_stem(psi, snapshot)
 
     def eval_figure(self, kind: str, class_name: str, psi: float = 1.0) -> Path:
         """An evaluation's per-class figure: kind real, generated (4x4 grids) or memorisation."""
@@ -188,8 +208,8 @@ class RunDir(_Folder):
         return self.path / "explorer"
 
 
-def _eval_stem(psi: float) -> str:
-    return "eval" if psi == 1.0 else f"eval-psi{psi:g}"
+def _eval_stem(psi: float, snapshot: str = "latest") -> str:
+    return "eval" + ("" if snapshot == "latest" else f"-{snapshot}") + ("" if psi == 1.0 else f"-psi{psi:g}")
 
 
 def find_model(model: str | os.PathLike, out_root: str | os.PathLike = DEFAULT_OUT_ROOT) -> Path:
