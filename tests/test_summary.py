@@ -319,3 +319,12 @@ def test_the_headline_shows_each_texture_band_after_swd_finest_first_with_its_ve
     assert (verdicts["swd"], verdicts["swd_reference_64"], verdicts["swd_reference_32"]) == ("near", "far", "near")
     assert rows[3]["label"] == "spectrum, 64 px band (16–32 cycles)"
     assert [r["metric"] for r in headline_rows({"per_class": {"AD": {}}}, ["AD"])][:2] == ["swd", "fid_encoder"]
+
+
+def test_a_runs_texture_probe_plot_is_in_its_training_section(tmp_path):
+    batch, runs = fake_batch(tmp_path)
+    png(runs[0] / "plots" / "texture.png", 120, 10)  # the AD run probed its texture, the NC run did not
+    write(batch, runs)
+    md = (batch / "summary.md").read_text()
+    assert md.count("Texture during training") == 1 and (batch / "summary_files" / "b-AD_texture.png").is_file()
+    assert md.index("Run b-AD: training") < md.index("Texture during training") < md.index("Run b-NC: training")
