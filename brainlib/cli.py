@@ -11,7 +11,7 @@ import sys
 from brainlib.atomic import Terminated, terminate_as_exception
 from brainlib.batch.pipeline import PipelineError
 from brainlib.config import ConfigError, check_psi, check_seed
-from brainlib.rundir import DEFAULT_OUT_ROOT
+from brainlib.rundir import DEFAULT_OUT_ROOT, SNAPSHOTS
 from brainlib.runlock import FolderBusyError
 
 # errors of an output that cannot be written, told in one line (other OSErrors keep their traceback)
@@ -61,7 +61,8 @@ def _generate(args: argparse.Namespace) -> int:
     from brainlib.synthesis.sampling import generate_to_folder
     out = generate_to_folder(model=args.model, output=args.output, n=args.n, seed=args.seed,
                              class_name=args.class_name, psi=args.truncation, size=args.size,
-                             out_root=args.out_root, steps=args.steps, guidance=args.guidance)
+                             out_root=args.out_root, steps=args.steps, guidance=args.guidance,
+                             snapshot=args.snapshot)
     print(f"wrote {args.n} images to {out}")
     return 0
 
@@ -69,7 +70,7 @@ def _generate(args: argparse.Namespace) -> int:
 def _evaluate(args: argparse.Namespace) -> int:
     from brainlib.eval.evaluate import evaluate
     result_path = evaluate(runs=args.model, n=args.n, out_root=args.out_root, truncation=args.truncation,
-                           steps=args.steps)
+                           snapshot=args.snapshot, steps=args.steps)
     print(f"wrote {result_path}")
     return 0
 
@@ -77,7 +78,8 @@ def _evaluate(args: argparse.Namespace) -> int:
 def _export(args: argparse.Namespace) -> int:
     from brainlib.synthesis.export import export_dataset
     out = export_dataset(args.model, args.out, args.n, test_fraction=args.test_fraction, seed=args.seed,
-                         psi=args.truncation, noise_mode=args.noise_mode, out_root=args.out_root)
+                         psi=args.truncation, noise_mode=args.noise_mode, out_root=args.out_root,
+                         snapshot=args.snapshot)
     print(f"wrote a synthetic dataset to {out} (manifest.csv, DATASHEET.md)")
     return 0
 
@@ -133,6 +135,11 @@ def _class_dirs(pairs: list[str] | None) -> dict[str, str] | None:
 def _out_root_option(parser: argparse.ArgumentParser, default: str | None = DEFAULT_OUT_ROOT) -> None:
     parser.add_argument("--out-root", default=default,
                         help=f"the folder holding the runs (default: {DEFAULT_OUT_ROOT})")
+
+
+def _snapshot_option(parser: argparse.ArgumentParser, note: str = "") -> None:
+    parser.add_argument("--snapshot", choices=SNAPSHOTS, default="latest",
+                        help="latest: the newest checkpoint; best: the texture probe's best EMA weights" + note)
 
 
 def _psi(text: str) -> float:
@@ -197,6 +204,7 @@ def _add_generate(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--size", type=int, default=None, help="default: the trained size")
     g.add_argument("--steps", type=int, default=None, help="diffusion runs: DDIM steps (default: the run's)")
     g.add_argument("--guidance", type=float, default=None, help="diffusion runs: guidance scale (default: the run's)")
+    _snapshot_option(g)
     _out_root_option(g)
     g.set_defaults(func=_generate)
 
@@ -209,6 +217,7 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--n", type=int, default=1000, help="generated images per class")
     e.add_argument("--truncation", type=_psi, default=1.0,
                    help=PSI_HELP + "; below 1 writes eval-psi<psi>.json beside eval.json (precision against recall)")
+    _snapshot_option(e, " (best: writes eval-best.json beside eval.json)")
     e.add_argument("--steps", type=int, default=None,
                    help="diffusion runs: DDIM steps other than the run's; writes eval-steps<k>.json beside eval.json")
     _out_root_option(e)
@@ -224,6 +233,7 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
     x.add_argument("--seed", type=_seed, default=0)
     x.add_argument("--truncation", type=_psi, default=1.0, help=PSI_HELP)
     x.add_argument("--noise-mode", choices=("random", "const", "none"), default="random")
+    _snapshot_option(x)
     _out_root_option(x)
     x.set_defaults(func=_export)
 

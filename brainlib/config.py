@@ -142,6 +142,12 @@ class RunConfig(ModelClasses):
     compile: bool = False
     checkpoint_minutes: float = 10.0
     sample_grid: int = 4  # the grid after each resolution step is N x N
+    # the texture probe (training/texture_probe.py) every this many images, at the final resolution
+    # (a diffusion model: throughout) and at the end of training; 0: off. Measured at one thread on a
+    # 2-core Xeon: a probe costs what about 60 StyleGAN demo images at 64 px cost to train (256 slices),
+    # or 160-280 diffusion demo images (128 slices, 5 DDIM steps); so `demo` (every 2,000: 10 probes)
+    # spends 1.5-2% of its training time on it, `diffusion-demo` (every 10,000: 4 probes) 1.6-2.8%
+    texture_every: int = 4000
 
     # --- diffusion (family="diffusion"; it also uses lr, betas, seed, image_size, ema_half_life_kimg,
     # the device settings, checkpoint_minutes and sample_grid above) ---
@@ -193,6 +199,9 @@ class RunConfig(ModelClasses):
             need(b > 0, f"batch size for {r} px must be a positive integer (got {self.batch_sizes.get(r)})")
             need(b <= MAX_BATCH, f"batch size for {r} px is {b}; at most {MAX_BATCH}")
         check_seed(self.seed, "seed")
+        need(isinstance(self.texture_every, int) and not isinstance(self.texture_every, bool)
+             and self.texture_every >= 0, f"texture_every={self.texture_every} must be a whole number of images, "
+             "0 (off) or more")
         need(self.z_dim > 0 and self.w_dim > 0, "z_dim and w_dim must be positive")
         need(self.mapping_layers >= 1, "mapping_layers must be at least 1")
         need(self.arch in ARCHS, f"arch {self.arch!r} is not one of {', '.join(ARCHS)}")
@@ -294,6 +303,7 @@ DEMO: dict[str, Any] = dict(
     composite=True,  # tissue through a learned mask on black: the background is black, as in MRI
     # cpu_bf16 is left to the CPU: bf16 autocast where it has bf16 instructions, float32 elsewhere
     splits=["train"], checkpoint_minutes=2.0,
+    texture_every=2000,  # 10 texture probes in the 64 px step (RunConfig.texture_every: their cost)
 )
 
 # The diffusion family (networks/unet.py, networks/diffusion.py): v-prediction on a cosine schedule,
@@ -304,6 +314,7 @@ DIFFUSION_DEMO: dict[str, Any] = dict(
     objective="v", train_images=40_000, diffusion_batch=16, lr=1e-3, betas=(0.9, 0.99),
     ema_half_life_kimg=2.0, sample_steps=25, guidance=1.0, class_dropout=0.1,
     splits=["train"], checkpoint_minutes=3.0,  # each checkpoint samples a 4x4 grid (~6 s at one thread)
+    texture_every=10_000,  # 4 texture probes (RunConfig.texture_every: their cost)
 )
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -332,13 +343,13 @@ PRESETS: dict[str, dict[str, Any]] = {
     "diffusion-gpu": dict(
         DIFFUSION_DEMO, image_size=128, unet_channels=[64, 128, 256, 256], unet_blocks=2,
         train_images=2_000_000, diffusion_batch=64, lr=2e-4, betas=(0.9, 0.999), ema_half_life_kimg=50.0,
-        checkpoint_minutes=10.0,
+        checkpoint_minutes=10.0, texture_every=50_000,
     ),
     # for tests: seconds
     "diffusion-smoke": dict(
         DIFFUSION_DEMO, image_size=16, unet_channels=[8, 16], train_images=32, diffusion_batch=8,
         max_images=32, diffusion_timesteps=100, sample_steps=4, ema_half_life_kimg=0.1,
-        checkpoint_minutes=60.0, sample_grid=2,
+        checkpoint_minutes=60.0, sample_grid=2, texture_every=0,  # tests turn the texture probe on
     ),
     "smoke": dict(
         image_size=16, z_dim=16, w_dim=16, mapping_layers=2,
@@ -346,7 +357,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         batch_sizes={8: 8, 16: 8},
         images_per_res=32, max_images=32, mapping_lr=1e-4,
         ema_half_life_kimg=0.1, mbstd_group=2, splits=["train"],
-        checkpoint_minutes=60.0, sample_grid=2,
+        checkpoint_minutes=60.0, sample_grid=2, texture_every=0,  # tests turn the texture probe on
     ),
 }
 

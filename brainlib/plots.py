@@ -1,4 +1,5 @@
-"""Pictures of a run: sample grids and loss curves (matplotlib Agg, files written atomically)."""
+"""Pictures of a run: sample grids, loss curves and the texture probe's figures (matplotlib Agg, files
+written atomically)."""
 from __future__ import annotations
 
 import io
@@ -6,6 +7,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+import numpy as np
 import torch
 from torchvision.utils import save_image
 
@@ -35,6 +37,7 @@ def save_step_figures(run: RunDir, step: int, res: int, samples: torch.Tensor, n
     save_grid(samples, run.step_grid(step, res), nrow=nrow)
     plot_losses_per_batch(rows, run.loss_per_batch_plot)
     plot_losses_per_epoch(rows, run.loss_per_epoch_plot)
+    save_texture_plot(run, rows)
 
 
 def pyplot(headless: bool = True):
@@ -160,3 +163,40 @@ def loss_plots(cfg: RunConfig) -> list[Path]:
     resolution step), a diffusion model's denoising loss per batch (plot_denoising_loss)."""
     run = RunDir(cfg.run_dir)
     return [run.loss_per_batch_plot] if cfg.diffusion else [run.loss_per_batch_plot, run.loss_per_epoch_plot]
+TEXTURE_PANELS = {"swd_reference": "train-normalised SWD (x1e3)", "spectrum": "power spectrum distance (log10)"}
+
+
+def save_texture_plot(run: RunDir, rows: Iterable[dict]) -> Path | None:
+    """plots/texture.png from a run's metrics.jsonl rows, when they hold a texture probe."""
+    probes = [r for r in rows if r.get("kind") == "texture"]
+    return plot_texture(probes, run.texture_plot) if probes else None
+
+
+def plot_texture(rows: Sequence[dict], path: str | Path) -> Path:
+    """The texture probe's figures (metrics.jsonl rows of kind "texture", training/texture_probe.py)
+    against the images seen: one panel per figure, one line per band (finest darkest), each band's
+    real-vs-real floor dashed in its colour, the best score's probe marked."""
+    plt = pyplot()
+    fig, axes = plt.subplots(1, len(TEXTURE_PANELS), figsize=(4.6 * len(TEXTURE_PANELS), 3.4), squeeze=False,
+                             layout="constrained")
+    x = [r["images_seen"] / 1000 for r in rows]
+    best = min(range(len(rows)), key=lambda i: rows[i]["score"]) if rows else None
+    for ax, (key, label) in zip(axes[0], TEXTURE_PANELS.items(), strict=True):
+        bands = list(rows[-1][key]) if rows else []
+        colours = plt.get_cmap("viridis")(np.linspace(0.0, 0.8, max(1, len(bands))))
+        for band, colour in zip(bands, colours, strict=False):
+            ax.plot(x, [r[key].get(band) for r in rows], "o-", ms=3, lw=1.2, color=colour, label=f"{band} px")
+            ax.axhline(rows[-1]["floor"][key][band], color=colour, ls="--", lw=0.8)
+        if best is not None:
+            ax.axvline(x[best], color="0.6", lw=0.8, ls=":")
+        ax.set_yscale("log")
+        ax.set_xlabel("thousand images seen")
+        ax.set_title(label, fontsize=9)
+        ax.grid(alpha=0.3)
+        if bands:
+            ax.legend(fontsize=7, title="band", title_fontsize=7)
+    note = (f"best: {rows[best]['images_seen']:,} images, score {rows[best]['score']:.2f} (1 = real vs real)"
+            if rows else "no probe yet")
+    fig.suptitle(f"Texture probe ({rows[-1]['images'] if rows else 0} slices; dashed: real vs real): {note}",
+                 fontsize=9)
+    return _save_figure(fig, path)

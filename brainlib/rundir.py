@@ -6,12 +6,14 @@
         checkpoints/<step>-<res>px-<images>img.*          periodic, superseded by the next
         checkpoints/<res>px-<images>img[-final].*        a diffusion run's (no resolution steps)
         checkpoints/latest.json            names the newest checkpoint
+        checkpoints/best-<images>.*, best.json   the texture probe's best EMA generator, and its pointer
         samples/<step>-<res>px.png         the fixed latents' grid after each step; 03_<name>.png: 03_samples'
         samples/<res>px-<images>img[-final].png          a diffusion run's grid at each checkpoint
-        plots/loss_per_batch.png, plots/loss_per_epoch.png
-        metrics.jsonl                      one row per logged batch
+        plots/loss_per_batch.png, plots/loss_per_epoch.png, plots/texture.png (the texture probe)
+        metrics.jsonl                      one row per logged batch, one per texture probe
         eval.json, eval/                   the evaluation and its figures (eval-psi<psi>.* when truncated,
-                                           eval-steps<k>.* with other diffusion sampling steps)
+                                           eval-best.* for the best snapshot, eval-steps<k>.* with other
+                                           diffusion sampling steps)
         generated_images/<name>/ + <name>.json, projections/, counterfactuals/, explorer/
     <out_root>/<batch>/                    BatchDir: notebooks/, plots/, timings.json, eval.json
                                            (eval-<preset>.json each in a batch of several presets)
@@ -30,6 +32,8 @@ from typing import NamedTuple, Self
 DEFAULT_OUT_ROOT = "outputs"
 CHECKPOINTS = "checkpoints"
 LATEST = "latest.json"
+BEST = "best.json"
+SNAPSHOTS = ("latest", "best")  # what `generate`, `export` and `evaluate` load with --snapshot
 _STEP_NAME = re.compile(r"^(\d+)-(\d+)px$")
 _IMAGES_NAME = re.compile(r"^(\d+)px-(\d+)img(-final)?$")
 
@@ -119,10 +123,10 @@ class _Folder(os.PathLike):
     def plots(self) -> Path:
         return self.path / "plots"
 
-    def eval_report(self, psi: float = 1.0, steps: int | None = None) -> Path:
-        """eval.json, or eval-psi<psi>.json for an evaluation with truncation, eval-steps<k>.json
-        for a diffusion run sampled with k steps other than its own."""
-        return self.path / f"{_eval_stem(psi, steps)}.json"
+    def eval_report(self, psi: float = 1.0, snapshot: str = "latest", steps: int | None = None) -> Path:
+        """eval.json; eval-psi<psi>.json for an evaluation with truncation, eval-best*.json of the
+        best snapshot, eval*-steps<k>.json for a diffusion run sampled with k steps other than its own."""
+        return self.path / f"{_eval_stem(psi, snapshot, steps)}.json"
 
 
 class RunDir(_Folder):
@@ -153,6 +157,18 @@ class RunDir(_Folder):
 
     def periodic_checkpoints(self) -> list[Path]:
         return sorted(self.checkpoints.glob("*img.safetensors"))
+
+    @property
+    def best(self) -> Path:
+        """The pointer to the best snapshot (training/texture_probe.py)."""
+        return self.checkpoints / BEST
+
+    def best_snapshot(self, images_seen: int) -> Path:
+        """The tensors file of the best snapshot taken after `images_seen` images."""
+        return self.checkpoint(f"best-{images_seen:09d}")
+
+    def best_snapshots(self) -> list[Path]:
+        return sorted(self.checkpoints.glob("best-*.safetensors"))
 
     @property
     def samples(self) -> Path:
@@ -193,12 +209,16 @@ class RunDir(_Folder):
         return self.plots / "loss_per_epoch.png"
 
     @property
+    def texture_plot(self) -> Path:
+        return self.plots / "texture.png"
+
+    @property
     def metrics(self) -> Path:
         return self.path / "metrics.jsonl"
 
-    def eval_figures(self, psi: float = 1.0, steps: int | None = None) -> Path:
-        """The folder of that evaluation's figures and features: eval/, eval-psi<psi>/ or eval-steps<k>/."""
-        return self.path / _eval_stem(psi, steps)
+    def eval_figures(self, psi: float = 1.0, snapshot: str = "latest", steps: int | None = None) -> Path:
+        """The folder of that evaluation's figures and features: eval/, eval-psi<psi>/, eval-best*/, eval*-steps<k>/."""
+        return self.path / _eval_stem(psi, snapshot, steps)
 
     def eval_figure(self, kind: str, class_name: str, psi: float = 1.0) -> Path:
         """An evaluation's per-class figure: kind real, generated (4x4 grids) or memorisation."""
@@ -231,8 +251,9 @@ class RunDir(_Folder):
         return self.path / "explorer"
 
 
-def _eval_stem(psi: float, steps: int | None = None) -> str:
-    return "eval" + ("" if psi == 1.0 else f"-psi{psi:g}") + ("" if steps is None else f"-steps{steps}")
+def _eval_stem(psi: float, snapshot: str = "latest", steps: int | None = None) -> str:
+    return ("eval" + ("" if snapshot == "latest" else f"-{snapshot}") + ("" if psi == 1.0 else f"-psi{psi:g}")
+            + ("" if steps is None else f"-steps{steps}"))
 
 
 def find_model(model: str | os.PathLike, out_root: str | os.PathLike = DEFAULT_OUT_ROOT) -> Path:

@@ -292,7 +292,11 @@ def test_headline_rows_mark_missing_figures_not_measured():
 
 
 def test_the_headline_says_when_a_floor_cannot_judge_and_how_many_images_each_class_compared():
-    from brainlib.batch.report_page import headline_blocks
+    from brainlib.batch.report_page import PresetRuns, headline_blocks
+
+    def notes(report: dict) -> list[str]:
+        blocks = headline_blocks([PresetRuns("smoke", [], "StyleGAN", report)], ["AD", "NC"], None)
+        return [b.text for b in blocks if b.kind == "note"]
 
     report = eval_report(["b-AD", "b-NC"])
     report["usefulness"]["real"]["balanced_accuracy"] = 0.48  # the real-trained classifier at chance
@@ -302,12 +306,11 @@ def test_the_headline_says_when_a_floor_cannot_judge_and_how_many_images_each_cl
     for key in (("usefulness_synthetic", "AD+NC"), ("usefulness_real+synthetic", "AD+NC"), ("c2st_accuracy", "NC")):
         assert rows[key]["verdict"] == "unjudged" and rows[key]["why"]
     assert rows[("c2st_accuracy", "AD")]["verdict"] == "far" and rows[("c2st_accuracy", "AD")]["why"] is None
-    notes = [b.text for b in headline_blocks(report, ["AD", "NC"], [], None) if b.kind == "note"]
-    assert "AD 45, NC 40 images compared" in notes[0] and "With 40 images of a class" in notes[0]
-    assert "scores 0.48 on held-out ones, near chance" in notes[1] and "C2ST accuracy (NC)" in notes[1]
-    report = eval_report(["b-AD", "b-NC"])
-    notes = [b.text for b in headline_blocks(report, ["AD", "NC"], [], None) if b.kind == "note"]
-    assert "40 images per class compared" in notes[0] and len(notes) == 1
+    unjudged, floor = notes(report)
+    assert "AD 45, NC 40 images compared" in floor and "With 40 images of a class" in floor
+    assert "scores 0.48 on held-out ones, near chance" in unjudged and "C2ST accuracy (NC)" in unjudged
+    (floor,) = notes(eval_report(["b-AD", "b-NC"]))
+    assert "40 images per class compared" in floor
 
 
 def test_names_settings_file_names_and_failures_stay_text_in_the_page(tmp_path):
@@ -442,3 +445,10 @@ def test_two_presets_whose_floors_differ_say_so(tmp_path):
     write_two_presets(batch, runs)
     md = (batch / "summary.md").read_text()
     assert "The floors differ between the tables" in md and "same in every table" not in md
+def test_a_runs_texture_probe_plot_is_in_its_training_section(tmp_path):
+    batch, runs = fake_batch(tmp_path)
+    png(runs[0] / "plots" / "texture.png", 120, 10)  # the AD run probed its texture, the NC run did not
+    write(batch, runs)
+    md = (batch / "summary.md").read_text()
+    assert md.count("Texture during training") == 1 and (batch / "summary_files" / "b-AD_texture.png").is_file()
+    assert md.index("Run b-AD: training") < md.index("Texture during training") < md.index("Run b-NC: training")

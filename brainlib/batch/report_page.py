@@ -301,6 +301,10 @@ def run_blocks(run_dir: Path) -> list[Block]:
     plots = sorted(run.plots.glob("loss_*.png"))
     out.append(Block("figures", figures=[_figure(p, f"{run_dir.name}_{p.name}", p.stem.replace("_", " "))
                                          for p in plots]) if plots else Block("note", "No loss plots."))
+    if run.texture_plot.is_file():
+        out.append(Block("h3", "Texture during training (the texture probe; the best snapshot marked)"))
+        out.append(Block("figures", figures=[_figure(run.texture_plot, f"{run_dir.name}_{run.texture_plot.name}",
+                                                     "train-normalised SWD and power spectrum per band")]))
     extra = [p for p in run.notebook_samples() if not p.stem.startswith("03_grid_")]
     if extra:
         out.append(Block("h3", "Truncation, style mixing, interpolation, noise (03_samples)"))

@@ -50,6 +50,7 @@ from brainlib.plots import pyplot, save_grid
 from brainlib.rundir import DEFAULT_OUT_ROOT, RunDir, eval_figure_name, run_dir_of
 from brainlib.runlock import folder_locks
 from brainlib.synthesis.sampling import load, sample_images
+from brainlib.training.checkpoints import snapshot_checkpoint
 
 # 5: SWD normalised by the training set's statistics, the power spectrum per band; 4: truncation
 # (psi) in the report and its fingerprint; 3: C2ST at half resolution, one-class reports;
@@ -85,12 +86,14 @@ class EvalSizes:
 # Inputs: generators, generated images, real images
 
 
-def load_runs(runs: list[str], out_root: str | Path) -> list[tuple[str, object, object, dict]]:
-    """[(run, G, cfg, meta)]; checks the runs make one evaluation: each class at most once."""
+def load_runs(runs: list[str], out_root: str | Path,
+              snapshot: str = "latest") -> list[tuple[str, object, object, dict]]:
+    """[(run, G, cfg, meta)] at `snapshot` (latest or best); checks the runs make one evaluation:
+    each class at most once."""
 
     if not runs:
         raise ValueError("evaluate needs one run of one class, one conditional run, or an AD run and an NC run")
-    loaded = [(run, *load(run, out_root=out_root)) for run in runs]
+    loaded = [(run, *load(snapshot_checkpoint(run, snapshot, out_root), out_root=out_root)) for run in runs]
     classes = [c for _, _, cfg, _ in loaded for c in cfg.classes]
     if sorted(classes) not in (["AD", "NC"], ["AD"], ["NC"]):
         described = ", ".join(f"{r} ({'+'.join(cfg.classes)})" for r, _, cfg, _ in loaded)
@@ -396,7 +399,8 @@ def write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
 def evaluate(runs: list[str], n: int = 1000, out_root: str | Path = DEFAULT_OUT_ROOT, *, seed: int = 0,
              quick: bool = False, sizes: EvalSizes | None = None, embed_method: str = "umap",
              usefulness: bool = True, reuse: bool = False, encoder_cache: str | Path | None = None,
-             progress: bool = True, truncation: float = 1.0, steps: int | None = None) -> Path:
+             progress: bool = True, truncation: float = 1.0, snapshot: str = "latest",
+             steps: int | None = None) -> Path:
     """Sample, measure, write `<out_root>/<run>/eval.json` for each run; return the first run's path.
 
     `quick` uses EvalSizes.quick() (tests); `sizes` sets each budget. With
@@ -408,6 +412,8 @@ def evaluate(runs: list[str], n: int = 1000, out_root: str | Path = DEFAULT_OUT_
     side show whether a model's low precision is such a trade or a lack of fidelity.
     `steps` samples diffusion runs with that many DDIM steps instead of their own and writes
     `eval-steps<k>.json` and `eval-steps<k>/` (quality against sampling cost).
+    `snapshot="best"` evaluates each run's best snapshot (training/texture_probe.py) and writes
+    `eval-best.json` and `eval-best/` (`eval-best-psi<psi>.*` with truncation) instead.
     """
     check_psi(truncation, "truncation")
     sizes = sizes or (EvalSizes.quick() if quick else EvalSizes())
@@ -415,7 +421,7 @@ def evaluate(runs: list[str], n: int = 1000, out_root: str | Path = DEFAULT_OUT_
     if n < 2:
         raise ValueError(f"evaluate needs at least 2 generated images per class, got n={n}")
     t0 = time.perf_counter()
-    loaded = load_runs(list(runs), out_root)
+    loaded = load_runs(list(runs), out_root, snapshot)
     if steps is not None:
         set_sampling_steps(loaded, steps)
     check_memory(n, loaded)
@@ -423,7 +429,7 @@ def evaluate(runs: list[str], n: int = 1000, out_root: str | Path = DEFAULT_OUT_
     with folder_locks(run_dirs):  # no training or other evaluation writes these runs meanwhile
         return _evaluate(runs, loaded, run_dirs, n, seed=seed, quick=quick, sizes=sizes, embed_method=embed_method,
                          usefulness=usefulness, reuse=reuse, encoder_cache=encoder_cache, progress=progress,
-                         truncation=truncation, steps=steps, t0=t0)
+                         truncation=truncation, snapshot=snapshot, steps=steps, t0=t0)
 
 
 def set_sampling_steps(loaded, steps: int) -> None:
@@ -461,8 +467,9 @@ def check_memory(n: int, loaded) -> None:
 
 def _evaluate(runs, loaded, run_dirs: list[RunDir], n: int, *, seed: int, quick: bool, sizes: EvalSizes,
               embed_method: str, usefulness: bool, reuse: bool, encoder_cache, progress: bool, truncation: float,
-              steps: int | None, t0: float) -> Path:
-    first_json, fig_dir = run_dirs[0].eval_report(truncation, steps), run_dirs[0].eval_figures(truncation, steps)
+              snapshot: str, steps: int | None, t0: float) -> Path:
+    variant = dict(psi=truncation, snapshot=snapshot, steps=steps)
+    first_json, fig_dir = run_dirs[0].eval_report(**variant), run_dirs[0].eval_figures(**variant)
     fingerprint = _fingerprint(runs, n, seed, sizes, loaded, truncation, steps)
     if reuse and (old := reusable_report(first_json, fingerprint)) is not None:
         print(format_table(metric_rows(old)))
@@ -488,7 +495,8 @@ def _evaluate(runs, loaded, run_dirs: list[RunDir], n: int, *, seed: int, quick:
             per_class[c] = class_metrics(c, generated[c], train[c], held[c], enc, inception, sizes, seed, fig_dir,
                                          figures, f_held=held_f[c])
     report: dict = {
-        "runs": list(runs), "n_per_class": n, "seed": seed, "truncation_psi": truncation, "res": res, "quick": quick,
+        "runs": list(runs), "snapshot": snapshot, "n_per_class": n, "seed": seed, "truncation_psi": truncation,
+        "res": res, "quick": quick,
         "sample_steps": {run: G.steps for run, G, cfg, _ in loaded if cfg.diffusion} or None,
         "floor": {"definition": "the same metric for real held-out images of the class against its real "
                                 "training images, at the same sample sizes; ratio = generated / floor",
@@ -521,10 +529,10 @@ def _evaluate(runs, loaded, run_dirs: list[RunDir], n: int, *, seed: int, quick:
         figures["features"] = str(fig_dir / "features.npz")
     seconds["total"] = time.perf_counter() - t0
     report.update(figures=figures, seconds={k: round(v, 1) for k, v in seconds.items()}, fingerprint=fingerprint,
-                  written_to=[str(d.eval_report(truncation, steps)) for d in run_dirs])
+                  written_to=[str(d.eval_report(**variant)) for d in run_dirs])
     report["table"] = metric_rows(report)
     for d in run_dirs:
-        atomic_write_json(d.eval_report(truncation, steps), _jsonable(report))
+        atomic_write_json(d.eval_report(**variant), _jsonable(report))
     print(format_table(report["table"]))
     print(f"encoder: {enc.info['name']} (train set {enc.info['train_set_hash']} of {'+'.join(encoder_classes)}, "
           f"held-out AD/NC accuracy {encoder_info['heldout_accuracy']}); Inception: {inception_note}")

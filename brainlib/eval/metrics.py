@@ -82,13 +82,19 @@ def pyramid_descriptors(images, *, levels: int, patches_per_image: int = 128, pa
         cols = (xs[..., None, None] + offs[None, :]).expand(n, patches_per_image, p, p)
         img = torch.arange(n)[:, None, None, None].expand_as(rows)
         desc = level[:, 0][img, rows, cols].reshape(n * patches_per_image, c * p * p)
-        out.append(_standardised(desc, desc) if normalise else desc)
+        out.append(_scaled(desc, _statistics(desc)) if normalise else desc)
     return out
 
 
-def _standardised(desc: torch.Tensor, by: torch.Tensor) -> torch.Tensor:
-    """`desc` shifted and scaled by the mean and std of `by` (one number each)."""
-    return (desc - by.mean()) / by.std().clamp_min(1e-8)
+def _statistics(desc: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The mean and std of a set's patches (one number each)."""
+    return desc.mean(), desc.std().clamp_min(1e-8)
+
+
+def _scaled(desc: torch.Tensor, statistics: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    """`desc` shifted and scaled by a set's `_statistics`."""
+    mean, std = statistics
+    return (desc - mean) / std
 
 
 def _sorted_projections(desc: torch.Tensor, directions: torch.Tensor) -> torch.Tensor:
@@ -125,38 +131,61 @@ def swd_to_reference(reference, candidates: dict, *, patches_per_image: int = 12
     but not its strength: a set whose finest band is twice as strong reads as close.
     `normalise="reference"`: every set's patches by the reference's mean and std, so the
     strength of each band counts as well."""
-    if normalise not in SWD_NORMALISATIONS:
-        raise ValueError(f"SWD normalise={normalise!r} is not one of {', '.join(SWD_NORMALISATIONS)}")
     ref = to_model_input(reference)
     sets = {k: to_model_input(v) for k, v in candidates.items()}
-    for k, x in sets.items():
-        if x.shape[-1] != ref.shape[-1]:
-            raise ValueError(f"SWD needs images of one size, got {x.shape[-1]} px ({k}) and {ref.shape[-1]} px")
     n = min([len(ref)] + [len(x) for x in sets.values()])
-    if n < 2:
-        raise ValueError(f"SWD needs at least 2 images per set, got {n}")
-    levels = swd_levels(ref.shape[-1])
-    kw = dict(levels=levels, patches_per_image=patches_per_image, normalise=normalise == "per_set")
-    ref_desc = pyramid_descriptors(ref[:n], seed=seed, **kw)
-    cand_desc = {k: pyramid_descriptors(x[:n], seed=seed + 1 + i, **kw) for i, (k, x) in enumerate(sets.items())}
-    if normalise == "reference":
-        cand_desc = {k: [_standardised(d, r) for d, r in zip(desc, ref_desc, strict=True)]
-                     for k, desc in cand_desc.items()}
-        ref_desc = [_standardised(r, r) for r in ref_desc]
-    gen = torch.Generator().manual_seed(seed + 10_000)
-    dists = {k: [[] for _ in range(levels)] for k in sets}
-    for level in range(levels):
-        for _ in range(repeats):
-            d = torch.randn(ref_desc[level].shape[1], directions, generator=gen)
-            d = d / d.norm(dim=0, keepdim=True)
-            ref_sorted = _sorted_projections(ref_desc[level], d)
-            for k in sets:
-                dists[k][level].append((_sorted_projections(cand_desc[k][level], d) - ref_sorted).abs().mean().item())
-    out = {}
-    for k in sets:
-        per_level = {str(ref.shape[-1] >> i): 1e3 * float(np.mean(v)) for i, v in enumerate(dists[k])}
-        out[k] = {"levels": per_level, "mean": float(np.mean(list(per_level.values()))), "n_images": n}
-    return out
+    swd = SWDReference(ref[:n], patches_per_image=patches_per_image, directions=directions, repeats=repeats,
+                       seed=seed, normalise=normalise)
+    return {k: swd.distance(x[:n], seed=seed + 1 + i, name=k) for i, (k, x) in enumerate(sets.items())}
+
+
+class SWDReference:
+    """A reference set's side of the SWD, computed once: its patches' statistics per pyramid level
+    and their sorted projections on the random directions, so that each candidate set pays only
+    for its own (the texture probe compares a new generated set to the same real slices many
+    times). Arguments as swd_to_reference's; `distance(candidate)` is what sliced_wasserstein gives."""
+
+    def __init__(self, reference, *, patches_per_image: int = 128, directions: int = 128, repeats: int = 4,
+                 seed: int = 0, normalise: str = "per_set"):
+        if normalise not in SWD_NORMALISATIONS:
+            raise ValueError(f"SWD normalise={normalise!r} is not one of {', '.join(SWD_NORMALISATIONS)}")
+        ref = to_model_input(reference)
+        if len(ref) < 2:
+            raise ValueError(f"SWD needs at least 2 images per set, got {len(ref)}")
+        self.n, self.size, self.normalise = len(ref), ref.shape[-1], normalise
+        self.levels = swd_levels(self.size)
+        self.descriptor_args = dict(levels=self.levels, patches_per_image=patches_per_image,
+                                    normalise=normalise == "per_set")
+        descriptors = pyramid_descriptors(ref, seed=seed, **self.descriptor_args)
+        # "reference": every set's patches by the reference patches' mean and std, per level
+        self.statistics = [_statistics(desc) for desc in descriptors]
+        gen = torch.Generator().manual_seed(seed + 10_000)
+        self.projections = []  # per level: [(directions, sorted reference projections)] per repeat
+        for desc, statistics in zip(descriptors, self.statistics, strict=True):
+            desc = _scaled(desc, statistics) if normalise == "reference" else desc
+            level = []
+            for _ in range(repeats):
+                d = torch.randn(desc.shape[1], directions, generator=gen)
+                d = d / d.norm(dim=0, keepdim=True)
+                level.append((d, _sorted_projections(desc, d)))
+            self.projections.append(level)
+
+    def distance(self, candidate, *, seed: int = 1, name: str = "candidate") -> dict:
+        """{"levels": {size: SWD x1e3}, "mean", "n_images"} of `candidate` (at least as many images
+        as the reference, cut to its size) against the reference."""
+        x = to_model_input(candidate)
+        if x.shape[-1] != self.size:
+            raise ValueError(f"SWD needs images of one size, got {x.shape[-1]} px ({name}) and {self.size} px")
+        if len(x) < self.n:
+            raise ValueError(f"SWD needs at least {self.n} images in {name} (the reference's size), got {len(x)}")
+        desc = pyramid_descriptors(x[:self.n], seed=seed, **self.descriptor_args)
+        if self.normalise == "reference":
+            desc = [_scaled(d, statistics) for d, statistics in zip(desc, self.statistics, strict=True)]
+        per_level = {}
+        for i, (level, projections) in enumerate(zip(desc, self.projections, strict=True)):
+            gaps = [(_sorted_projections(level, d) - ref_sorted).abs().mean().item() for d, ref_sorted in projections]
+            per_level[str(self.size >> i)] = 1e3 * float(np.mean(gaps))
+        return {"levels": per_level, "mean": float(np.mean(list(per_level.values()))), "n_images": self.n}
 
 
 def layout_swd(a, b, *, size: int = 8, directions: int = 256, seed: int = 0) -> float:

@@ -30,7 +30,7 @@ from brainlib.data.discovery import DataError, discover
 from brainlib.progress import progress_bar
 from brainlib.rundir import CHECKPOINTS, DEFAULT_OUT_ROOT, RunDir, eval_reports
 from brainlib.synthesis.sampling import load, png_bytes, png_size_bound, sample_images, to_uint8, trained_res
-from brainlib.training.checkpoints import file_sha256, resolve_checkpoint
+from brainlib.training.checkpoints import file_sha256, resolve_checkpoint, snapshot_checkpoint
 
 SYNTHETIC_NOTE = ("SYNTHETIC image made by a generative model trained with brainlib, not a scan of a person. "
                   "For research and data augmentation only; never for diagnosis.")
@@ -48,6 +48,7 @@ class ExportModel:
     meta: dict
     checkpoint: Path
     sha256: str
+    snapshot: str = "latest"  # or "best": the run's best snapshot (training/texture_probe.py)
 
     @property
     def conditional(self) -> bool:
@@ -59,20 +60,22 @@ def class_seed(seed: int, class_name: str) -> int:
     return 2 * int(seed) + CLASS_LABELS[class_name]
 
 
-def load_models(runs: list[str], out_root: str | Path = DEFAULT_OUT_ROOT) -> dict[str, ExportModel]:
-    """{class: ExportModel} from one conditional run or one run per class; each class once."""
+def load_models(runs: list[str], out_root: str | Path = DEFAULT_OUT_ROOT,
+                snapshot: str = "latest") -> dict[str, ExportModel]:
+    """{class: ExportModel} from one conditional run or one run per class, at `snapshot`; each class once."""
 
     if not runs:
         raise ValueError("export needs one conditional run (class both) or an AD run and an NC run")
     models: dict[str, ExportModel] = {}
     for run in runs:
-        G, cfg, meta = load(run, out_root=out_root)
-        ckpt = resolve_checkpoint(run, out_root)
+        source = snapshot_checkpoint(run, snapshot, out_root)
+        G, cfg, meta = load(source, out_root=out_root)
+        ckpt = resolve_checkpoint(source, out_root)
         for c in cfg.classes:
             if c in models:
                 raise ValueError(f"class {c} comes from both {models[c].run} and {run}; "
                                  "give one conditional run or one run per class")
-            models[c] = ExportModel(c, str(run), G, cfg, meta, ckpt, file_sha256(ckpt))
+            models[c] = ExportModel(c, str(run), G, cfg, meta, ckpt, file_sha256(ckpt), snapshot)
     sizes = {c: trained_res(m.G) for c, m in models.items()}
     if len(set(sizes.values())) > 1:
         raise ValueError(f"the runs were trained to different sizes ({sizes}); export needs one image size")
@@ -132,16 +135,17 @@ def manifest_csv(rows: list[dict]) -> str:
 
 def export_dataset(runs: list[str] | str, out: str | Path, n: int, *, test_fraction: float = 0.2, seed: int = 0,
                    psi: float = 1.0, noise_mode: str = "random", out_root: str | Path = DEFAULT_OUT_ROOT,
-                   progress: bool = True) -> Path:
-    """Write the synthetic dataset described in the module docstring and return its folder.
-    Everything is checked (the disk's free space too) before anything is written."""
+                   progress: bool = True, snapshot: str = "latest") -> Path:
+    """Write the synthetic dataset described in the module docstring and return its folder, from
+    each run's latest checkpoint or (`snapshot="best"`) its best snapshot. Everything is checked
+    (the disk's free space too) before anything is written."""
 
     runs = [runs] if isinstance(runs, (str, Path)) else list(runs)
     out = Path(out)
     n_train, n_test = split_sizes(n, test_fraction)
     check_psi(psi)
     check_seed(seed)
-    models = load_models([str(r) for r in runs], out_root)
+    models = load_models([str(r) for r in runs], out_root, snapshot)
     side = trained_res(next(iter(models.values())).G)  # load_models checked that every run has it
     check_free_space(out, n * len(models) + 2, png_size_bound(side, text_bytes=1024))
     with new_folder(out) as tmp, progress_bar(total=n * len(models), desc=f"export {out.name}", unit="img",
@@ -160,10 +164,11 @@ def export_dataset(runs: list[str] | str, out: str | Path, n: int, *, test_fract
 # The datasheet
 
 def find_evaluation(m: ExportModel, out_root: Path) -> tuple[Path, dict] | None:
-    """The eval.json that judged this run: in its run folder, else in a batch folder under
-    out_root whose report lists the run."""
+    """The eval.json that judged this run: in its run folder (eval-best.json first for a best
+    snapshot), else in a batch folder under out_root whose report lists the run."""
     run_dir = RunDir.of_checkpoint(m.checkpoint)
-    candidates = [run_dir.eval_report()] + eval_reports(out_root)
+    candidates = list(dict.fromkeys([run_dir.eval_report(snapshot=m.snapshot), run_dir.eval_report()]))
+    candidates += eval_reports(out_root)
     for path in candidates:
         try:
             report = json.loads(path.read_text())
@@ -207,11 +212,12 @@ def evaluation_section(models: dict[str, ExportModel], out_root: Path) -> list[s
             seen.setdefault(str(found[0].resolve()), found)
     if not seen:
         return ["No evaluation was found (no eval.json in the run folders or batch folders). Run "
-                f"`brainlib evaluate --model {' '.join(dict.fromkeys(m.run for m in models.values()))}` and export "
+                f"`brainlib evaluate --model {' '.join(dict.fromkeys(m.run for m in models.values()))}"
+                f"{snapshot_option(models)}` and export "
                 "again to have the figures here. Until then nothing is known about these images' quality.", ""]
     lines = []
     for path, report in seen.values():
-        lines += [f"From `{path.parent.name}/eval.json` (runs {', '.join(report.get('runs', []))}, "
+        lines += [f"From `{path.parent.name}/{path.name}` (runs {', '.join(report.get('runs', []))}, "
                   f"{report.get('n_per_class')} generated images per class, {report.get('res')} px). "
                   "The floor is the same metric for real held-out images against the real training images; "
                   "ratio = generated / floor.", ""]
@@ -228,6 +234,12 @@ def evaluation_section(models: dict[str, ExportModel], out_root: Path) -> list[s
                   f"{_fmt(r['ratio'])} | {r['better']} |" for r in report.get("table", [])]
         lines.append("")
     return lines
+
+
+def snapshot_option(models: dict[str, ExportModel]) -> str:
+    """` --snapshot best` when the models are best snapshots, else nothing (the default, latest)."""
+    snapshot = next(iter(models.values())).snapshot
+    return "" if snapshot == "latest" else f" --snapshot {snapshot}"
 
 
 def model_kinds(models: dict[str, ExportModel]) -> str:
@@ -262,6 +274,7 @@ def datasheet(models: dict[str, ExportModel], *, n_train: int, n_test: int, seed
              f"noise mode {noise_mode}{diffusion_sampling(models)}.",
              f"- Made by: `brainlib export --model {' '.join(runs)} --n {n_train + n_test} "
              f"--test-fraction {n_test / (n_train + n_test):g} --seed {seed} --truncation {psi:g}"
+             f"{snapshot_option(models)}"
              f"{'' if noise_mode == 'random' else ' --noise-mode ' + noise_mode}`; the same "
              "command writes the same bytes.", "",
              "## Models", "", "| class | run | checkpoint | sha256 | resolution | images seen | finished |",

@@ -39,7 +39,7 @@ from brainlib.networks.layers import NOISE_MODES
 from brainlib.progress import progress_bar
 from brainlib.rundir import DEFAULT_OUT_ROOT, run_dir_of
 from brainlib.synthesis.diffusion_sampling import DiffusionSampler, is_diffusion_run, load_diffusion
-from brainlib.training.checkpoints import load_generator, resolve_checkpoint
+from brainlib.training.checkpoints import load_generator, resolve_checkpoint, snapshot_checkpoint
 
 # ----------------------------------------------------------------------
 # Seeds and latents
@@ -391,7 +391,7 @@ def max_output_size(trained: int) -> int:
 def generate_to_folder(model: str | Path, output: str, n: int, seed: int = 0, class_name: str | None = None,
                        psi: float = 1.0, size: int | None = None, out_root: str | Path = DEFAULT_OUT_ROOT, *,
                        batch_size: int = 64, noise_mode: str = "random", progress: bool = True,
-                       steps: int | None = None, guidance: float | None = None) -> Path:
+                       steps: int | None = None, guidance: float | None = None, snapshot: str = "latest") -> Path:
     """Write img_0.png .. img_{n-1}.png (greyscale, the trained size unless `size`) and return the folder.
 
     The folder is <run dir>/generated_images/<output>/, and <output>.json beside it records the
@@ -400,7 +400,7 @@ def generate_to_folder(model: str | Path, output: str, n: int, seed: int = 0, cl
     temporary folder (atomic.new_folder) that is renamed into place at the end, so an error,
     Ctrl-C or SIGTERM leaves nothing behind, and an existing folder is never overwritten.
     `steps` and `guidance` (a diffusion run's DDIM steps and guidance scale) default to the
-    run's config."""
+    run's config. `snapshot="best"` samples the run's best snapshot (training/texture_probe.py)."""
     if n is None or int(n) <= 0:
         raise ValueError(f"--n must be a positive number of images (got {n})")
     _check_output_name(output)
@@ -409,6 +409,7 @@ def generate_to_folder(model: str | Path, output: str, n: int, seed: int = 0, cl
     if size is not None and size <= 0:
         raise ValueError(f"--size must be a positive number of pixels (got {size})")
 
+    model = snapshot_checkpoint(model, snapshot, out_root)
     G, cfg, meta = load(model, out_root=out_root)
     if (steps is not None or guidance is not None) and not cfg.diffusion:
         raise ValueError("--steps and --guidance are settings of a diffusion model; this run is a StyleGAN")

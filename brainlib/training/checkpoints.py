@@ -30,7 +30,7 @@ from brainlib.networks.build import build_generator
 from brainlib.networks.diffusion import ARCHITECTURE as DIFFUSION_ARCHITECTURE
 from brainlib.networks.settings import NetworkSettings, network_settings
 from brainlib.networks.stylegan1 import ARCHITECTURE
-from brainlib.rundir import DEFAULT_OUT_ROOT, LATEST, RunDir, checkpoint_meta, find_model
+from brainlib.rundir import DEFAULT_OUT_ROOT, LATEST, SNAPSHOTS, RunDir, checkpoint_meta, find_model, run_dir_of
 from brainlib.training.legacy import upgrade_meta
 
 # 2: the network settings recorded ("networks"), "optimisers" spelt so; legacy.py reads 1
@@ -52,7 +52,13 @@ def save_checkpoint(run_dir: str | Path, name: str, tensors: dict[str, torch.Ten
     Returns the safetensors path. On failure (for example a full disk) raises CheckpointError
     and leaves latest.json and the previous checkpoint intact."""
     run = RunDir(run_dir)
-    path = run.checkpoint(name)
+    return _write_checkpoint(run.checkpoint(name), tensors, meta, pointer=run.latest,
+                             previous=latest_checkpoint(run_dir))
+
+
+def _write_checkpoint(path: Path, tensors: dict[str, torch.Tensor], meta: dict, *, pointer: Path,
+                      previous: Path | None, pointed: dict | None = None) -> Path:
+    """The tensors file, its JSON, then `pointer` naming them ({"checkpoint": name, **pointed}), each atomically."""
     meta_path = checkpoint_meta(path)
     # safetensors refuses views that share storage, and wants contiguous CPU tensors
     flat = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
@@ -60,11 +66,10 @@ def save_checkpoint(run_dir: str | Path, name: str, tensors: dict[str, torch.Ten
     meta = {"architecture": ARCHITECTURE, **meta, "format_version": FORMAT_VERSION,
             "sha256": hashlib.sha256(blob).hexdigest(),
             "file": path.name}
-    previous = latest_checkpoint(run_dir)
     try:
         atomic_write_bytes(path, blob)
         atomic_write_json(meta_path, meta)
-        atomic_write_json(run.latest, {"checkpoint": path.name})
+        atomic_write_json(pointer, {"checkpoint": path.name, **(pointed or {})})
     except OSError as e:
         reason = "the disk is full" if e.errno == errno.ENOSPC else (e.strerror or str(e))
         kept = f"the previous checkpoint {previous} is intact" if previous else "no earlier checkpoint exists"
@@ -122,7 +127,21 @@ def file_sha256(path: str | Path) -> str:
 
 def latest_checkpoint(run_dir: str | Path) -> Path | None:
     """The checkpoint latest.json points to, or None when the run has none yet."""
-    pointer = RunDir(run_dir).latest
+    return _pointed(RunDir(run_dir).latest)
+
+
+def best_checkpoint(run_dir: str | Path) -> Path | None:
+    """The best snapshot best.json points to (the texture probe's, training/texture_probe.py), or None."""
+    return _pointed(RunDir(run_dir).best)
+
+
+def best_record(run_dir: str | Path) -> dict | None:
+    """best.json: the best snapshot's file, "score" and "images_seen", or None when the run has none."""
+    pointer = RunDir(run_dir).best
+    return _read_json(pointer) if pointer.is_file() else None
+
+
+def _pointed(pointer: Path) -> Path | None:
     if not pointer.is_file():
         return None
     name = _read_json(pointer).get("checkpoint")
@@ -239,6 +258,23 @@ def save_training_checkpoint(run_dir: Path, name: str, *, networks: dict[str, nn
     return path
 
 
+def save_best_snapshot(run_dir: Path, networks: dict[str, nn.Module], meta: dict, *, score: float) -> Path:
+    """The networks (a generator's EMA weights) as the run's best snapshot: a checkpoint
+    `best-<images seen>` beside the others, then best.json naming it with its score, then the
+    previous best deleted. latest.json stays where it is; a crash at any moment leaves best.json
+    naming a complete snapshot."""
+    run = RunDir(run_dir)
+    previous = best_checkpoint(run_dir)
+    tensors = {k: v for prefix, m in networks.items() for k, v in module_tensors(m, prefix).items()}
+    path = _write_checkpoint(run.best_snapshot(meta["images_seen"]), tensors, meta, pointer=run.best,
+                             previous=previous, pointed={"score": score, "images_seen": meta["images_seen"]})
+    for old in run.best_snapshots():  # the previous best, and any a crash left unnamed
+        if old != path:
+            checkpoint_meta(old).unlink(missing_ok=True)
+            old.unlink(missing_ok=True)
+    return path
+
+
 def restore_training_checkpoint(path: Path, tensors: dict[str, torch.Tensor], meta: dict, *,
                                 networks: dict[str, nn.Module], optimisers: dict[str, torch.optim.Optimizer]) -> None:
     for prefix, module in networks.items():
@@ -307,6 +343,23 @@ def resolve_checkpoint(model: str | Path, out_root: str | Path = DEFAULT_OUT_ROO
     if latest is None:
         raise FileNotFoundError(f"run folder {found} has no checkpoint yet (no checkpoints/{LATEST})")
     return latest
+
+
+def snapshot_checkpoint(model: str | Path, snapshot: str = "latest",
+                        out_root: str | Path = DEFAULT_OUT_ROOT) -> str | Path:
+    """What to load for `model` at `snapshot`: `model` itself for "latest" (its run's newest
+    checkpoint, or the checkpoint file named), the run's best snapshot file for "best"."""
+    if snapshot not in SNAPSHOTS:
+        raise ValueError(f"snapshot {snapshot!r} is not one of {', '.join(SNAPSHOTS)}")
+    if snapshot == "latest":
+        return model
+    run = run_dir_of(model, out_root=out_root)
+    best = best_checkpoint(run)
+    if best is None or not best.is_file():
+        found = "names a missing file" if best is not None else "is missing"
+        raise CheckpointError(f"run {run} has no best snapshot: {run.best} {found} (the texture probe keeps one when "
+                              "texture_every > 0, from the final resolution on); use --snapshot latest")
+    return best
 
 
 def load_generator(model: str | Path, *, out_root: str | Path = DEFAULT_OUT_ROOT, device: str | torch.device = "cpu"):

@@ -27,7 +27,7 @@ from brainlib.config import RunConfig
 from brainlib.data.dataset import to_model_input
 from brainlib.networks.diffusion import ARCHITECTURE, NoisePath, build_denoiser
 from brainlib.networks.unet import NULL_CLASS
-from brainlib.plots import plot_denoising_loss, save_grid
+from brainlib.plots import plot_denoising_loss, save_grid, save_texture_plot
 from brainlib.progress import progress_bar
 from brainlib.rundir import RunDir, images_name
 from brainlib.synthesis.diffusion_sampling import DiffusionSampler, grid_labels, grid_seeds
@@ -37,6 +37,7 @@ from brainlib.training.devices import autocast_dtype, precision, resolve_device
 from brainlib.training.divergence import diverged, first_non_finite, weights_finite
 from brainlib.training.metrics_log import MetricsLog, read_metrics
 from brainlib.training.schedule import Position, diffusion_batch_size, ema_beta, epoch_permutation
+from brainlib.training.texture_probe import TextureTracker, snapshot_meta
 
 NOISE_SEED_OFFSET = 104_729  # the trainer's noise generator is seeded with seed + this
 # settings that shape the denoiser: a resumed run must keep them
@@ -99,6 +100,8 @@ class DiffusionTrainer:
             self._restore(checkpoint)
         self.log = MetricsLog(self.run_dir, flush_every=25 if self.cuda else 1)
         self.last_checkpoint_time = time.monotonic()
+        self.texture = TextureTracker(cfg, self.run_dir, self.n_images, images_seen=self.position.images_seen,
+                                      best=ckpt.best_record(self.run_dir) if checkpoint else None)
 
     # ------------------------------------------------------------------
     # the recipe
@@ -169,6 +172,7 @@ class DiffusionTrainer:
                     p.seconds_in_step += dt
                     self.log_batch(stats, seconds=dt)
                     bar.update(1)
+                    self.probe_texture(batch=B, final=self.done())
                     if self.max_steps is not None and p.batches >= self.max_steps:
                         self.flush(bar)
                         self.save(finished=self.done())
@@ -204,9 +208,25 @@ class DiffusionTrainer:
             raise diverged({"step": 1, "res": self.cfg.image_size, **bad}, ckpt.latest_checkpoint(self.run_dir))
         if self.main and rows:
             self.log.write(rows)
-            if bar is not None:
-                bar.set_postfix({"loss": f"{rows[-1]['loss']:.4f}"})
+            losses = [r["loss"] for r in rows if r.get("kind") == "batch"]  # a texture probe's row has none
+            if bar is not None and losses:
+                bar.set_postfix({"loss": f"{losses[-1]:.4f}"})
         return due
+
+    def probe_texture(self, *, batch: int, final: bool) -> None:
+        """The texture probe when it is due (training/texture_probe.py), with PROBE_STEPS DDIM
+        steps; the lowest score's EMA denoiser becomes the run's best snapshot."""
+        p = self.position
+        if not self.main or not self.texture.due(p.images_seen, batch, final=final):
+            return
+        record, best = self.texture.run(self.images_u8, self.labels, lambda probe: probe.diffusion_images(self.ema),
+                                        batch=p.batches, step=1, res=self.cfg.image_size, images_seen=p.images_seen)
+        self.log.add(record)
+        if best:
+            meta = {"config": self.cfg.to_dict(), "family": "diffusion", "architecture": ARCHITECTURE,
+                    "res": self.cfg.image_size, "alpha": 1.0, "step": 1, "images_seen": p.images_seen,
+                    "finished": final, "texture": snapshot_meta(record)}
+            ckpt.save_best_snapshot(self.run_dir, {"G_ema": self.ema}, meta, score=record["score"])
 
     def describe(self, n_images: int) -> str:
         """The line a fresh run starts with."""
@@ -221,13 +241,15 @@ class DiffusionTrainer:
             print(message, flush=True)
 
     def figures(self, name: str) -> None:
-        """The EMA denoiser's samples from fixed seeds, and the loss curve so far."""
+        """The EMA denoiser's samples from fixed seeds, the loss curve and the texture probes so far."""
         sampler = DiffusionSampler(self.ema, self.cfg)
         n = self.cfg.sample_grid ** 2
         images = sampler.sample(grid_labels(self.cfg, n), grid_seeds(self.cfg, n))
         run = RunDir(self.run_dir)
         save_grid(images, run.checkpoint_grid(name), nrow=self.cfg.sample_grid)
-        plot_denoising_loss(read_metrics(self.run_dir), run.loss_per_batch_plot, objective=self.cfg.objective)
+        rows = read_metrics(self.run_dir)
+        plot_denoising_loss(rows, run.loss_per_batch_plot, objective=self.cfg.objective)
+        save_texture_plot(run, rows)
 
     def save(self, *, finished: bool) -> Path | None:
         self.last_checkpoint_time = time.monotonic()

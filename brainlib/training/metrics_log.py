@@ -1,5 +1,6 @@
-"""A run's metrics.jsonl: one row per logged batch (plus resume events), buffered as device
-tensors so a CUDA run pays one host sync per flush rather than one per batch."""
+"""A run's metrics.jsonl: one row per logged batch (kind "batch"), per texture probe (kind
+"texture", training/texture_probe.py) and per resume, buffered as device tensors so a CUDA run
+pays one host sync per flush rather than one per batch."""
 from __future__ import annotations
 
 import json
@@ -9,6 +10,8 @@ import torch
 
 from brainlib.atomic import atomic_write_text
 from brainlib.rundir import RunDir
+
+REPLAYED = ("batch", "texture")  # the kinds of rows a resumed run writes again
 
 
 class MetricsLog:
@@ -50,6 +53,6 @@ def read_metrics(run_dir: str | Path) -> list[dict]:
 
 
 def truncate_metrics(run_dir: Path, batches: int) -> None:
-    """On resume, drop rows logged after the checkpoint: they will be trained again."""
-    rows = [r for r in read_metrics(run_dir) if r.get("kind") != "batch" or r.get("batch", 0) <= batches]
+    """On resume, drop the batches and probes logged after the checkpoint: they will be trained again."""
+    rows = [r for r in read_metrics(run_dir) if r.get("kind") not in REPLAYED or r.get("batch", 0) <= batches]
     atomic_write_text(RunDir(run_dir).metrics, "".join(json.dumps(r) + "\n" for r in rows))

@@ -43,6 +43,7 @@ from brainlib.training.diffusion_trainer import DiffusionTrainer
 from brainlib.training.divergence import diverged, first_non_finite, weights_finite
 from brainlib.training.metrics_log import MetricsLog, read_metrics, truncate_metrics
 from brainlib.training.schedule import Position, batch_size, ema_beta, epoch_permutation, fade_alpha, step_spent
+from brainlib.training.texture_probe import TextureTracker, snapshot_meta
 
 SAMPLE_SEED_OFFSET = 7919  # the fixed sample latents are drawn from seed + this
 
@@ -107,6 +108,8 @@ class Trainer:
         self.finished = bool(meta.get("finished", False))
         self.log = MetricsLog(self.run_dir, flush_every=25 if self.cuda else 1)  # a host sync per flush
         self.last_checkpoint_time = time.monotonic()
+        self.texture = TextureTracker(cfg, self.run_dir, self.n_images, images_seen=self.position.images_seen,
+                                      best=ckpt.best_record(self.run_dir) if checkpoint else None)
 
     # ------------------------------------------------------------------
     # set-up
@@ -245,6 +248,7 @@ class Trainer:
                     p.seconds_in_step += dt
                     self.log_batch(stats, res=res, alpha=alpha, seconds=dt, images=B)
                     bar.update(1)
+                    self.probe_texture(res, alpha, batch=B)
                     if self.max_steps is not None and p.batches >= self.max_steps:
                         self.flush(bar)
                         self.save(res, alpha, end_of_step=False)
@@ -253,6 +257,7 @@ class Trainer:
                         self.save(res, alpha, end_of_step=False)  # checkpoint_minutes have passed
             if p.pos + B > self.n_images:
                 p.epoch, p.pos = p.epoch + 1, 0
+        self.probe_texture(res, self.alpha(res), final=True)  # the end of the final step
         self.flush()
         return True
 
@@ -301,6 +306,24 @@ class Trainer:
             if bar is not None:
                 bar.set_postfix({k: f"{rows[-1][k]:.3f}" for k in ("d_loss", "g_loss", "gp") if k in rows[-1]})
         return due
+
+    def probe_texture(self, res: int, alpha: float, *, batch: int = 0, final: bool = False) -> None:
+        """The texture probe when it is due (training/texture_probe.py), at the final resolution
+        only: the slices of earlier steps are smaller than the real ones. The lowest score's EMA
+        generator becomes the run's best snapshot."""
+        p = self.position
+        if not self.main or res != self.cfg.image_size or not self.texture.due(p.images_seen, batch, final=final):
+            return
+        record, best = self.texture.run(
+            self.images_u8, self.labels,
+            lambda probe: probe.stylegan_images(self.G_ema, res=res, alpha=alpha, device=self.device),
+            batch=p.batches, step=p.step_index + 1, res=res, images_seen=p.images_seen)
+        self.log.add(record)
+        if best:
+            meta = {"config": self.cfg.to_dict(), "networks": self.network_settings.to_dict(), "res": res,
+                    "alpha": alpha, "step": p.step_index + 1, "images_seen": p.images_seen, "finished": final,
+                    "texture": snapshot_meta(record)}
+            ckpt.save_best_snapshot(self.run_dir, {"G_ema": self.G_ema}, meta, score=record["score"])
 
     def describe(self, n_images: int) -> str:
         """The line a fresh run starts with."""
@@ -401,7 +424,7 @@ def resume_point(run_dir: Path) -> Path:
     if not run_dir.is_dir():
         raise ckpt.CheckpointError(f"cannot resume {run_dir}: there is no such run folder; {afresh}")
     run = RunDir(run_dir)
-    saved = sorted(run.checkpoints.glob("*.safetensors"))  # their names sort by progress
+    saved = sorted(set(run.checkpoints.glob("*.safetensors")) - set(run.best_snapshots()))  # names sort by progress
     if not saved:
         raise ckpt.CheckpointError(f"cannot resume {run_dir}: it holds no checkpoint yet; {afresh}")
     pointer = run.latest
