@@ -155,8 +155,11 @@ def run_all_and_move_slider(browser, lab, notebook: str, evidence: Path, *, slid
     page.on("console", lambda m: console.append(f"{m.type}: {m.text}"))
     timeout = timeout_s * 1000
     try:
+        # the lab restores notebooks an earlier test opened, hidden behind this one: look only in the
+        # panel on show
         page.goto(f"{lab['url']}lab/tree/{notebook}?token={lab['token']}", timeout=60_000)
-        page.locator(".jp-NotebookPanel .jp-Notebook").first.wait_for(timeout=60_000)
+        panel = page.locator(".jp-NotebookPanel:visible").first
+        panel.locator(".jp-Notebook").first.wait_for(timeout=60_000)
         page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle'], "
                      ".jp-Toolbar-kernelStatus[data-status='idle']").first.wait_for(state="attached", timeout=60_000)
         select_kernel = page.get_by_role("dialog").get_by_role("button", name="Select", exact=True)
@@ -166,9 +169,9 @@ def run_all_and_move_slider(browser, lab, notebook: str, evidence: Path, *, slid
             pass
         page.get_by_role("menuitem", name="Run", exact=True).click()
         page.get_by_role("menuitem", name="Run All Cells", exact=True).click()
-        image = page.locator(".jp-OutputArea-output img.widget-image").first
+        image = panel.locator(".jp-OutputArea-output img.widget-image").first
         image.wait_for(state="visible", timeout=timeout)
-        slider = page.locator(".widget-slider").filter(has=page.locator(f"label:has-text('{slider_label}')")).first
+        slider = panel.locator(".widget-slider").filter(has=page.locator(f"label:has-text('{slider_label}')")).first
         slider.wait_for(state="visible", timeout=timeout)
         image.scroll_into_view_if_needed()
         _wait_until_settled(page, image)
