@@ -3,6 +3,7 @@ equations (and MONAI's schedulers), training, exact resume, generation, guidance
 import csv
 import json
 import math
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -297,6 +298,18 @@ def test_evaluate_samples_with_other_steps_beside_the_runs_own_report(trained, t
         set_sampling_steps(stylegan, 2)
     with pytest.raises(ValueError, match="can take 1 to 100 steps"):
         evaluate(["dsmoke-both"], n=8, out_root=trained, quick=True, progress=False, steps=101)
+
+
+def test_the_steps_benchmark_gives_a_row_per_step_count_and_class(trained, tmp_path):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from benchmarks.diffusion_steps import main as steps_benchmark
+    result = steps_benchmark(["--model", "dsmoke-both", "--out-root", str(trained), "--steps", "1", "3", "--n", "8",
+                              "--quick", "--out", str(tmp_path / "steps.json")])
+    assert [(r["steps"], r["class"]) for r in result["rows"]] == [(1, "AD"), (1, "NC"), (3, "AD"), (3, "NC")]
+    row = result["rows"][0]
+    assert row["sample_seconds"] >= 0 and all(math.isfinite(row[k]["generated"]) for k in ("swd_finest", "fid_encoder"))
+    assert json.loads((tmp_path / "steps.json").read_text())["rows"] == result["rows"]
+    assert (trained / "dsmoke-both" / "eval-steps3.json").is_file()
 
 
 def test_two_processes_under_torchrun_train_as_one_with_their_global_batch(tiny_phantom, tmp_path):
