@@ -110,6 +110,9 @@ class RunConfig(ModelClasses):
     noise_max_res: int | None = None  # noise inputs up to this resolution; None: every layer, as StyleGAN
     composite: bool = False  # draw tissue through a learned mask over a black background (stylegan1.composite_on_black)
     critic_highpass: bool = False  # the critic gets a second head on the image's finest band (stylegan1.HighpassHead)
+    # stylegan1: resampling into and out of the resolutions from this one up goes through a 12-tap
+    # Kaiser low-pass (layers.kaiser_lowpass) instead of [1, 2, 1] / nearest / average pooling
+    lowpass_from: int | None = None
 
     # --- schedule ---
     batch_sizes: dict[int, int] = field(default_factory=lambda: {4: 256, 8: 128, 16: 64, 32: 32, 64: 16, 128: 8})
@@ -217,6 +220,10 @@ class RunConfig(ModelClasses):
         need(self.mbstd_group >= 1, "mbstd_group must be at least 1")
         need(self.noise_max_res is None or self.noise_max_res >= 4,
              f"noise_max_res={self.noise_max_res} must be a resolution (>= 4) or None")
+        need(self.lowpass_from is None or (self.lowpass_from >= 8 and self.lowpass_from & (self.lowpass_from - 1) == 0),
+             f"lowpass_from={self.lowpass_from} must be a resolution (a power of two >= 8) or None")
+        need(self.lowpass_from is None or self.arch == "stylegan1",
+             f"lowpass_from is built for arch stylegan1, not {self.arch} (whose resampling filters are fixed)")
         need(self.family in FAMILIES, f"family {self.family!r} is not one of {', '.join(FAMILIES)}")
         if self.diffusion:
             self._validate_diffusion(need)

@@ -8,8 +8,10 @@ time (no in-place tricks), statistics are taken in float32, tensors are reshaped
 """
 from __future__ import annotations
 
+import functools
 import math
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -343,3 +345,74 @@ class ConvDownFiltered(EqualConv2d):
 
     def forward(self, x: Tensor) -> Tensor:
         return super().forward(fir_downsample_2x(x))
+
+
+# ----------------------------------------------------------------------------
+# Low-pass resampling (the `lowpass_from` design): a longer FIR than [1, 2, 1] / [1, 3, 3, 1]
+
+
+def kaiser_lowpass(taps: int = 12, cutoff: float = 0.22, beta: float = 3.0) -> tuple[float, ...]:
+    """A Kaiser-windowed sinc summing to 1, `cutoff` in cycles per pixel of the finer grid (the
+    coarser grid's Nyquist is 0.25). The default keeps 93% of the signal at 0.15 and 4% at 0.3,
+    where bilinear keeps 71% and 20%: a sharper cut between the coarse map's own frequencies and
+    the images of them that 2x resampling leaves above 0.25. Plain floats: no device tensor to read."""
+    if taps % 4:
+        raise ValueError(f"taps={taps} must be a multiple of 4 (the polyphase split below)")
+    n = np.arange(taps) - (taps - 1) / 2
+    h = np.sinc(2 * cutoff * n) * np.kaiser(taps, beta)
+    return tuple(float(v) for v in h / h.sum())
+
+
+KAISER_TAPS = kaiser_lowpass()
+
+
+def _upsample_last_axis(x: Tensor, taps: tuple[float, ...]) -> Tensor:
+    """Zero insertion then `taps` at gain 2 along the last axis (edges replicated), as its two
+    polyphase sums of shifted slices."""
+    half, pad = len(taps) // 2, len(taps) // 4
+    n = x.shape[-1]
+    x = F.pad(x, (pad, pad), mode="replicate")
+    first = pad + half // 2 - 1  # the slice the last even-phase tap reads
+    even = sum(2 * taps[2 * m + 1] * x[..., first - m:first - m + n] for m in range(half))
+    odd = sum(2 * taps[2 * m] * x[..., first + 1 - m:first + 1 - m + n] for m in range(half))
+    return torch.stack([even, odd], dim=-1).flatten(-2)
+
+
+def _downsample_last_axis(x: Tensor, taps: tuple[float, ...]) -> Tensor:
+    """`taps` then every second sample along the last axis (edges replicated)."""
+    pad, n = len(taps) // 2 - 1, x.shape[-1] // 2
+    x = F.pad(x, (pad, pad), mode="replicate")
+    return sum(t * x[..., j:j + 2 * n:2] for j, t in enumerate(taps))
+
+
+@functools.lru_cache(maxsize=64)
+def resampling_matrix(n: int, up: bool, device: torch.device, dtype: torch.dtype) -> Tensor:
+    """The axis resampling above as a matrix M ([n, 2n] up, [n, n / 2] down; y = x @ M), built
+    once by resampling the identity: two small matrix products per map run far faster than
+    24 shifted slices or a depthwise convolution, on the CPU and on GPUs."""
+    eye = torch.eye(n, dtype=torch.float64).unsqueeze(0)
+    m = (_upsample_last_axis if up else _downsample_last_axis)(eye, KAISER_TAPS)[0]
+    return m.to(device=device, dtype=dtype)
+
+
+def lowpass_resample_2x(x: Tensor, up: bool) -> Tensor:
+    """2x up- or downsampling through the Kaiser low-pass on both axes, edges replicated, pixel
+    centres as bilinear's and average pooling's: up, zero insertion then the taps at gain 2 per
+    axis; down, the taps then every second pixel."""
+    rows = resampling_matrix(x.shape[-2], up, x.device, x.dtype)
+    cols = rows if x.shape[-1] == x.shape[-2] else resampling_matrix(x.shape[-1], up, x.device, x.dtype)
+    return rows.transpose(0, 1) @ (x @ cols)
+
+
+class LowpassUpConv2d(EqualConv2d):
+    """2x upsampling through the Kaiser low-pass, then a 3x3 equalised convolution."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return super().forward(lowpass_resample_2x(x, up=True))
+
+
+class LowpassConvDown2d(EqualConv2d):
+    """Kaiser low-pass 2x downsampling, then a 3x3 equalised convolution at the lower resolution."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return super().forward(lowpass_resample_2x(x, up=False))

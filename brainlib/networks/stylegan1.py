@@ -25,10 +25,13 @@ from brainlib.networks.layers import (
     ConvDown2d,
     EqualConv2d,
     EqualLinear,
+    LowpassConvDown2d,
+    LowpassUpConv2d,
     MinibatchStdDev,
     NoiseInjection,
     PixelNorm,
     UpConv2d,
+    lowpass_resample_2x,
     lrelu,
 )
 from brainlib.networks.settings import NetworkSettings
@@ -125,12 +128,18 @@ class StyleEpilogue(nn.Module):
 
 
 class StyledConv(nn.Module):
-    """3x3 equalised conv (after 2x upsampling and the blur, when `upsample`), then the style epilogue."""
+    """3x3 equalised conv (after 2x upsampling and the blur, when `upsample`; through the Kaiser
+    low-pass instead, when also `lowpass`), then the style epilogue."""
 
     def __init__(self, in_ch: int, out_ch: int, w_dim: int, res: int, *, upsample: bool, noise_seed: int,
-                 noise: bool = True):
+                 noise: bool = True, lowpass: bool = False):
         super().__init__()
-        self.conv = UpConv2d(in_ch, out_ch, bias=False) if upsample else EqualConv2d(in_ch, out_ch, 3, bias=False)
+        if upsample and lowpass:
+            self.conv = LowpassUpConv2d(in_ch, out_ch, 3, bias=False)
+        elif upsample:
+            self.conv = UpConv2d(in_ch, out_ch, bias=False)
+        else:
+            self.conv = EqualConv2d(in_ch, out_ch, 3, bias=False)
         self.epilogue = StyleEpilogue(out_ch, w_dim, res, noise_seed=noise_seed, noise=noise)
 
     def forward(self, x: Tensor, w: Tensor, noise_mode: str = "random", noise_strength: float = 1.0) -> Tensor:
@@ -157,9 +166,10 @@ class SynthesisBlock(nn.Module):
 
     conv_type: type[nn.Module] = StyledConv
 
-    def __init__(self, in_ch: int, out_ch: int, w_dim: int, res: int, *, noise: bool = True):
+    def __init__(self, in_ch: int, out_ch: int, w_dim: int, res: int, *, noise: bool = True, lowpass: bool = False):
         super().__init__()
-        self.conv0 = self.conv_type(in_ch, out_ch, w_dim, res, upsample=True, noise_seed=10 * res, noise=noise)
+        up = {"lowpass": True} if lowpass else {}  # only stylegan1's StyledConv has it (config.validate)
+        self.conv0 = self.conv_type(in_ch, out_ch, w_dim, res, upsample=True, noise_seed=10 * res, noise=noise, **up)
         self.conv1 = self.conv_type(out_ch, out_ch, w_dim, res, upsample=False, noise_seed=10 * res + 1, noise=noise)
 
     def forward(self, x: Tensor, ws: Tensor, noise_mode: str = "random", noise_strength: float = 1.0) -> Tensor:
@@ -175,6 +185,11 @@ def image_planes(settings: NetworkSettings) -> int:
 def has_noise(settings: NetworkSettings, res: int) -> bool:
     """Whether the synthesis layers at `res` take noise inputs (`noise_max_res`)."""
     return settings.noise_max_res is None or res <= settings.noise_max_res
+
+
+def has_lowpass(settings: NetworkSettings, res: int) -> bool:
+    """Whether resampling into and out of `res` uses the Kaiser low-pass (`lowpass_from`)."""
+    return settings.lowpass_from is not None and res >= settings.lowpass_from
 
 
 def composite_on_black(planes: Tensor) -> Tensor:
@@ -296,7 +311,8 @@ class Generator(StyleGenerator):
 
     Each block's first convolution runs on the 2x upsampled map, blurred with StyleGAN's
     [1,2,1] binomial filter (layers.UpConv2d). The images a fade-in blends are upsampled by
-    nearest neighbour, as in ProGAN.
+    nearest neighbour, as in ProGAN. With `lowpass_from`, both upsample through the Kaiser
+    low-pass (layers.kaiser_lowpass) into the resolutions from there up.
     Outputs are linear (no tanh): the data lives in [-1, 1] and samplers clamp.
     """
 
@@ -308,7 +324,8 @@ class Generator(StyleGenerator):
         self.to_image = nn.ModuleDict({"4": ToImage(ch[4], planes)})
         for res in self.resolutions[1:]:
             noise = has_noise(settings, res)
-            self.blocks[str(res)] = SynthesisBlock(ch[res // 2], ch[res], w_dim, res, noise=noise)
+            self.blocks[str(res)] = SynthesisBlock(ch[res // 2], ch[res], w_dim, res, noise=noise,
+                                                   lowpass=has_lowpass(settings, res))
             self.to_image[str(res)] = ToImage(ch[res], planes)
 
     def synthesize(self, ws: Tensor, *, res: int, alpha: float | Tensor = 1.0, noise_mode: str = "random",
@@ -321,7 +338,11 @@ class Generator(StyleGenerator):
             x = self.blocks[str(r)](x, ws[:, 2 * i:2 * i + 2], noise_mode, noise_strength)
         img = self.to_image[str(res)](x)
         if res > 4 and is_fading(alpha):
-            old = F.interpolate(self.to_image[str(res // 2)](previous), scale_factor=2, mode="nearest")
+            old = self.to_image[str(res // 2)](previous)
+            if has_lowpass(self.settings, res):
+                old = lowpass_resample_2x(old, up=True)
+            else:
+                old = F.interpolate(old, scale_factor=2, mode="nearest")
             img = fade_in(old, img, alpha)
         return self.finish(img)
 
@@ -346,11 +367,12 @@ class DiscriminatorBlock(nn.Module):
     fused strided convolution, layers.ConvDown2d), lrelu. ProGAN pools after the second
     activation instead; pooling before it lets the convolution run at the lower resolution."""
 
-    def __init__(self, in_ch: int, out_ch: int):
+    def __init__(self, in_ch: int, out_ch: int, *, lowpass: bool = False):
         super().__init__()
         self.conv0 = EqualConv2d(in_ch, in_ch, 3)
-        self.blur = Blur()
-        self.conv1 = ConvDown2d(in_ch, out_ch)
+        # with `lowpass`, the Kaiser low-pass halves the map and the conv runs below it
+        self.blur = nn.Identity() if lowpass else Blur()
+        self.conv1 = LowpassConvDown2d(in_ch, out_ch, 3) if lowpass else ConvDown2d(in_ch, out_ch)
 
     def forward(self, x: Tensor) -> Tensor:
         return lrelu(self.conv1(self.blur(lrelu(self.conv0(x)))))
@@ -409,7 +431,8 @@ class HighpassHead(nn.Module):
 class Discriminator(nn.Module):
     """ProGAN discriminator (critic) with fade-in on the input side; the resolution is the
     input's. Each block blurs before its downsampling convolution (StyleGAN's); the
-    image a fade-in sends to the lower block is plainly average-pooled, as in ProGAN.
+    image a fade-in sends to the lower block is plainly average-pooled, as in ProGAN. With
+    `lowpass_from`, both go through the Kaiser low-pass out of the resolutions from there up.
     Subclasses change the block and that downsampling (`block_type`, `downsample_image`)."""
 
     block_type: type[nn.Module] = DiscriminatorBlock
@@ -425,8 +448,10 @@ class Discriminator(nn.Module):
         ch = settings.channels
         self.resolutions = resolutions_up_to(settings.image_size)
         self.from_image = nn.ModuleDict({str(r): FromImage(ch[r]) for r in self.resolutions})
+        self.lowpass_resolutions = [r for r in self.resolutions if has_lowpass(settings, r)]
         self.blocks = nn.ModuleDict(
-            {str(r): self.block_type(ch[r], ch[r // 2]) for r in self.resolutions[1:]})
+            {str(r): self.block_type(ch[r], ch[r // 2], **({"lowpass": True} if r in self.lowpass_resolutions else {}))
+             for r in self.resolutions[1:]})
         self.epilogue = DiscriminatorEpilogue(ch[4], settings.mbstd_group,
                                               num_classes=NUM_CLASSES if settings.conditional else 0)
         # created last and only when asked for, so critics without it keep their parameters and seeds
@@ -444,7 +469,11 @@ class Discriminator(nn.Module):
         res = img.shape[-1]
         check_resolution(res, self.image_size)
         fading = res > 4 and is_fading(alpha)
-        smaller = self.downsample_image(img) if fading else None
+        smaller = None
+        if fading and res in self.lowpass_resolutions:
+            smaller = lowpass_resample_2x(img, up=False)
+        elif fading:
+            smaller = self.downsample_image(img)
         x = self.from_image[str(res)](img)
         if res > 4:
             x = self.blocks[str(res)](x)
