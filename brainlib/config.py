@@ -120,6 +120,9 @@ class RunConfig(ModelClasses):
     images_per_res: int | dict[int, int] | None = None  # overrides epochs_per_res; {res: n} per step
     seconds_per_res: dict[int, float] | None = None  # wall-clock budget per resolution, overrides both
     fade_fraction: float = 0.5  # alpha reaches 1 this far into each step
+    # images at full resolution after the last step's budget, alpha 1: `--resume --set final_images=N`
+    # trains a finished run longer (schedule.step_budget), keeping the checkpoint it finished with
+    final_images: int = 0
 
     # --- optimisation ---
     loss: str = "wgan-gp"
@@ -215,6 +218,10 @@ class RunConfig(ModelClasses):
              "the schedule needs epochs_per_res > 0, images_per_res or seconds_per_res")
         per_step = self.images_per_res.values() if isinstance(self.images_per_res, dict) else [self.images_per_res or 1]
         need(all(n > 0 for n in per_step), f"images_per_res={self.images_per_res} must be positive")
+        need(isinstance(self.final_images, int) and self.final_images >= 0,
+             f"final_images={self.final_images} must be a whole number of images, 0 or more")
+        need(not (self.final_images and self.seconds_per_res),
+             "final_images adds images to the last step: it needs an image budget, not seconds_per_res")
         need(self.lr > 0 and self.mapping_lr > 0, "learning rates must be positive")
         need(self.reg_every >= 1, "reg_every must be at least 1")
         need(self.mbstd_group >= 1, "mbstd_group must be at least 1")

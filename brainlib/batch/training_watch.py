@@ -76,14 +76,14 @@ def _identity(path: Path) -> tuple[int, int] | None:
 def scheduled_images(run_dir: Path) -> tuple[int | None, int | None]:
     """(images the whole schedule trains, number of steps) from the run's config.json; the
     images are None unless every budget is an image count."""
-    from brainlib.training.schedule import resolution_budget  # torch: not for `brainlib --help`
+    from brainlib.training.schedule import step_budget  # torch: not for `brainlib --help`
     try:
         cfg = RunConfig.load(RunDir(run_dir).config)
     except (OSError, ValueError, TypeError):
         return None, None
     if cfg.seconds_per_res or not cfg.images_per_res:
         return None, len(cfg.resolutions)
-    return sum(int(resolution_budget(cfg, res, 0)[1]) for res in cfg.resolutions), len(cfg.resolutions)
+    return sum(int(step_budget(cfg, res, 0)[1]) for res in cfg.resolutions), len(cfg.resolutions)
 
 
 @dataclass

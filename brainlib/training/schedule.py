@@ -43,13 +43,21 @@ def resolution_budget(cfg: RunConfig, res: int, n_images: int) -> tuple[str, flo
     return "images", int(math.ceil(cfg.epochs_per_res * n_images))
 
 
+def step_budget(cfg: RunConfig, res: int, n_images: int) -> tuple[str, float]:
+    """What ends the step at `res`: its resolution budget, and for the last step `final_images` more."""
+    kind, amount = resolution_budget(cfg, res, n_images)
+    return kind, amount + (cfg.final_images if res == cfg.resolutions[-1] else 0)
+
+
 def schedule(cfg: RunConfig, n_images: int) -> list[dict]:
-    """One row per resolution step: step (1-based), res, batch, budget, fade length."""
+    """One row per resolution step: step (1-based), res, batch, budget, fade length (a share of
+    the resolution budget, without `final_images`)."""
     rows = []
     for i, res in enumerate(cfg.resolutions):
-        kind, amount = resolution_budget(cfg, res, n_images)
+        kind, amount = step_budget(cfg, res, n_images)
+        fade = resolution_budget(cfg, res, n_images)[1] * cfg.fade_fraction
         rows.append({"step": i + 1, "res": res, "batch": batch_size(cfg, res, n_images), kind: amount,
-                     "fade_" + kind: 0 if i == 0 else round(amount * cfg.fade_fraction, 2)})
+                     "fade_" + kind: 0 if i == 0 else round(fade, 2)})
     return rows
 
 
@@ -79,8 +87,28 @@ def diffusion_batch_size(cfg: RunConfig, n_images: int) -> int:
 
 def step_spent(cfg: RunConfig, position: Position, res: int, n_images: int) -> tuple[float, float]:
     """(spent, budget) of the current resolution step, in the budget's unit (seconds or images)."""
-    kind, budget = resolution_budget(cfg, res, n_images)
+    kind, budget = step_budget(cfg, res, n_images)
     return (position.seconds_in_step if kind == "seconds" else position.images_in_step), budget
+
+
+def fade_progress(cfg: RunConfig, position: Position, res: int, n_images: int) -> float:
+    """The share of the resolution budget spent: the fade-in's clock, which `final_images` does not stretch."""
+    spent = step_spent(cfg, position, res, n_images)[0]
+    return spent / resolution_budget(cfg, res, n_images)[1]
+
+
+def extension_position(old: RunConfig, meta: dict, n_images: int) -> Position:
+    """Where a finished run trained with `old` continues when a resume raises `final_images`:
+    the last step, as many images into it as it had trained (whole batches past its budget), in
+    a fresh epoch of its own order. Not bit-exact with one longer run: that one would have
+    finished the epoch it was in."""
+    res = old.resolutions[-1]
+    batch = batch_size(old, res, n_images)
+    spent = math.ceil(step_budget(old, res, n_images)[1] / batch) * batch
+    done = Position(**meta["position"])
+    return Position(step_index=len(old.resolutions) - 1, epoch=spent // (n_images // batch * batch) + 1,
+                    images_in_step=spent, images_seen=done.images_seen, batches=done.batches,
+                    critic_steps=done.critic_steps)
 
 
 def fade_alpha(step_index: int, progress: float, fade_fraction: float) -> float:

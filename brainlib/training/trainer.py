@@ -42,7 +42,16 @@ from brainlib.training.devices import autocast_dtype, precision, resolve_device,
 from brainlib.training.diffusion_trainer import DiffusionTrainer
 from brainlib.training.divergence import diverged, first_non_finite, weights_finite
 from brainlib.training.metrics_log import MetricsLog, read_metrics, truncate_metrics
-from brainlib.training.schedule import Position, batch_size, ema_beta, epoch_permutation, fade_alpha, step_spent
+from brainlib.training.schedule import (
+    Position,
+    batch_size,
+    ema_beta,
+    epoch_permutation,
+    extension_position,
+    fade_alpha,
+    fade_progress,
+    step_spent,
+)
 from brainlib.training.texture_probe import TextureTracker, snapshot_meta
 
 SAMPLE_SEED_OFFSET = 7919  # the fixed sample latents are drawn from seed + this
@@ -106,6 +115,13 @@ class Trainer:
         if checkpoint:
             self._restore(checkpoint, tensors, meta)
         self.finished = bool(meta.get("finished", False))
+        self.extended_from: int | None = None  # images seen when a finished run was extended (final_images)
+        if self.finished and cfg.final_images > RunConfig.from_dict(meta["config"]).final_images:
+            self.position = extension_position(RunConfig.from_dict(meta["config"]), meta, self.n_images)
+            self.finished, self.extended_from = False, self.position.images_seen
+            self._say(f"extending {self.run_dir}: {cfg.final_images:,} images at {cfg.image_size} px after the "
+                      f"schedule (final_images), from {self.position.images_seen:,} images seen; "
+                      f"its checkpoint {checkpoint.name} stays")
         self.log = MetricsLog(self.run_dir, flush_every=25 if self.cuda else 1)  # a host sync per flush
         self.last_checkpoint_time = time.monotonic()
         self.texture = TextureTracker(cfg, self.run_dir, self.n_images, images_seen=self.position.images_seen,
@@ -267,7 +283,8 @@ class Trainer:
         return spent / budget
 
     def alpha(self, res: int) -> float:
-        return fade_alpha(self.position.step_index, self.progress(res), self.cfg.fade_fraction)
+        progress = fade_progress(self.cfg, self.position, res, self.n_images)
+        return fade_alpha(self.position.step_index, progress, self.cfg.fade_fraction)
 
     def step_done(self, res: int) -> bool:
         spent, budget = step_spent(self.cfg, self.position, res, self.n_images)
@@ -347,12 +364,14 @@ class Trainer:
     def end_of_step(self, res: int, alpha: float, *, finished: bool) -> None:
         step = self.position.step_index + 1
         name = step_name(step, res)
+        if self.extended_from is not None:  # the checkpoint and grid the run first finished with stay
+            name = periodic_name(step, res, self.position.images_seen) + "-final"
         weights = [t for m in (self.G, self.D) for t in m.parameters()]
         if not dist.ranks_agree(weights):
             raise RuntimeError(f"the {self.world} processes hold different weights after step {name}")
         if self.main:
             save_step_figures(self.run_dir, step, res, self.fixed_samples(res, alpha), self.cfg.sample_grid,
-                              read_metrics(self.run_dir))
+                              read_metrics(self.run_dir), grid=self.run_dir.samples / f"{name}.png")
         # the checkpoint points at the start of the next step
         self.save(res, alpha, end_of_step=True, finished=finished, position=self.position.next_step(), name=name)
 
