@@ -160,7 +160,7 @@ class RunConfig(ModelClasses):
     unet_channels: list[int] = field(default_factory=lambda: [32, 64, 128])  # per level, image_size down, halving
     unet_blocks: int = 1  # residual blocks per level (the decoder has one more, as DDPM's)
     unet_attention: bool = True  # self-attention at the lowest level
-    objective: str = "v"  # the denoiser predicts epsilon (DDPM), v (v-prediction), or flow (rectified flow)
+    objective: str = "flow"  # the denoiser predicts epsilon (DDPM), v (v-prediction), or flow (rectified flow)
     diffusion_timesteps: int = 1000  # T of the noise schedule (cosine for epsilon and v)
     train_images: int = 100_000  # the training budget, in images
     diffusion_batch: int = 16
@@ -320,12 +320,12 @@ DEMO: dict[str, Any] = dict(
     texture_every=2000,  # 10 texture probes in the 64 px step (RunConfig.texture_every: their cost)
 )
 
-# The diffusion family (networks/unet.py, networks/diffusion.py): v-prediction on a cosine schedule,
-# sampled with 25 DDIM steps. train_images: training plus generating 1,000 images in about the
+# The diffusion family (networks/unet.py, networks/diffusion.py): rectified flow (measured against
+# v and epsilon: docs/quality.md), sampled with 25 steps. train_images: training plus generating 1,000 images in about the
 # StyleGAN demo's time per class (benchmarks/diffusion_speed.py prints that budget)
 DIFFUSION_DEMO: dict[str, Any] = dict(
     family="diffusion", image_size=64, unet_channels=[16, 32, 64, 128], unet_blocks=1, unet_attention=True,
-    objective="v", train_images=40_000, diffusion_batch=16, lr=1e-3, betas=(0.9, 0.99),
+    objective="flow", train_images=40_000, diffusion_batch=16, lr=1e-3, betas=(0.9, 0.99),
     ema_half_life_kimg=2.0, sample_steps=25, guidance=1.0, class_dropout=0.1,
     splits=["train"], checkpoint_minutes=3.0,  # each checkpoint samples a 4x4 grid (~6 s at one thread)
     texture_every=10_000,  # 4 texture probes (RunConfig.texture_every: their cost)
