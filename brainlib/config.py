@@ -113,6 +113,7 @@ class RunConfig(ModelClasses):
     # stylegan1: resampling into and out of the resolutions from this one up goes through a 12-tap
     # Kaiser low-pass (layers.kaiser_lowpass) instead of [1, 2, 1] / nearest / average pooling
     lowpass_from: int | None = None
+    output_lowpass: bool = False  # stylegan1: the full-size image through the loader's Lanczos response
 
     # --- schedule ---
     batch_sizes: dict[int, int] = field(default_factory=lambda: {4: 256, 8: 128, 16: 64, 32: 32, 64: 16, 128: 8})
@@ -231,6 +232,8 @@ class RunConfig(ModelClasses):
              f"lowpass_from={self.lowpass_from} must be a resolution (a power of two >= 8) or None")
         need(self.lowpass_from is None or self.arch == "stylegan1",
              f"lowpass_from is built for arch stylegan1, not {self.arch} (whose resampling filters are fixed)")
+        need(not self.output_lowpass or self.arch == "stylegan1",
+             f"output_lowpass is built for arch stylegan1, not {self.arch}")
         need(self.family in FAMILIES, f"family {self.family!r} is not one of {', '.join(FAMILIES)}")
         if self.diffusion:
             self._validate_diffusion(need)
@@ -321,8 +324,8 @@ DEMO: dict[str, Any] = dict(
 )
 
 # The diffusion family (networks/unet.py, networks/diffusion.py): rectified flow (measured against
-# v and epsilon: docs/quality.md), sampled with 25 steps. train_images: training plus generating 1,000 images in about the
-# StyleGAN demo's time per class (benchmarks/diffusion_speed.py prints that budget)
+# v and epsilon: docs/quality.md), sampled with 25 steps. train_images: training plus generating
+# 1,000 images in about the StyleGAN demo's time per class (benchmarks/diffusion_speed.py prints it)
 DIFFUSION_DEMO: dict[str, Any] = dict(
     family="diffusion", image_size=64, unet_channels=[16, 32, 64, 128], unet_blocks=1, unet_attention=True,
     objective="flow", train_images=40_000, diffusion_batch=16, lr=1e-3, betas=(0.9, 0.99),

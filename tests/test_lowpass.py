@@ -1,6 +1,7 @@
-"""Kaiser low-pass resampling (`lowpass_from`, layers.lowpass_resample_2x): the filter's
-response, the resampling against a depthwise-convolution reference, where the networks use
-it, that networks without it are unchanged, and a smoke run that resumes."""
+"""Kaiser low-pass resampling (`lowpass_from`, layers.lowpass_resample_2x) and the output's
+Lanczos band limit (`output_lowpass`, layers.lanczos_band_limit): the filters' responses, the
+filtering against depthwise-convolution references, where the networks use them, that networks
+without them are unchanged, and a smoke run that resumes."""
 import json
 
 import numpy as np
@@ -12,11 +13,13 @@ from brainlib.config import ConfigError, RunConfig, preset
 from brainlib.networks.build import build_discriminator, build_generator
 from brainlib.networks.layers import (
     KAISER_TAPS,
+    LANCZOS_RESPONSE_TAPS,
     EqualConv2d,
     LowpassConvDown2d,
     LowpassUpConv2d,
     UpConv2d,
     kaiser_lowpass,
+    lanczos_band_limit,
     lowpass_resample_2x,
 )
 from brainlib.networks.settings import NetworkSettings, network_settings
@@ -125,7 +128,8 @@ def test_a_fading_critic_downsamples_the_image_through_the_low_pass():
 @pytest.mark.parametrize("class_name", ["AD", "both"])
 def test_without_the_setting_the_networks_are_the_ones_built_before_it_existed(class_name):
     settings = tiny(class_name=class_name)
-    legacy = {k: v for k, v in settings.to_dict().items() if k != "lowpass_from"}  # as old checkpoints hold
+    legacy = {k: v for k, v in settings.to_dict().items()
+              if k not in ("lowpass_from", "output_lowpass")}  # as old checkpoints hold
     assert NetworkSettings.from_dict(legacy) == settings and settings.lowpass_from is None
     on = tiny(class_name=class_name, lowpass_from=8)
     for build in (build_generator, build_discriminator):
@@ -139,6 +143,28 @@ def test_without_the_setting_the_networks_are_the_ones_built_before_it_existed(c
     assert isinstance(LowpassUpConv2d(4, 4, 3), EqualConv2d)
 
 
+def test_the_output_filter_follows_the_loaders_lanczos_resize():
+    taps = LANCZOS_RESPONSE_TAPS
+    assert len(taps) == 7 and abs(sum(taps) - 1) < 1e-12 and taps == taps[::-1]
+    assert abs(response(taps, 0.2) - 1) < 0.05 and abs(response(taps, 0.5) - 0.6) < 0.1  # Lanczos-3: 1.01, 0.50
+    x = torch.randn(2, 1, 12, 12, dtype=torch.float64)
+    kernel = torch.tensor(taps, dtype=torch.float64)
+    expected = F.conv2d(F.pad(x, (3, 3, 3, 3), mode="replicate"), (kernel[:, None] * kernel[None]).reshape(1, 1, 7, 7))
+    torch.testing.assert_close(lanczos_band_limit(x), expected)
+
+
+def test_output_lowpass_filters_the_full_size_image_only():
+    torch.manual_seed(0)
+    plain = build_generator(tiny()).eval()
+    limited = build_generator(tiny(output_lowpass=True)).eval()
+    limited.load_state_dict(plain.state_dict())
+    z = torch.randn(3, 16)
+    full = plain(z, res=16, noise_mode="const")
+    torch.testing.assert_close(limited(z, res=16, noise_mode="const"), lanczos_band_limit(full))
+    assert not torch.allclose(limited(z, res=16, noise_mode="const"), full)
+    assert torch.equal(limited(z, res=8, alpha=0.5, noise_mode="const"), plain(z, res=8, alpha=0.5, noise_mode="const"))
+
+
 def test_settings_are_checked():
     d = RunConfig().to_dict()
     del d["lowpass_from"]
@@ -150,6 +176,11 @@ def test_settings_are_checked():
         preset("smoke", lowpass_from=4)
     with pytest.raises(ConfigError, match="built for arch stylegan1, not stylegan2"):
         preset("smoke", lowpass_from=16, arch="stylegan2")
+    with pytest.raises(ConfigError, match="output_lowpass is built for arch stylegan1, not stylegan2"):
+        preset("smoke", output_lowpass=True, arch="stylegan2")
+    d = RunConfig().to_dict()
+    del d["output_lowpass"]
+    assert RunConfig.from_dict(d).output_lowpass is False
 
 
 def test_a_smoke_run_with_it_trains_and_resumes(tmp_path):

@@ -366,6 +366,26 @@ def kaiser_lowpass(taps: int = 12, cutoff: float = 0.22, beta: float = 3.0) -> t
 KAISER_TAPS = kaiser_lowpass()
 
 
+def lanczos_response_taps(taps: int = 7) -> tuple[float, ...]:
+    """A symmetric FIR at the image's own rate whose response fits, by least squares over 0 to
+    0.5 cycles per pixel, that of the Lanczos-3 downsampling every slice passes through in the
+    loader (data.slices.resize_slice): flat to 0.3, 0.78 at 0.4, 0.6 at Nyquist. Summing to 1."""
+    x = np.linspace(-3, 3, 6001)
+    kernel = np.sinc(x) * np.sinc(x / 3)
+    f = np.linspace(0, 0.5, 51)
+    response = np.cos(2 * np.pi * f[:, None] * x[None]) @ kernel
+    response /= response[0]
+    half = taps // 2
+    basis = np.stack([np.ones_like(f)] + [2 * np.cos(2 * np.pi * f * k) for k in range(1, half + 1)], 1)
+    weight = np.where(f == 0, 100.0, 1.0)[:, None]  # DC held at 1
+    c = np.linalg.lstsq(basis * weight, response * weight[:, 0], rcond=None)[0]
+    h = np.concatenate([c[:0:-1], c])
+    return tuple(float(v) for v in h / h.sum())
+
+
+LANCZOS_RESPONSE_TAPS = lanczos_response_taps()
+
+
 def _upsample_last_axis(x: Tensor, taps: tuple[float, ...]) -> Tensor:
     """Zero insertion then `taps` at gain 2 along the last axis (edges replicated), as its two
     polyphase sums of shifted slices."""
@@ -385,23 +405,43 @@ def _downsample_last_axis(x: Tensor, taps: tuple[float, ...]) -> Tensor:
     return sum(t * x[..., j:j + 2 * n:2] for j, t in enumerate(taps))
 
 
+def _filter_last_axis(x: Tensor, taps: tuple[float, ...]) -> Tensor:
+    """`taps` (odd length) along the last axis at the same rate, edges replicated."""
+    pad, n = len(taps) // 2, x.shape[-1]
+    x = F.pad(x, (pad, pad), mode="replicate")
+    return sum(t * x[..., j:j + n] for j, t in enumerate(taps))
+
+
+AXIS_FILTERS = {"up": (_upsample_last_axis, KAISER_TAPS), "down": (_downsample_last_axis, KAISER_TAPS),
+                "lanczos": (_filter_last_axis, LANCZOS_RESPONSE_TAPS)}
+
+
 @functools.lru_cache(maxsize=64)
-def resampling_matrix(n: int, up: bool, device: torch.device, dtype: torch.dtype) -> Tensor:
-    """The axis resampling above as a matrix M ([n, 2n] up, [n, n / 2] down; y = x @ M), built
-    once by resampling the identity: two small matrix products per map run far faster than
-    24 shifted slices or a depthwise convolution, on the CPU and on GPUs."""
-    eye = torch.eye(n, dtype=torch.float64).unsqueeze(0)
-    m = (_upsample_last_axis if up else _downsample_last_axis)(eye, KAISER_TAPS)[0]
-    return m.to(device=device, dtype=dtype)
+def axis_matrix(n: int, kind: str, device: torch.device, dtype: torch.dtype) -> Tensor:
+    """An axis filter above (AXIS_FILTERS) as a matrix M ([n, 2n] up, [n, n / 2] down, [n, n]
+    lanczos; y = x @ M), built once by filtering the identity: two small matrix products per map
+    run far faster than a dozen shifted slices or a depthwise convolution, on the CPU and on GPUs."""
+    apply, taps = AXIS_FILTERS[kind]
+    return apply(torch.eye(n, dtype=torch.float64).unsqueeze(0), taps)[0].to(device=device, dtype=dtype)
+
+
+def filter_2d(x: Tensor, kind: str) -> Tensor:
+    """The axis filter `kind` along both axes of x [..., H, W]."""
+    rows = axis_matrix(x.shape[-2], kind, x.device, x.dtype)
+    cols = rows if x.shape[-1] == x.shape[-2] else axis_matrix(x.shape[-1], kind, x.device, x.dtype)
+    return rows.transpose(0, 1) @ (x @ cols)
 
 
 def lowpass_resample_2x(x: Tensor, up: bool) -> Tensor:
     """2x up- or downsampling through the Kaiser low-pass on both axes, edges replicated, pixel
     centres as bilinear's and average pooling's: up, zero insertion then the taps at gain 2 per
     axis; down, the taps then every second pixel."""
-    rows = resampling_matrix(x.shape[-2], up, x.device, x.dtype)
-    cols = rows if x.shape[-1] == x.shape[-2] else resampling_matrix(x.shape[-1], up, x.device, x.dtype)
-    return rows.transpose(0, 1) @ (x @ cols)
+    return filter_2d(x, "up" if up else "down")
+
+
+def lanczos_band_limit(x: Tensor) -> Tensor:
+    """x through the loader's Lanczos response at its own size (LANCZOS_RESPONSE_TAPS), edges replicated."""
+    return filter_2d(x, "lanczos")
 
 
 class LowpassUpConv2d(EqualConv2d):

@@ -31,6 +31,7 @@ from brainlib.networks.layers import (
     NoiseInjection,
     PixelNorm,
     UpConv2d,
+    lanczos_band_limit,
     lowpass_resample_2x,
     lrelu,
 )
@@ -312,7 +313,9 @@ class Generator(StyleGenerator):
     Each block's first convolution runs on the 2x upsampled map, blurred with StyleGAN's
     [1,2,1] binomial filter (layers.UpConv2d). The images a fade-in blends are upsampled by
     nearest neighbour, as in ProGAN. With `lowpass_from`, both upsample through the Kaiser
-    low-pass (layers.kaiser_lowpass) into the resolutions from there up.
+    low-pass (layers.kaiser_lowpass) into the resolutions from there up. With `output_lowpass`
+    the full-size image passes through the loader's Lanczos response (layers.lanczos_band_limit),
+    so it holds no more power near Nyquist than a resized slice can.
     Outputs are linear (no tanh): the data lives in [-1, 1] and samplers clamp.
     """
 
@@ -344,7 +347,8 @@ class Generator(StyleGenerator):
             else:
                 old = F.interpolate(old, scale_factor=2, mode="nearest")
             img = fade_in(old, img, alpha)
-        return self.finish(img)
+        img = self.finish(img)
+        return lanczos_band_limit(img) if self.settings.output_lowpass and res == self.image_size else img
 
 
 # ----------------------------------------------------------------------------
