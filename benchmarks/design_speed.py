@@ -5,7 +5,8 @@ says how many images per resolution a design may see in the first design's time,
 a new design is held to "no slower than the current demo".
 
     .venv/bin/python benchmarks/design_speed.py --threads 1 \\
-        --design v1: --design sg2:arch=stylegan2 --design sg2-direct:arch=stylegan2,start_res=64
+        --design v1: --design sg2:arch=stylegan2 --design sg2-direct:arch=stylegan2,start_res=64 \\
+        --design 'wide:channels={"4":64,"8":64,"16":64,"32":32,"64":32},images_per_res=14343'
 
 Each timed call is `Trainer.train_step`, the code a run executes, with the lazy penalty paid in
 the expected share of steps (1 / reg_every). Writes outputs/bench/design_speed.json.
@@ -13,6 +14,7 @@ the expected share of steps (1 / reg_every). Writes outputs/bench/design_speed.j
 from __future__ import annotations
 
 import argparse
+import re
 from pathlib import Path
 
 import numpy as np
@@ -31,9 +33,10 @@ from brainlib.training.trainer import Trainer
 
 
 def parse_design(text: str) -> tuple[str, dict[str, str]]:
-    """"name:key=value,key=value" -> (name, overrides); "name:" is the preset as it is."""
+    """"name:key=value,key=value" -> (name, overrides); "name:" is the preset as it is. A value may
+    be a JSON object with commas inside its braces: 'wide:channels={"32":64,"64":32}'."""
     name, _, pairs = text.partition(":")
-    return name, parse_overrides([p for p in pairs.split(",") if p])
+    return name, parse_overrides([p for p in re.split(r",(?![^{]*})", pairs) if p])
 
 
 def random_dataset(n: int, size: int) -> SliceDataset:

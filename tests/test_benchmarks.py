@@ -173,6 +173,8 @@ def test_design_speed_times_each_design_and_scales_the_schedule_to_equal_time(tm
     from benchmarks.design_speed import main, parse_design
     assert parse_design("sg2:arch=stylegan2,start_res=16") == ("sg2", {"arch": "stylegan2", "start_res": "16"})
     assert parse_design("v1:") == ("v1", {})
+    wide = parse_design('wide:channels={"32":64,"64":32},lowpass_from=32')
+    assert wide == ("wide", {"channels": '{"32":64,"64":32}', "lowpass_from": "32"})
     rows = main(["--preset", "smoke", "--rounds", "1", "--warmup", "0", "--out", str(tmp_path / "d.json"),
                  "--design", "v1:", "--design", "direct:arch=stylegan2,start_res=16"])
     assert [r["design"] for r in rows] == ["v1", "direct"]
