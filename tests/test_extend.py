@@ -69,6 +69,23 @@ def test_a_finished_run_trains_longer_and_keeps_the_checkpoint_it_finished_with(
     assert last.is_file()  # the first extension's end stays too
 
 
+def test_an_interrupted_extension_resumes_and_still_keeps_the_first_finish(tmp_path):
+    data = _random()
+    cfg = preset("smoke", run="ext", out_root=str(tmp_path), images_per_res=16)
+    run = train(cfg, dataset=data)
+    first = load_file(run / "checkpoints" / "02-16px.safetensors")
+    seen = load_checkpoint(latest_checkpoint(run))[1]["images_seen"]
+    extended = cfg.replace(final_images=40, checkpoint_minutes=0.0)  # a periodic checkpoint every batch
+    train(extended, dataset=data, resume=True, max_steps=2)  # stopped inside the extension
+    meta = load_checkpoint(latest_checkpoint(run))[1]
+    assert not meta["finished"] and seen < meta["images_seen"] < seen + 40
+    train(extended, dataset=data, resume=True)
+    last = latest_checkpoint(run)
+    assert last.name == f"02-16px-{seen + 40:09d}img-final.safetensors" and load_checkpoint(last)[1]["finished"]
+    kept = load_file(run / "checkpoints" / "02-16px.safetensors")
+    assert all(torch.equal(kept[k], first[k]) for k in first)
+
+
 def test_a_run_with_final_images_from_the_start_trains_them_at_alpha_one(tmp_path):
     cfg = preset("smoke", run="long", out_root=str(tmp_path), images_per_res=16, final_images=32)
     run = train(cfg, dataset=_random())

@@ -115,10 +115,9 @@ class Trainer:
         if checkpoint:
             self._restore(checkpoint, tensors, meta)
         self.finished = bool(meta.get("finished", False))
-        self.extended_from: int | None = None  # images seen when a finished run was extended (final_images)
         if self.finished and cfg.final_images > RunConfig.from_dict(meta["config"]).final_images:
             self.position = extension_position(RunConfig.from_dict(meta["config"]), meta, self.n_images)
-            self.finished, self.extended_from = False, self.position.images_seen
+            self.finished = False
             self._say(f"extending {self.run_dir}: {cfg.final_images:,} images at {cfg.image_size} px after the "
                       f"schedule (final_images), from {self.position.images_seen:,} images seen; "
                       f"its checkpoint {checkpoint.name} stays")
@@ -364,7 +363,8 @@ class Trainer:
     def end_of_step(self, res: int, alpha: float, *, finished: bool) -> None:
         step = self.position.step_index + 1
         name = step_name(step, res)
-        if self.extended_from is not None:  # the checkpoint and grid the run first finished with stay
+        if (self.run_dir.checkpoints / f"{name}.safetensors").exists():
+            # a finished run trained longer (final_images): the checkpoint and grid it first finished with stay
             name = periodic_name(step, res, self.position.images_seen) + "-final"
         weights = [t for m in (self.G, self.D) for t in m.parameters()]
         if not dist.ranks_agree(weights):
