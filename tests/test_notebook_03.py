@@ -85,7 +85,7 @@ def test_notebook_runs_headless_on_a_diffusion_run_beside_a_stylegan(smoke_runs,
                                parameters={"runs": ["dsmoke-both", "smoke-AD"], "out_root": str(smoke_runs)})
     nb = nbformat.read(out, as_version=4)
     text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
-    assert ("dsmoke-both: 16 px, a v diffusion model, classes ['AD', 'NC'], 4 DDIM steps, guidance 1.0, "
+    assert ("dsmoke-both: 16 px, a flow diffusion model, classes ['AD', 'NC'], 4 DDIM steps, guidance 1.0, "
             "finished True\n  no W space: the grids and its explorer (seed, class, guidance, DDIM steps), "
             "none of the StyleGAN figures\n") in text
     assert "smoke-AD: 16 px, 6 style inputs" in text and "dsmoke-both, AD, psi 1.0" in text
