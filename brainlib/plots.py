@@ -32,11 +32,10 @@ def save_grid(images: torch.Tensor, path: str | Path, nrow: int) -> Path:
     return path
 
 
-def save_step_figures(run: RunDir, step: int, res: int, samples: torch.Tensor, nrow: int, rows: list[dict],
-                      *, grid: Path | None = None) -> None:
-    """After a resolution step: the fixed latents' sample grid (at `grid`, else the step's) and
-    the loss curves so far."""
-    save_grid(samples, grid or run.step_grid(step, res), nrow=nrow)
+def save_step_figures(run: RunDir, checkpoint: str, samples: torch.Tensor, nrow: int, rows: list[dict]) -> None:
+    """After a resolution step: the fixed latents' sample grid, named as the step's checkpoint,
+    and the loss curves so far."""
+    save_grid(samples, run.checkpoint_grid(checkpoint), nrow=nrow)
     plot_losses_per_batch(rows, run.loss_per_batch_plot)
     plot_losses_per_epoch(rows, run.loss_per_epoch_plot)
     save_texture_plot(run, rows)

@@ -175,7 +175,7 @@ class RunDir(_Folder):
         return self.path / "samples"
 
     def step_grid(self, step: int, res: int) -> Path:
-        return self.samples / f"{step_name(step, res)}.png"
+        return self.checkpoint_grid(step_name(step, res))
 
     def step_grids(self) -> list[StepGrid]:
         """The grids the trainer wrote after each step, in step order."""
@@ -192,7 +192,8 @@ class RunDir(_Folder):
         return sorted(grids)
 
     def checkpoint_grid(self, name: str) -> Path:
-        """A diffusion run's grid at checkpoint `name` (images_name)."""
+        """The sample grid saved with checkpoint `name` (step_name, images_name, or a finished
+        step trained longer: `<step>-<res>px-<images>img-final`)."""
         return self.samples / f"{name}.png"
 
     def training_grids(self) -> list[Path]:

@@ -115,8 +115,9 @@ class Trainer:
         if checkpoint:
             self._restore(checkpoint, tensors, meta)
         self.finished = bool(meta.get("finished", False))
-        if self.finished and cfg.final_images > RunConfig.from_dict(meta["config"]).final_images:
-            self.position = extension_position(RunConfig.from_dict(meta["config"]), meta, self.n_images)
+        finished_with = RunConfig.from_dict(meta["config"]) if self.finished else None
+        if finished_with is not None and cfg.final_images > finished_with.final_images:
+            self.position = extension_position(finished_with, meta, self.n_images)
             self.finished = False
             self._say(f"extending {self.run_dir}: {cfg.final_images:,} images at {cfg.image_size} px after the "
                       f"schedule (final_images), from {self.position.images_seen:,} images seen; "
@@ -370,8 +371,8 @@ class Trainer:
         if not dist.ranks_agree(weights):
             raise RuntimeError(f"the {self.world} processes hold different weights after step {name}")
         if self.main:
-            save_step_figures(self.run_dir, step, res, self.fixed_samples(res, alpha), self.cfg.sample_grid,
-                              read_metrics(self.run_dir), grid=self.run_dir.samples / f"{name}.png")
+            save_step_figures(self.run_dir, name, self.fixed_samples(res, alpha), self.cfg.sample_grid,
+                              read_metrics(self.run_dir))
         # the checkpoint points at the start of the next step
         self.save(res, alpha, end_of_step=True, finished=finished, position=self.position.next_step(), name=name)
 
