@@ -44,14 +44,19 @@ def _data(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from brainlib.config import parse_overrides, preset
-    overrides = parse_overrides(args.set)
-    overrides.update(class_name=args.class_name, run=args.run or f"{args.preset}-{args.class_name}")
+    from brainlib.config import parse_overrides, preset, resumed_settings
+    given = parse_overrides(args.set)
+    if args.class_name:
+        given["class_name"] = args.class_name
     if args.data:
-        overrides["data_root"] = args.data
+        given["data_root"] = args.data
     if args.out_root:
-        overrides["out_root"] = args.out_root
-    cfg = preset(args.preset, **overrides)  # validated before anything heavy is imported
+        given["out_root"] = args.out_root
+    class_name = args.class_name or "AD"
+    run = args.run or f"{args.preset}-{class_name}"
+    cfg = preset(args.preset, **{"class_name": class_name, **given, "run": run})  # validated before heavy imports
+    if args.resume:  # the run's own settings, with only what this command names changed
+        cfg = resumed_settings(cfg, given)
     from brainlib.training.trainer import train
     train(cfg, resume=args.resume)
     return 0
@@ -184,11 +189,14 @@ def _add_data(sub: argparse._SubParsersAction) -> None:
 def _add_train(sub: argparse._SubParsersAction) -> None:
     t = sub.add_parser("train", help="train a progressive StyleGAN, or a diffusion model (diffusion-* presets)")
     t.add_argument("--preset", default="demo")
-    t.add_argument("--class", dest="class_name", default="AD", help="AD, NC or both (conditional)")
+    t.add_argument("--class", dest="class_name", default=None,
+                   help="AD, NC or both (conditional); default AD, or the resumed run's")
     t.add_argument("--run", default=None, help="run name under outputs/ (default: <preset>-<class>)")
     t.add_argument("--data", default=None, help="dataset root (default: the embedded dataset)")
     _out_root_option(t, default=None)  # None: the preset's (or --set out_root=...)
-    t.add_argument("--resume", action="store_true", help="continue from the run's latest checkpoint")
+    t.add_argument("--resume", action="store_true",
+                   help="continue from the run's latest checkpoint with the settings it saved; "
+                        "--set and --data change only what they name")
     t.add_argument("--set", action="append", metavar="KEY=VALUE", help="override any RunConfig field")
     t.set_defaults(func=_train)
 

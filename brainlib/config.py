@@ -387,6 +387,26 @@ def preset(name: str, **overrides: Any) -> RunConfig:
     return base.replace(**coerce_overrides(overrides)).validate()
 
 
+def resumed_settings(cfg: RunConfig, given: dict[str, Any]) -> RunConfig:
+    """The settings a resumed run continues with: those its config.json saved, with `given` (the
+    settings named on the command line) on top, found where `cfg` says (its run and out_root). A
+    preset's defaults never replace what the run trained with: resuming a `--set seed=1` run without
+    restating it keeps seed 1, and a run on `--data X` goes on with X. `cfg` as it is where the run
+    saved no config (the resume then says what is missing). A run is one model: another class is refused."""
+    path = RunDir(cfg.run_dir).config
+    if not path.exists():
+        return cfg
+    try:
+        saved = RunConfig.load(path)
+    except (ValueError, TypeError) as e:  # broken JSON, or values of the wrong shape
+        raise ConfigError(f"{path} is not a readable run config ({e}); resume needs the settings the run "
+                          "trained with") from e
+    if "class_name" in given and given["class_name"] != saved.class_name:
+        raise ConfigError(f"run {cfg.run} trained class {saved.class_name}; it cannot go on as class "
+                          f"{given['class_name']} (train a new run for that class)")
+    return saved.replace(**coerce_overrides(given) | {"run": cfg.run, "out_root": cfg.out_root}).validate()
+
+
 def coerce_overrides(overrides: dict[str, Any]) -> dict[str, Any]:
     """Turn `key=value` strings from the CLI or papermill into typed values."""
     fields = {f.name: f for f in dataclasses.fields(RunConfig)}
