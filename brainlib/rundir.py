@@ -4,10 +4,12 @@
         config.json                        the RunConfig the run was trained with
         checkpoints/<step>-<res>px.safetensors + .json    end of each resolution step (02-16px)
         checkpoints/<step>-<res>px-<images>img.*          periodic, superseded by the next
+        checkpoints/<step>-<res>px-<images>img-final.*    a finished run trained longer (final_images)
         checkpoints/<res>px-<images>img[-final].*        a diffusion run's (no resolution steps)
         checkpoints/latest.json            names the newest checkpoint
         checkpoints/best-<images>.*, best.json   the texture probe's best EMA generator, and its pointer
         samples/<step>-<res>px.png         the fixed latents' grid after each step; 03_<name>.png: 03_samples'
+        samples/<step>-<res>px-<images>img-final.png     the grid where a run trained longer finished
         samples/<res>px-<images>img[-final].png          a diffusion run's grid at each checkpoint
         plots/loss_per_batch.png, plots/loss_per_epoch.png, plots/texture.png (the texture probe)
         metrics.jsonl                      one row per logged batch, one per texture probe
@@ -36,6 +38,7 @@ BEST = "best.json"
 SNAPSHOTS = ("latest", "best")  # what `generate`, `export` and `evaluate` load with --snapshot
 _STEP_NAME = re.compile(r"^(\d+)-(\d+)px$")
 _IMAGES_NAME = re.compile(r"^(\d+)px-(\d+)img(-final)?$")
+_EXTENDED_NAME = re.compile(r"^(\d+)-(\d+)px-(\d+)img-final$")
 
 
 def step_name(step: int, res: int) -> str:
@@ -52,6 +55,18 @@ def parse_step_name(name: str) -> tuple[int, int] | None:
     """(step, res) of a name step_name made (a file stem), else None."""
     m = _STEP_NAME.match(name)
     return (int(m[1]), int(m[2])) if m else None
+
+
+def extended_name(step: int, res: int, images_seen: int) -> str:
+    """The name of the checkpoint, and grid, where a finished run trained longer (final_images)
+    ended: 04-64px-000107936img-final. The step's own end (step_name) stays beside it."""
+    return periodic_name(step, res, images_seen) + "-final"
+
+
+def parse_extended_name(name: str) -> tuple[int, int, int] | None:
+    """(step, res, images seen) of a name extended_name made (a file stem), else None."""
+    m = _EXTENDED_NAME.match(name)
+    return (int(m[1]), int(m[2]), int(m[3])) if m else None
 
 
 def images_name(res: int, images_seen: int, *, finished: bool = False) -> str:
@@ -77,6 +92,13 @@ def checkpoint_meta(checkpoint: str | Path) -> Path:
 
 
 class StepGrid(NamedTuple):
+    step: int
+    res: int
+    path: Path
+
+
+class ExtendedGrid(NamedTuple):
+    images_seen: int
     step: int
     res: int
     path: Path
@@ -182,6 +204,15 @@ class RunDir(_Folder):
         found = ((parse_step_name(p.stem), p) for p in self.samples.glob("*.png"))
         return sorted(StepGrid(*parsed, p) for parsed, p in found if parsed)
 
+    def extended_grids(self) -> list[ExtendedGrid]:
+        """The grids where a finished StyleGAN run trained longer ended, in the order of images seen."""
+        grids = []
+        for path in self.samples.glob("*.png"):
+            if parsed := parse_extended_name(path.stem):
+                step, res, images = parsed
+                grids.append(ExtendedGrid(images, step, res, path))
+        return sorted(grids)
+
     def images_grids(self) -> list[ImagesGrid]:
         """The grids a diffusion run wrote at its checkpoints, in the order of images seen."""
         grids = []
@@ -198,8 +229,9 @@ class RunDir(_Folder):
 
     def training_grids(self) -> list[Path]:
         """Every grid the trainer wrote, in training order: a StyleGAN's after each resolution
-        step (step_grids), a diffusion model's at each checkpoint (images_grids)."""
-        return [g.path for g in self.step_grids()] + [g.path for g in self.images_grids()]
+        step (step_grids) and where it trained longer (extended_grids), a diffusion model's at each
+        checkpoint (images_grids)."""
+        return [g.path for grids in (self.step_grids(), self.extended_grids(), self.images_grids()) for g in grids]
 
     @property
     def loss_per_batch_plot(self) -> Path:

@@ -5,8 +5,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from brainlib.batch.report_page import run_blocks
 from brainlib.config import ConfigError, preset
 from brainlib.data.dataset import SliceDataset
+from brainlib.rundir import RunDir
 from brainlib.training.checkpoints import latest_checkpoint, load_checkpoint
 from brainlib.training.metrics_log import read_metrics
 from brainlib.training.schedule import Position, fade_progress, schedule, step_spent
@@ -67,6 +69,13 @@ def test_a_finished_run_trains_longer_and_keeps_the_checkpoint_it_finished_with(
     train(cfg.replace(final_images=64), dataset=data, resume=True)  # and once more, from the extension
     assert load_checkpoint(latest_checkpoint(run))[1]["images_seen"] == seen + 64
     assert last.is_file()  # the first extension's end stays too
+    grids = RunDir(run).extended_grids()
+    assert [(g.step, g.res, g.images_seen) for g in grids] == [(2, 16, seen + 40), (2, 16, seen + 64)]
+    names = [p.name for p in RunDir(run).training_grids()]
+    assert names == ["01-8px.png", "02-16px.png", *(g.path.name for g in grids)]
+    captions = [f.caption for b in run_blocks(run) for f in b.figures]  # the batch report shows each end
+    assert captions[:4] == ["step 01: 8px", "step 02: 16px", f"step 02 trained longer: 16px, {seen + 40:,} images",
+                            f"step 02 trained longer: 16px, {seen + 64:,} images"]
 
 
 def test_an_interrupted_extension_resumes_and_still_keeps_the_first_finish(tmp_path):

@@ -11,7 +11,9 @@ from brainlib.rundir import (
     StepGrid,
     checkpoint_meta,
     eval_reports,
+    extended_name,
     images_name,
+    parse_extended_name,
     parse_images_name,
     parse_step_name,
     periodic_name,
@@ -66,6 +68,9 @@ def test_generate_writes_where_rundir_says(smoke_run):
 def test_step_names_round_trip(step, res):
     assert parse_step_name(step_name(step, res)) == (step, res)
     assert parse_step_name(periodic_name(step, res, 56)) is None
+    assert parse_extended_name(extended_name(step, res, 56)) == (step, res, 56)
+    assert parse_extended_name(periodic_name(step, res, 56)) is None
+    assert parse_step_name(extended_name(step, res, 56)) is None
 
 
 def test_only_the_trainers_step_grids_count_as_steps(tmp_path):

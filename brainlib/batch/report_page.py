@@ -294,9 +294,12 @@ def run_blocks(run_dir: Path) -> list[Block]:
             for g in checkpoints]))
     else:
         out.append(Block("h3", "Samples after each resolution step (fixed latents, EMA generator)"))
-        out.append(Block("figures", figures=[_figure(g.path, f"{run_dir.name}_{g.path.name}",
-                                                     f"step {g.step:02d}: {g.res}px", grid=True) for g in steps])
-                   if steps else Block("note", "No step finished yet."))
+        figures = [_figure(g.path, f"{run_dir.name}_{g.path.name}", f"step {g.step:02d}: {g.res}px", grid=True)
+                   for g in steps]
+        figures += [_figure(g.path, f"{run_dir.name}_{g.path.name}",
+                            f"step {g.step:02d} trained longer: {g.res}px, {g.images_seen:,} images", grid=True)
+                    for g in run.extended_grids()]
+        out.append(Block("figures", figures=figures) if steps else Block("note", "No step finished yet."))
     out.append(Block("h3", "Losses"))
     plots = sorted(run.plots.glob("loss_*.png"))
     out.append(Block("figures", figures=[_figure(p, f"{run_dir.name}_{p.name}", p.stem.replace("_", " "))

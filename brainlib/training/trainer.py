@@ -34,7 +34,7 @@ from brainlib.networks.build import build_discriminator, build_generator
 from brainlib.networks.settings import network_settings
 from brainlib.plots import save_step_figures
 from brainlib.progress import progress_bar
-from brainlib.rundir import RunDir, periodic_name, step_name
+from brainlib.rundir import RunDir, extended_name, periodic_name, step_name
 from brainlib.runlock import folder_lock
 from brainlib.training import checkpoints as ckpt
 from brainlib.training import distributed as dist
@@ -366,7 +366,7 @@ class Trainer:
         name = step_name(step, res)
         if (self.run_dir.checkpoints / f"{name}.safetensors").exists():
             # a finished run trained longer (final_images): the checkpoint and grid it first finished with stay
-            name = periodic_name(step, res, self.position.images_seen) + "-final"
+            name = extended_name(step, res, self.position.images_seen)
         weights = [t for m in (self.G, self.D) for t in m.parameters()]
         if not dist.ranks_agree(weights):
             raise RuntimeError(f"the {self.world} processes hold different weights after step {name}")
