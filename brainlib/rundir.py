@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple, Self
 
@@ -98,9 +99,9 @@ class StepGrid(NamedTuple):
 
 
 class ExtendedGrid(NamedTuple):
-    images_seen: int
     step: int
     res: int
+    images_seen: int
     path: Path
 
 
@@ -199,28 +200,21 @@ class RunDir(_Folder):
     def step_grid(self, step: int, res: int) -> Path:
         return self.checkpoint_grid(step_name(step, res))
 
+    def _grids(self, parse: Callable[[str], tuple | None], make: Callable[..., tuple]) -> list:
+        """`make(*parsed, path)` of each sample grid whose name `parse` reads, sorted."""
+        return sorted(make(*parsed, p) for p in self.samples.glob("*.png") if (parsed := parse(p.stem)))
+
     def step_grids(self) -> list[StepGrid]:
         """The grids the trainer wrote after each step, in step order."""
-        found = ((parse_step_name(p.stem), p) for p in self.samples.glob("*.png"))
-        return sorted(StepGrid(*parsed, p) for parsed, p in found if parsed)
+        return self._grids(parse_step_name, StepGrid)
 
     def extended_grids(self) -> list[ExtendedGrid]:
         """The grids where a finished StyleGAN run trained longer ended, in the order of images seen."""
-        grids = []
-        for path in self.samples.glob("*.png"):
-            if parsed := parse_extended_name(path.stem):
-                step, res, images = parsed
-                grids.append(ExtendedGrid(images, step, res, path))
-        return sorted(grids)
+        return self._grids(parse_extended_name, ExtendedGrid)
 
     def images_grids(self) -> list[ImagesGrid]:
         """The grids a diffusion run wrote at its checkpoints, in the order of images seen."""
-        grids = []
-        for path in self.samples.glob("*.png"):
-            if parsed := parse_images_name(path.stem):
-                res, images, finished = parsed
-                grids.append(ImagesGrid(images, finished, res, path))
-        return sorted(grids)
+        return self._grids(parse_images_name, lambda res, images, finished, p: ImagesGrid(images, finished, res, p))
 
     def checkpoint_grid(self, name: str) -> Path:
         """The sample grid saved with checkpoint `name` (step_name, images_name, or a finished
