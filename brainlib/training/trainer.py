@@ -418,7 +418,7 @@ class Trainer:
         self.sample_labels = tensors.get("sample/labels")
         self.position = Position(**meta["position"])
         self._set_lrs()  # a resume may lower the learning rates (after a divergence): the new ones apply
-        old = meta["config"]
+        old = {**RunConfig().to_dict(), **meta["config"]}  # a setting newer than the run: its default then
         self.resumed_changes = {k: {"was": old.get(k), "now": v} for k, v in self.cfg.to_dict().items()
                                 if old.get(k) != v and k not in ("device", "compile")}
         self._say(f"resuming {self.run_dir} from {path.name}: step {meta['step']}, {meta['images_seen']} images seen"
