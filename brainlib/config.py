@@ -352,6 +352,10 @@ PRESETS: dict[str, dict[str, Any]] = {
         lr=2e-3, mapping_lr=2e-5, fade_fraction=0.3, composite=True,
     ),
     "demo": DEMO,
+    # the `demo` trained on at 64 px, alpha 1, for twice its compute in all (36,700 more images:
+    # benchmarks/design_speed.py's step costs) and so about twice its time: the finest band and FID
+    # it buys are in docs/quality.md
+    "demo-long": dict(DEMO, final_images=36_700),
     # the demo's widths in about the demo's CPU time with StyleGAN2 and the relativistic loss,
     # to set the two generations side by side on a CPU
     "demo-sg2": dict(DEMO, arch="stylegan2", loss="rpgan-r1r2", images_per_res=12150),

@@ -43,6 +43,11 @@ def test_demo_sg2_is_the_demo_with_stylegan2_and_the_relativistic_loss_in_fewer_
     assert (sg2["arch"], sg2["loss"]) == ("stylegan2", "rpgan-r1r2") and sg2["images_per_res"] < demo["images_per_res"]
 
 
+def test_demo_long_is_the_demo_trained_on_at_full_resolution():
+    demo, long = preset("demo").to_dict(), preset("demo-long").to_dict()
+    assert {k for k in demo if demo[k] != long[k]} == {"final_images"} and long["final_images"] == 36_700
+
+
 @pytest.mark.parametrize("overrides, words", [
     ({"class_name": "MCI"}, "class 'MCI'"),
     ({"image_size": 100}, "power of two"),
