@@ -197,9 +197,6 @@ class RunDir(_Folder):
     def samples(self) -> Path:
         return self.path / "samples"
 
-    def step_grid(self, step: int, res: int) -> Path:
-        return self.checkpoint_grid(step_name(step, res))
-
     def _grids(self, parse: Callable[[str], tuple | None], make: Callable[..., tuple]) -> list:
         """`make(*parsed, path)` of each sample grid whose name `parse` reads, sorted."""
         return sorted(make(*parsed, p) for p in self.samples.glob("*.png") if (parsed := parse(p.stem)))

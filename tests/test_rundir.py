@@ -33,7 +33,8 @@ def smoke_run(tiny_phantom, tmp_path_factory) -> RunDir:
 def test_every_file_of_a_smoke_run_is_one_rundir_names(smoke_run):
     run = smoke_run
     checkpoints = [run.checkpoint(step_name(1, 8)), run.checkpoint(step_name(2, 16))]
-    named = {run.config, run.latest, run.metrics, run.step_grid(1, 8), run.step_grid(2, 16),
+    grids = [run.checkpoint_grid(step_name(1, 8)), run.checkpoint_grid(step_name(2, 16))]
+    named = {run.config, run.latest, run.metrics, *grids,
              run.loss_per_batch_plot, run.loss_per_epoch_plot, *checkpoints, *map(checkpoint_meta, checkpoints)}
     on_disk = {p for p in run.path.rglob("*") if p.is_file()}
     assert on_disk == named
@@ -119,7 +120,7 @@ def test_the_names_on_disk_stay_those_of_earlier_runs(tmp_path):
         return p.relative_to(base).as_posix()
 
     assert [relative(p) for p in (run.config, run.latest, run.checkpoint("02-16px"), run.metrics,
-                                  run.step_grid(2, 16), run.loss_per_batch_plot, run.loss_per_epoch_plot,
+                                  run.checkpoint_grid("02-16px"), run.loss_per_batch_plot, run.loss_per_epoch_plot,
                                   run.eval_report(), run.eval_figures(), run.eval_report(0.7), run.eval_figures(0.7),
                                   run.generated_images("x"), run.generated_record("x"), run.projections,
                                   run.counterfactuals, run.explorer)] == [

@@ -364,7 +364,7 @@ class Trainer:
     def end_of_step(self, res: int, alpha: float, *, finished: bool) -> None:
         step = self.position.step_index + 1
         name = step_name(step, res)
-        if (self.run_dir.checkpoints / f"{name}.safetensors").exists():
+        if self.run_dir.checkpoint(name).exists():
             # a finished run trained longer (final_images): the checkpoint and grid it first finished with stay
             name = extended_name(step, res, self.position.images_seen)
         weights = [t for m in (self.G, self.D) for t in m.parameters()]
@@ -419,8 +419,8 @@ class Trainer:
         self.position = Position(**meta["position"])
         self._set_lrs()  # a resume may lower the learning rates (after a divergence): the new ones apply
         old = {**RunConfig().to_dict(), **meta["config"]}  # a setting newer than the run: its default then
-        self.resumed_changes = {k: {"was": old.get(k), "now": v} for k, v in self.cfg.to_dict().items()
-                                if old.get(k) != v and k not in ("device", "compile")}
+        self.resumed_changes = {k: {"was": old[k], "now": v} for k, v in self.cfg.to_dict().items()
+                                if old[k] != v and k not in ("device", "compile")}
         self._say(f"resuming {self.run_dir} from {path.name}: step {meta['step']}, {meta['images_seen']} images seen"
                   + (f"; changed settings: {self.resumed_changes}" if self.resumed_changes else ""))
 
