@@ -75,7 +75,7 @@ def _generate(args: argparse.Namespace) -> int:
 def _evaluate(args: argparse.Namespace) -> int:
     from brainlib.eval.evaluate import evaluate
     result_path = evaluate(runs=args.model, n=args.n, out_root=args.out_root, truncation=args.truncation,
-                           snapshot=args.snapshot, steps=args.steps)
+                           snapshot=args.snapshot, steps=args.steps, seed=args.seed)
     print(f"wrote {result_path}")
     return 0
 
@@ -228,6 +228,9 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     _snapshot_option(e, " (best: writes eval-best.json beside eval.json)")
     e.add_argument("--steps", type=int, default=None,
                    help="diffusion runs: DDIM steps other than the run's; writes eval-steps<k>.json beside eval.json")
+    e.add_argument("--seed", type=_seed, default=0,
+                   help="the evaluation's draw (images, subsets, SWD directions, classifiers); other than 0 writes "
+                        "eval-seed<s>.json beside eval.json, so two seeds show the evaluation's own spread")
     _out_root_option(e)
     e.set_defaults(func=_evaluate)
 

@@ -15,7 +15,7 @@
         metrics.jsonl                      one row per logged batch, one per texture probe
         eval.json, eval/                   the evaluation and its figures (eval-psi<psi>.* when truncated,
                                            eval-best.* for the best snapshot, eval-steps<k>.* with other
-                                           diffusion sampling steps)
+                                           diffusion sampling steps, eval-seed<s>.* drawn with seed s)
         generated_images/<name>/ + <name>.json, projections/, counterfactuals/, explorer/
     <out_root>/<batch>/                    BatchDir: notebooks/, plots/, timings.json, eval.json
                                            (eval-<preset>.json each in a batch of several presets)
@@ -146,10 +146,12 @@ class _Folder(os.PathLike):
     def plots(self) -> Path:
         return self.path / "plots"
 
-    def eval_report(self, psi: float = 1.0, snapshot: str = "latest", steps: int | None = None) -> Path:
+    def eval_report(self, psi: float = 1.0, snapshot: str = "latest", steps: int | None = None,
+                    seed: int = 0) -> Path:
         """eval.json; eval-psi<psi>.json for an evaluation with truncation, eval-best*.json of the
-        best snapshot, eval*-steps<k>.json for a diffusion run sampled with k steps other than its own."""
-        return self.path / f"{_eval_stem(psi, snapshot, steps)}.json"
+        best snapshot, eval*-steps<k>.json for a diffusion run sampled with k steps other than its own,
+        eval*-seed<s>.json for an evaluation drawn with seed s instead of 0."""
+        return self.path / f"{_eval_stem(psi, snapshot, steps, seed)}.json"
 
 
 class RunDir(_Folder):
@@ -240,9 +242,11 @@ class RunDir(_Folder):
     def metrics(self) -> Path:
         return self.path / "metrics.jsonl"
 
-    def eval_figures(self, psi: float = 1.0, snapshot: str = "latest", steps: int | None = None) -> Path:
-        """The folder of that evaluation's figures and features: eval/, eval-psi<psi>/, eval-best*/, eval*-steps<k>/."""
-        return self.path / _eval_stem(psi, snapshot, steps)
+    def eval_figures(self, psi: float = 1.0, snapshot: str = "latest", steps: int | None = None,
+                     seed: int = 0) -> Path:
+        """The folder of that evaluation's figures and features: eval/, eval-psi<psi>/, eval-best*/,
+        eval*-steps<k>/, eval*-seed<s>/."""
+        return self.path / _eval_stem(psi, snapshot, steps, seed)
 
     def eval_figure(self, kind: str, class_name: str, psi: float = 1.0) -> Path:
         """An evaluation's per-class figure: kind real, generated (4x4 grids) or memorisation."""
@@ -275,9 +279,9 @@ class RunDir(_Folder):
         return self.path / "explorer"
 
 
-def _eval_stem(psi: float, snapshot: str = "latest", steps: int | None = None) -> str:
+def _eval_stem(psi: float, snapshot: str = "latest", steps: int | None = None, seed: int = 0) -> str:
     return ("eval" + ("" if snapshot == "latest" else f"-{snapshot}") + ("" if psi == 1.0 else f"-psi{psi:g}")
-            + ("" if steps is None else f"-steps{steps}"))
+            + ("" if steps is None else f"-steps{steps}") + ("" if seed == 0 else f"-seed{seed}"))
 
 
 def find_model(model: str | os.PathLike, out_root: str | os.PathLike = DEFAULT_OUT_ROOT) -> Path:

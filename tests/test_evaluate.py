@@ -119,6 +119,20 @@ def test_truncated_evaluation_sits_beside_the_untruncated_one(report_path, runs_
         evaluate([RUNS[1]], n=8, out_root=runs_root, quick=True, progress=False, truncation=1.5)
 
 
+def test_another_seed_is_a_second_draw_beside_eval_json(report_path, runs_root, tmp_path):
+    before = report_path.read_bytes()
+    path = evaluate([RUNS[1]], n=40, out_root=runs_root, quick=True, progress=False, seed=3, embed_method=None,
+                    encoder_cache=tmp_path / "enc")
+    assert path == runs_root / RUNS[1] / "eval-seed3.json" and (runs_root / RUNS[1] / "eval-seed3").is_dir()
+    assert report_path.read_bytes() == before
+    report, first = load_report(path), load_report(report_path)
+    assert report["fingerprint"]["seed"] == 3 and first["fingerprint"]["seed"] == 0
+    swd = report["per_class"]["NC"]["swd_x1e3"]["mean"]
+    assert swd["generated"] > 0 and swd["generated"] != first["per_class"]["NC"]["swd_x1e3"]["mean"]["generated"]
+    with pytest.raises(ValueError, match="seed"):
+        evaluate([RUNS[1]], n=8, out_root=runs_root, quick=True, progress=False, seed=-1)
+
+
 def test_evaluate_refuses_a_class_twice(runs_root):
     with pytest.raises(ValueError, match="each class at most once"):
         evaluate([RUNS[0], RUNS[0]], n=8, out_root=runs_root, quick=True, progress=False)

@@ -122,11 +122,13 @@ def test_the_names_on_disk_stay_those_of_earlier_runs(tmp_path):
     assert [relative(p) for p in (run.config, run.latest, run.checkpoint("02-16px"), run.metrics,
                                   run.checkpoint_grid("02-16px"), run.loss_per_batch_plot, run.loss_per_epoch_plot,
                                   run.eval_report(), run.eval_figures(), run.eval_report(0.7), run.eval_figures(0.7),
+                                  run.eval_report(seed=3), run.eval_figures(0.7, seed=3),
                                   run.generated_images("x"), run.generated_record("x"), run.projections,
                                   run.counterfactuals, run.explorer)] == [
         "config.json", "checkpoints/latest.json", "checkpoints/02-16px.safetensors", "metrics.jsonl",
         "samples/02-16px.png", "plots/loss_per_batch.png", "plots/loss_per_epoch.png", "eval.json", "eval",
-        "eval-psi0.7.json", "eval-psi0.7", "generated_images/x", "generated_images/x.json", "projections",
+        "eval-psi0.7.json", "eval-psi0.7", "eval-seed3.json", "eval-psi0.7-seed3",
+        "generated_images/x", "generated_images/x.json", "projections",
         "counterfactuals", "explorer"]
     assert periodic_name(2, 16, 56) == "02-16px-000000056img"
     assert checkpoint_meta(run.checkpoint("01-8px")).name == "01-8px.json"

@@ -35,7 +35,7 @@ import numpy as np
 import torch
 
 from brainlib.atomic import atomic_write_bytes, atomic_write_json, human_bytes
-from brainlib.config import CLASS_LABELS, check_psi
+from brainlib.config import CLASS_LABELS, check_psi, check_seed
 from brainlib.data.dataset import dataset_for_config, dataset_root, to_model_input
 from brainlib.data.discovery import DataError, discover
 from brainlib.eval import memorisation as mem
@@ -414,8 +414,12 @@ def evaluate(runs: list[str], n: int = 1000, out_root: str | Path = DEFAULT_OUT_
     `eval-steps<k>.json` and `eval-steps<k>/` (quality against sampling cost).
     `snapshot="best"` evaluates each run's best snapshot (training/texture_probe.py) and writes
     `eval-best.json` and `eval-best/` (`eval-best-psi<psi>.*` with truncation) instead.
+    `seed` draws the generated images, the subsets, the SWD directions and the classifiers'
+    initialisations; a seed other than 0 writes `eval-seed<s>.json` and `eval-seed<s>/`, so two
+    seeds side by side show how much the evaluation itself moves each figure.
     """
     check_psi(truncation, "truncation")
+    check_seed(seed, "seed")
     sizes = sizes or (EvalSizes.quick() if quick else EvalSizes())
     runs = [runs] if isinstance(runs, (str, Path)) else list(runs)
     if n < 2:
@@ -468,7 +472,7 @@ def check_memory(n: int, loaded) -> None:
 def _evaluate(runs, loaded, run_dirs: list[RunDir], n: int, *, seed: int, quick: bool, sizes: EvalSizes,
               embed_method: str, usefulness: bool, reuse: bool, encoder_cache, progress: bool, truncation: float,
               snapshot: str, steps: int | None, t0: float) -> Path:
-    variant = dict(psi=truncation, snapshot=snapshot, steps=steps)
+    variant = dict(psi=truncation, snapshot=snapshot, steps=steps, seed=seed)
     first_json, fig_dir = run_dirs[0].eval_report(**variant), run_dirs[0].eval_figures(**variant)
     fingerprint = _fingerprint(runs, n, seed, sizes, loaded, truncation, steps)
     if reuse and (old := reusable_report(first_json, fingerprint)) is not None:
