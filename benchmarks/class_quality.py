@@ -39,8 +39,7 @@ def measure(run_dir: Path, class_name: str, *, n: int, seed: int, quick: bool) -
     """SWD (per set, and normalised by the training images' statistics), the power spectrum's
     distance per band, and C2ST, each with its floor, of `n` images of the run's EMA generator."""
     from brainlib.eval.c2st import c2st, half_resolution
-    from brainlib.eval.evaluate import EvalSizes, _subset, real_images
-    from brainlib.eval.metrics import swd_to_reference
+    from brainlib.eval.evaluate import EvalSizes, _subset, real_images, swd_section
     from brainlib.eval.spectrum import spectra_to_reference
     from brainlib.synthesis.sampling import load, sample_images
 
@@ -52,19 +51,21 @@ def measure(run_dir: Path, class_name: str, *, n: int, seed: int, quick: bool) -
     train, held = train[class_name], held[class_name]
     m = min(len(generated), len(held))
     gen_m, held_m = _subset(generated, m, seed), _subset(held, m, seed + 1)
-    swd, swd_ref = (swd_to_reference(train, {"generated": gen_m, "floor": held_m}, patches_per_image=sizes.swd_patches,
-                                     directions=sizes.swd_directions, repeats=sizes.swd_repeats, seed=seed,
-                                     normalise=normalise) for normalise in ("per_set", "reference"))
+    swd, swd_ref = (swd_section(generated, train, held_m, sizes, seed, normalise=normalise)
+                    for normalise in ("per_set", "reference"))
     spectrum = spectra_to_reference(train, {"generated": gen_m, "floor": held_m})
     seeds = tuple(range(seed, seed + sizes.c2st_seeds))
     two_sample = c2st(gen_m, train, held_m, seeds=seeds, epochs=sizes.c2st_epochs)
     half = c2st(*map(half_resolution, (gen_m, train, held_m)), seeds=seeds, epochs=sizes.c2st_epochs)
-    g, f = swd["generated"], swd["floor"]
-    rg, rf = swd_ref["generated"], swd_ref["floor"]
-    return {"compared": m, "swd_x1e3": g["mean"], "swd_floor": f["mean"], "swd_ratio": g["mean"] / f["mean"],
-            "swd_levels": g["levels"], "swd_floor_levels": f["levels"],
-            "swd_ref_x1e3": rg["mean"], "swd_ref_floor": rf["mean"], "swd_ref_levels": rg["levels"],
-            "swd_ref_floor_levels": rf["levels"], "spectrum_bands": spectrum["generated"]["bands"],
+
+    def side(section: dict, key: str) -> dict:
+        return {lvl: pair[key] for lvl, pair in section["levels"].items()}
+
+    return {"compared": m, "swd_x1e3": swd["mean"]["generated"], "swd_floor": swd["mean"]["floor"],
+            "swd_ratio": swd["mean"]["ratio"], "swd_levels": side(swd, "generated"),
+            "swd_floor_levels": side(swd, "floor"), "swd_ref_x1e3": swd_ref["mean"]["generated"],
+            "swd_ref_floor": swd_ref["mean"]["floor"], "swd_ref_levels": side(swd_ref, "generated"),
+            "swd_ref_floor_levels": side(swd_ref, "floor"), "spectrum_bands": spectrum["generated"]["bands"],
             "spectrum_floor_bands": spectrum["floor"]["bands"],
             "c2st": two_sample["c2st"], "c2st_floor": two_sample["c2st_floor"], "c2st_std": two_sample["c2st_std"],
             "c2st_seeds": two_sample["c2st_seeds"], "c2st_half_res": half["c2st"],

@@ -200,7 +200,8 @@ def test_one_class_whose_dataset_lacks_the_other_class(tmp_path, capsys):
 def test_quick_sizes_are_smaller():
     q, full = EvalSizes.quick(), EvalSizes()
     assert q.ms_ssim_pairs < full.ms_ssim_pairs and q.swd_patches < full.swd_patches
-    assert (full.swd_patches, full.swd_directions, full.swd_repeats) == (128, 128, 4)  # ProGAN's settings
+    # ProGAN's 128 patches a level and 512 directions, here over 4 draws of patches and subsets
+    assert (full.swd_patches, full.swd_directions * full.swd_repeats * full.swd_draws) == (128, 512)
     assert full.c2st_seeds == 3 and q.c2st_seeds == 1  # a full evaluation averages three classifiers
 
 

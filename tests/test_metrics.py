@@ -78,6 +78,21 @@ def test_reference_normalised_swd_sees_a_too_strong_fine_band_that_per_set_swd_m
     assert ratios["per_set"]["strong"] < 1.5  # ProGAN's per-set normalisation reads it as near the floor
 
 
+def test_swd_section_averages_draws_and_gives_the_ratios_standard_error():
+    from brainlib.eval.evaluate import EvalSizes, swd_section
+    train, held, gen = fields(120, seed=1), fields(40, seed=2), fields(120, seed=3)
+    strong = gen + 0.5 * laplacian_pyramid(gen, 2)[0]
+    sizes = EvalSizes(swd_patches=32, swd_directions=64, swd_draws=3)
+    same, stronger = (swd_section(x, train, held, sizes, 0, normalise="reference") for x in (gen, strong))
+    assert same["draws"] == 3 and same["n_images"] == 40  # each draw: 40 a side, from all 120 generated
+    finest = same["levels"]["32"]
+    assert 0.5 < finest["ratio"] < 2 and 0 < finest["ratio_se"] < 0.5 * finest["ratio"]
+    assert finest["ratio"] == pytest.approx(finest["generated"] / finest["floor"])
+    assert stronger["levels"]["32"]["ratio"] > 3 * finest["ratio"]
+    one = swd_section(gen, train, held, EvalSizes(swd_patches=32, swd_directions=64, swd_draws=1), 0)
+    assert one["levels"]["32"]["ratio_se"] is None  # one draw has no spread to show
+
+
 def test_reference_normalised_swd_sees_a_contrast_change_that_per_set_swd_ignores():
     x, y = fields(100, seed=1), fields(100, seed=2)
     kw = dict(patches_per_image=16, directions=64, repeats=2)

@@ -52,10 +52,11 @@ from brainlib.runlock import folder_locks
 from brainlib.synthesis.sampling import load, sample_images
 from brainlib.training.checkpoints import snapshot_checkpoint
 
+# 6: the SWD averaged over draws of patches and subsets, with the ratio's standard error;
 # 5: SWD normalised by the training set's statistics, the power spectrum per band; 4: truncation
 # (psi) in the report and its fingerprint; 3: C2ST at half resolution, one-class reports;
 # 2: real and generated grids in eval/
-EVAL_VERSION = 5
+EVAL_VERSION = 6
 NEEDS_BOTH = {"not_applicable": "needs both AD and NC"}
 
 
@@ -64,7 +65,8 @@ class EvalSizes:
     """How much work each metric does; `quick()` is for tests."""
     swd_patches: int = 128
     swd_directions: int = 128
-    swd_repeats: int = 4
+    swd_repeats: int = 1  # sets of swd_directions directions per draw
+    swd_draws: int = 4  # draws of patches and subsets averaged (swd_section): one draw's floor moves by a fifth
     ms_ssim_pairs: int = 1000
     kid_subsets: int = 50
     usefulness_epochs: int = 4
@@ -77,7 +79,7 @@ class EvalSizes:
 
     @classmethod
     def quick(cls) -> EvalSizes:
-        return cls(swd_patches=32, swd_directions=64, swd_repeats=2, ms_ssim_pairs=100, kid_subsets=10,
+        return cls(swd_patches=32, swd_directions=64, swd_repeats=2, swd_draws=2, ms_ssim_pairs=100, kid_subsets=10,
                    usefulness_epochs=2, encoder_epochs=2, c2st_epochs=2, c2st_seeds=1, embed_max_real_per_class=200,
                    memorisation_pairs_shown=4)
 
@@ -193,8 +195,8 @@ def class_metrics(c: str, gen, train, held, enc, inception, sizes: EvalSizes, se
     out: dict = {"sizes": {"generated": len(gen), "compared": m, "train": len(train), "heldout": len(held)}}
     seconds: dict[str, float] = {}
     with timed(seconds, "swd"):
-        out["swd_x1e3"] = swd_section(gen_m, train, held_m, sizes, seed)
-        out["swd_reference_x1e3"] = swd_section(gen_m, train, held_m, sizes, seed, normalise="reference")
+        out["swd_x1e3"] = swd_section(gen, train, held_m, sizes, seed)
+        out["swd_reference_x1e3"] = swd_section(gen, train, held_m, sizes, seed, normalise="reference")
     with timed(seconds, "spectrum"):
         out["spectrum"] = spectrum_section(gen_m, train, held_m)
         figures[f"spectrum_{c}"] = str(plot_spectra(
@@ -233,14 +235,30 @@ def class_metrics(c: str, gen, train, held, enc, inception, sizes: EvalSizes, se
 
 def swd_section(gen, train, held, sizes: EvalSizes, seed: int, normalise: str = "per_set") -> dict:
     """Sliced Wasserstein distance to the training images, per Laplacian level (finest first) and on
-    average; patches normalised per set (ProGAN) or by the training images' statistics ("reference")."""
-    swd = swd_to_reference(train, {"generated": gen, "floor": held}, patches_per_image=sizes.swd_patches,
-                           directions=sizes.swd_directions, repeats=sizes.swd_repeats, seed=seed,
-                           normalise=normalise)
-    return {"mean": with_floor(swd["generated"]["mean"], swd["floor"]["mean"]),
-            "levels": {lvl: with_floor(swd["generated"]["levels"][lvl], swd["floor"]["levels"][lvl])
-                       for lvl in swd["generated"]["levels"]},
-            "n_images": swd["generated"]["n_images"]}
+    average; patches normalised per set (ProGAN) or by the training images' statistics ("reference").
+
+    One draw of patches compares len(held) images a side, and its floor moves by a fifth from draw
+    to draw (measured: docs/experiments.md, 2026-12-06 14:40). So the figure averages
+    `sizes.swd_draws` draws, each with its own patches and directions, its own subset of the
+    generated images and of the training images (the reference), against all the held-out ones;
+    generated and floor are averaged separately and `ratio_se` is the standard error of the ratio."""
+    m = len(held)
+    draws = []
+    for k in range(sizes.swd_draws):
+        s = seed + 7919 * k
+        draws.append(swd_to_reference(_subset(train, m, s), {"generated": _subset(gen, m, s), "floor": held},
+                                      patches_per_image=sizes.swd_patches, directions=sizes.swd_directions,
+                                      repeats=sizes.swd_repeats, seed=s, normalise=normalise))
+
+    def averaged(pick) -> dict:
+        g, f = (np.array([pick(d[side]) for d in draws]) for side in ("generated", "floor"))
+        se = float(np.std(g / f, ddof=1) / np.sqrt(len(draws))) if len(draws) > 1 else None
+        return {**with_floor(float(g.mean()), float(f.mean())), "ratio_se": se}
+
+    levels = draws[0]["generated"]["levels"]
+    return {"mean": averaged(lambda r: r["mean"]),
+            "levels": {lvl: averaged(lambda r, lvl=lvl: r["levels"][lvl]) for lvl in levels},
+            "n_images": m, "draws": len(draws)}
 
 
 def spectrum_section(gen, train, held) -> dict:

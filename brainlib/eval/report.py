@@ -16,13 +16,14 @@ def with_floor(generated: float | None, floor: float | None) -> dict:
 
 
 def metric_rows(report: dict) -> list[dict]:
-    """Rows (metric, class, generated, floor, ratio, better) for the printed table."""
+    """Rows (metric, class, generated, floor, ratio, better, ratio_se) for the printed table; ratio_se,
+    the ratio's standard error over the SWD's draws, is None for the other figures."""
     rows = []
 
     def add(metric, c, pair, better):
         if pair is not None:
             rows.append({"metric": metric, "class": c, "generated": pair["generated"], "floor": pair["floor"],
-                         "ratio": pair["ratio"], "better": better})
+                         "ratio": pair["ratio"], "better": better, "ratio_se": pair.get("ratio_se")})
 
     for c, m in report["per_class"].items():
         add("SWD x1e3 (avg)", c, m["swd_x1e3"]["mean"], "lower")
@@ -43,7 +44,7 @@ def metric_rows(report: dict) -> list[dict]:
 
     def not_applicable(metric, reason):
         rows.append({"metric": metric, "class": "both", "generated": None, "floor": None, "ratio": None,
-                     "better": f"not applicable: {reason}"})
+                     "better": f"not applicable: {reason}", "ratio_se": None})
 
     use = report.get("usefulness")
     if use and "not_applicable" in use:
@@ -96,7 +97,7 @@ def format_table(rows: list[dict]) -> str:
     head = f"{'metric':<56} {'class':<5} {'generated':>10} {'floor':>10} {'ratio':>8}  better"
     lines = [head, "-" * len(head)]
     lines += [f"{r['metric']:<56} {r['class']:<5} {f(r['generated']):>10} {f(r['floor']):>10} {f(r['ratio']):>8}  "
-              f"{r['better']}" for r in rows]
+              f"{r['better']}" + ("" if r.get("ratio_se") is None else f" (ratio ±{r['ratio_se']:.2f})") for r in rows]
     return "\n".join(lines)
 
 
