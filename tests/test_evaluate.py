@@ -94,7 +94,8 @@ def test_metric_table_rows_and_reuse(report_path, runs_root, capsys):
     before = report_path.stat().st_mtime_ns
     again = evaluate(RUNS, n=40, out_root=runs_root, quick=True, progress=False, reuse=True)
     assert again == report_path and report_path.stat().st_mtime_ns == before  # same checkpoints: reused
-    assert "FID (encoder)" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "FID (encoder)" in printed and "(ratio ±" in printed  # the SWD's rows give their standard error
 
 
 def test_truncated_evaluation_sits_beside_the_untruncated_one(report_path, runs_root, tmp_path):

@@ -31,8 +31,8 @@ def pair(gen, floor, **extra):
 
 def class_report(swd_ratio: float) -> dict:
     return {"sizes": {"generated": 100, "compared": 40, "train": 160, "heldout": 40},
-            "swd_x1e3": {"mean": pair(9.0 * swd_ratio, 9.0), "levels": {"16": pair(9.0 * swd_ratio, 9.0)},
-                         "n_images": 40},
+            "swd_x1e3": {"mean": pair(9.0 * swd_ratio, 9.0, ratio_se=0.12),
+                         "levels": {"16": pair(9.0 * swd_ratio, 9.0)}, "n_images": 40},
             "ms_ssim": pair(0.3, 0.31), "fid_encoder": pair(50.0, 5.0),
             "kid_encoder": pair(0.004, -1e-5, generated_std=3e-4, floor_std=2e-5),
             "precision_encoder": pair(0.7, 0.92), "recall_encoder": pair(0.9, 0.93), "inception_fid": None,
@@ -203,7 +203,8 @@ def test_first_screen_holds_one_headline_row_per_figure_and_class_then_real_besi
     assert judged[("fid_encoder", "AD")] == "far" and judged[("c2st_accuracy", "NC")] == "far"
     assert judged[("c2st_accuracy_half_res", "AD")] == "near"  # the texture gives it away, the anatomy does not
     assert judged[("usefulness_real+synthetic", "AD+NC")] == "near"
-    assert "real-vs-real floor" in first and "1.2×" in first
+    assert "real-vs-real floor" in first and "1.2× ±0.12" in first  # the SWD's ratio with its standard error
+    assert first.count("±") == 2  # the SWD of each class; the other figures have none
     assert first.index("AD: real") < first.index("AD: generated") < first.index("NC: real")
     assert not FLATTENED.search(page), FLATTENED.search(page)
 
@@ -237,7 +238,7 @@ def test_the_batch_folder_alone_still_shows_everything(tmp_path):
     for link in links:
         assert (moved / link).is_file(), link
     assert json.loads((moved / "eval.json").read_text())["runs"] == ["b-AD", "b-NC"]
-    assert "| swd |" not in md and "| AD | SWD ×1e3 | 10.8 | 9 | 1.2× | ● near floor |" in md
+    assert "| swd |" not in md and "| AD | SWD ×1e3 | 10.8 | 9 | 1.2× ±0.12 | ● near floor |" in md
 
 
 def test_settings_show_what_differs_from_the_preset_and_the_commands_repeat_it(tmp_path):

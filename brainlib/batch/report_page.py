@@ -539,8 +539,9 @@ def _num(v: Any) -> str:
 
 
 def _ratio(pair: dict | None) -> str:
-    r = _get(pair, "ratio")
-    return "–" if r is None else f"{r:.3g}×"
+    """The ratio to the floor, with its standard error where the figure has one (the SWD's draws)."""
+    r, se = _get(pair, "ratio"), _get(pair, "ratio_se")
+    return "–" if r is None else f"{r:.3g}×" + ("" if se is None else f" ±{se:.2f}")
 
 
 def _mark(v: str) -> str:
