@@ -136,6 +136,9 @@ class RunConfig(ModelClasses):
     reg_every: int = 1  # lazy regularisation: penalty every k critic steps, scaled by k
     ema_half_life_kimg: float = 10.0
     style_mixing_prob: float = 0.0
+    # stylegan: G's loss also takes its batch's log power per radial frequency against the
+    # training slices' (training/spectrum_match.py), times this; 0: off
+    spectral_weight: float = 0.0
     augment: str = "none"
 
     # --- devices and logging ---
@@ -225,6 +228,10 @@ class RunConfig(ModelClasses):
              "final_images adds images to the last step: it needs an image budget, not seconds_per_res")
         need(self.lr > 0 and self.mapping_lr > 0, "learning rates must be positive")
         need(self.reg_every >= 1, "reg_every must be at least 1")
+        need(math.isfinite(self.spectral_weight) and self.spectral_weight >= 0,
+             f"spectral_weight={self.spectral_weight} must be 0 (off) or a positive number")
+        need(not (self.spectral_weight and self.diffusion),
+             "spectral_weight is a StyleGAN setting: the diffusion family's loss has no generator term")
         need(self.mbstd_group >= 1, "mbstd_group must be at least 1")
         need(self.noise_max_res is None or self.noise_max_res >= 4,
              f"noise_max_res={self.noise_max_res} must be a resolution (>= 4) or None")

@@ -14,6 +14,7 @@ over its radii: 0.3 means a factor of two in power.
 """
 from __future__ import annotations
 
+import functools
 import math
 from pathlib import Path
 
@@ -25,22 +26,39 @@ from brainlib.data.dataset import to_model_input
 from brainlib.plots import pyplot
 
 
+def ring_power(x: torch.Tensor) -> torch.Tensor:
+    """Mean power per radial frequency r = 0 .. S/2 (cycles per image) of images [N,1,S,S] in
+    [-1, 1], as a tensor on their device that gradients flow through (float64 stays float64,
+    other types are computed in float32)."""
+    size = x.shape[-1]
+    if x.dim() != 4 or x.shape[1] != 1 or len(x) < 1 or size < 4 or x.shape[-2] != size:
+        raise ValueError(f"a power spectrum needs square images [N,1,S,S], S >= 4, got {tuple(x.shape)}")
+    if x.dtype != torch.float64:
+        x = x.float()
+    spectrum = torch.view_as_real(torch.fft.fft2(x[:, 0]))
+    power = spectrum.square().sum(-1).mean(0).flatten() / size**2
+    pixels, radius, counts = _rings(size, str(x.device))
+    totals = power.new_zeros(size // 2 + 1).index_add(0, radius, power.index_select(0, pixels))
+    return totals / counts.to(power.dtype)
+
+
+@functools.lru_cache(maxsize=16)
+def _rings(size: int, device: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The flat indices of the pixels within radius S/2 of DC, their ring r, and the pixels per ring."""
+    f = np.fft.fftfreq(size) * size
+    radius = np.rint(np.hypot(f[:, None], f[None, :])).astype(np.int64).ravel()
+    pixels = np.flatnonzero(radius <= size // 2)
+    counts = np.bincount(radius[pixels], minlength=size // 2 + 1)
+    return tuple(torch.from_numpy(a).to(device) for a in (pixels, radius[pixels], counts))
+
+
 def radial_power_spectrum(images) -> np.ndarray:
     """Mean power per radial frequency r = 0 .. S/2 (cycles per image) of a set of square images."""
-    x = to_model_input(images).double()[:, 0]
-    size = x.shape[-1]
-    if len(x) < 1 or size < 4:
-        raise ValueError(f"a power spectrum needs at least one image of 4 px or more, got {tuple(x.shape)}")
-    power = torch.zeros(size, size, dtype=torch.float64)
-    for chunk in x.split(256):
-        power += (torch.fft.fft2(chunk).abs() ** 2).sum(0)
-    power = (power / (len(x) * size * size)).numpy()
-    f = np.fft.fftfreq(size) * size
-    radius = np.rint(np.hypot(f[:, None], f[None, :])).astype(int)
-    keep = radius <= size // 2
-    totals = np.bincount(radius[keep], weights=power[keep], minlength=size // 2 + 1)
-    counts = np.bincount(radius[keep], minlength=size // 2 + 1)
-    return totals / np.maximum(counts, 1)
+    x = to_model_input(images).double()
+    if len(x) < 1:
+        raise ValueError(f"a power spectrum needs at least one image, got {tuple(x.shape)}")
+    total = sum(ring_power(chunk) * len(chunk) for chunk in x.split(256))
+    return (total / len(x)).cpu().numpy()
 
 
 def octave_bands(size: int) -> dict[str, tuple[int, int]]:

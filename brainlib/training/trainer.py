@@ -52,6 +52,7 @@ from brainlib.training.schedule import (
     fade_progress,
     step_spent,
 )
+from brainlib.training.spectrum_match import SpectrumMatch
 from brainlib.training.texture_probe import TextureTracker, snapshot_meta
 
 SAMPLE_SEED_OFFSET = 7919  # the fixed sample latents are drawn from seed + this
@@ -103,6 +104,8 @@ class Trainer:
             raise ValueError(f"the dataset at {getattr(dataset, 'root', '?')} holds no images "
                              f"for classes {cfg.classes}")
         self.n_images = len(self.images_u8)
+        self.spectrum = (SpectrumMatch(self.images_u8, cfg.spectral_weight, cfg.image_size)
+                         if cfg.spectral_weight > 0 else None)
 
         n = cfg.sample_grid ** 2
         sample_rng = torch.Generator().manual_seed(cfg.seed + SAMPLE_SEED_OFFSET)
@@ -197,12 +200,16 @@ class Trainer:
             alpha_in = torch.tensor(alpha, device=self.device) if self.cfg.compile else alpha
             fake = self.G_train(z, label, res=res, alpha=alpha_in, update_w_avg=True, **self._mixing(n, res))
             loss, stats = self.loss.generator_loss(self.D, fake, label, alpha=alpha, real=real)
+        g_loss = loss.detach()  # the adversarial part, as the plots have always shown it
+        if self.spectrum is not None and res == self.cfg.image_size:  # the full-size slices only
+            stats["spectral"] = self.spectrum(fake)
+            loss = loss + stats["spectral"]
         self.opt_G.zero_grad(set_to_none=True)
         self.scaler_G.scale(loss).backward()
         self.scaler_G.step(self.opt_G)
         self.scaler_G.update()
         self.D.requires_grad_(True)
-        return {**{k: v.detach() for k, v in stats.items()}, "g_loss": loss.detach()}
+        return {**{k: v.detach() for k, v in stats.items()}, "g_loss": g_loss}
 
     @torch.no_grad()
     def update_ema(self, images: int) -> None:
