@@ -20,9 +20,15 @@ from brainlib.eval.spectrum import ring_power
 LOG_FLOOR = 1e-20  # no power at some radius: keep the log finite
 
 
+def finest_log(power: torch.Tensor, size: int) -> torch.Tensor:
+    """log10 of a ring power (r = 0 .. S/2, eval.spectrum.ring_power) over the radii the term
+    reads, r = S/8 .. S/2: the one place that picks them, for the batch and the reference alike."""
+    return power[size // 8:].clamp_min(LOG_FLOOR).log10()
+
+
 def log_power(x: torch.Tensor) -> torch.Tensor:
     """log10 of the mean power per radius r = S/8 .. S/2 of images [N,1,S,S]."""
-    return ring_power(x)[x.shape[-1] // 8:].clamp_min(LOG_FLOOR).log10()
+    return finest_log(ring_power(x), x.shape[-1])
 
 
 class SpectrumMatch:
@@ -32,7 +38,7 @@ class SpectrumMatch:
         self.weight, self.size = weight, size
         with torch.no_grad():
             total = sum(ring_power(to_model_input(c, size)) * len(c) for c in images_u8.split(chunk))
-            self.reference = (total[size // 8:] / len(images_u8)).clamp_min(LOG_FLOOR).log10()
+            self.reference = finest_log(total / len(images_u8), size)
 
     def __call__(self, fake: torch.Tensor) -> torch.Tensor:
         """The weighted term for a generated batch [N,1,size,size] (computed in float32)."""
