@@ -110,6 +110,9 @@ class RunConfig(ModelClasses):
     noise_max_res: int | None = None  # noise inputs up to this resolution; None: every layer, as StyleGAN
     composite: bool = False  # draw tissue through a learned mask over a black background (stylegan1.composite_on_black)
     critic_highpass: bool = False  # the critic gets a second head on the image's finest band (stylegan1.HighpassHead)
+    # that head reads the band as 2x2 pixel blocks (4 channels) at half the resolution: every pixel
+    # still, at about a quarter of the head's convolution cost
+    highpass_unshuffle: bool = False
     # stylegan1: resampling into and out of the resolutions from this one up goes through a 12-tap
     # Kaiser low-pass (layers.kaiser_lowpass) instead of [1, 2, 1] / nearest / average pooling
     lowpass_from: int | None = None
@@ -241,6 +244,8 @@ class RunConfig(ModelClasses):
              f"lowpass_from is built for arch stylegan1, not {self.arch} (whose resampling filters are fixed)")
         need(not self.output_lowpass or self.arch == "stylegan1",
              f"output_lowpass is built for arch stylegan1, not {self.arch}")
+        need(self.critic_highpass or not self.highpass_unshuffle,
+             "highpass_unshuffle shapes the critic's high-pass head: set critic_highpass=true with it")
         need(self.family in FAMILIES, f"family {self.family!r} is not one of {', '.join(FAMILIES)}")
         if self.diffusion:
             self._validate_diffusion(need)

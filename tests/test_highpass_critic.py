@@ -1,5 +1,6 @@
-"""The critic's high-pass head (`critic_highpass`, stylegan1.HighpassHead): shapes, the fade-in,
-what it sees, that critics without it are unchanged, and a smoke run that resumes."""
+"""The critic's high-pass head (`critic_highpass`, stylegan1.HighpassHead), whole or reading 2x2
+pixel blocks (`highpass_unshuffle`): shapes, the fade-in, what it sees, that critics without it are
+unchanged, and a smoke run that resumes."""
 import json
 
 import numpy as np
@@ -13,6 +14,7 @@ from brainlib.networks.settings import NetworkSettings, network_settings
 from brainlib.networks.stylegan1 import BLACK
 
 ARCHS = ["stylegan1", "stylegan2"]
+HEADS = [{"critic_highpass": True}, {"critic_highpass": True, "highpass_unshuffle": True}]
 
 
 def tiny(**overrides) -> NetworkSettings:
@@ -28,10 +30,11 @@ def labels_for(class_name, n):
     return torch.arange(n) % 2 if class_name == "both" else None
 
 
+@pytest.mark.parametrize("head", HEADS)
 @pytest.mark.parametrize("class_name", ["AD", "both"])
 @pytest.mark.parametrize("arch", ARCHS)
-def test_scores_have_one_value_per_image_at_every_resolution_and_alpha(arch, class_name):
-    D = critic(arch=arch, class_name=class_name, critic_highpass=True)
+def test_scores_have_one_value_per_image_at_every_resolution_and_alpha(arch, class_name, head):
+    D = critic(arch=arch, class_name=class_name, **head)
     label = labels_for(class_name, 3)
     for res in (4, 8, 16):
         for alpha in (0.0, 0.4, 1.0):
@@ -50,9 +53,10 @@ def test_the_head_adds_its_score_and_fades_in_as_the_input_side_does(arch):
     assert not torch.allclose(D.highpass_heads["16"](img), torch.zeros(4))
 
 
+@pytest.mark.parametrize("head", HEADS)
 @pytest.mark.parametrize("arch", ARCHS)
-def test_the_head_sees_nothing_of_flat_images_or_of_their_borders(arch):
-    D = critic(arch=arch, critic_highpass=True)
+def test_the_head_sees_nothing_of_flat_images_or_of_their_borders(arch, head):
+    D = critic(arch=arch, **head)
     head = D.highpass_heads["16"]
     black, grey = torch.full((2, 1, 16, 16), BLACK), torch.full((2, 1, 16, 16), 0.3)
     assert torch.equal(head.highpass(black), torch.zeros_like(black))
@@ -61,6 +65,34 @@ def test_the_head_sees_nothing_of_flat_images_or_of_their_borders(arch):
     assert head.highpass(ramp)[..., 1:-1].abs().max() < 1e-6
     stripes = torch.tensor([-1.0, 1.0]).repeat(8).expand(2, 1, 16, 16)  # the finest band
     assert not torch.equal(head(stripes), head(grey))
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_the_unshuffled_head_runs_at_half_size_and_tells_apart_the_pixels_of_a_block(arch):
+    D = critic(arch=arch, critic_highpass=True, highpass_unshuffle=True)
+    head = D.highpass_heads["16"]
+    assert head.from_image.conv.weight.shape[1] == 4  # one input channel per pixel of a 2x2 block
+    sizes = []
+    head.block.register_forward_hook(lambda module, args, out: sizes.append(args[0].shape[-1]))
+    dots = torch.full((4, 1, 16, 16), BLACK)
+    for i, (y, x) in enumerate([(6, 6), (6, 7), (7, 6), (7, 7)]):  # one bright pixel in each corner of a block
+        dots[i, 0, y, x] = 1.0
+    scores = head(dots)
+    assert sizes == [8] and len(set(scores.tolist())) == 4
+    whole = critic(arch=arch, critic_highpass=True).highpass_heads["16"]
+    assert whole.from_image.conv.weight.shape[1] == 1
+
+
+def test_unshuffle_is_a_setting_of_the_head_and_old_runs_load_without_it():
+    settings = tiny(critic_highpass=True)
+    legacy = {k: v for k, v in settings.to_dict().items() if k != "highpass_unshuffle"}
+    assert NetworkSettings.from_dict(legacy) == settings and not settings.highpass_unshuffle
+    d = RunConfig().to_dict()
+    del d["highpass_unshuffle"]
+    assert RunConfig.from_dict(d).highpass_unshuffle is False
+    assert tiny(critic_highpass=True, highpass_unshuffle="true").highpass_unshuffle is True
+    with pytest.raises(ValueError, match="set critic_highpass=true with it"):
+        preset("smoke", highpass_unshuffle="true")
 
 
 @pytest.mark.parametrize("class_name", ["AD", "both"])
@@ -95,9 +127,10 @@ def test_a_saved_config_without_the_setting_loads_without_the_head():
         NetworkSettings.from_dict({**tiny().to_dict(), "unknown": 1})
 
 
+@pytest.mark.parametrize("head", HEADS)
 @pytest.mark.parametrize("arch", ARCHS)
-def test_r1_reaches_the_head_through_the_input_gradient(arch):
-    D = critic(arch=arch, critic_highpass=True).train()
+def test_r1_reaches_the_head_through_the_input_gradient(arch, head):
+    D = critic(arch=arch, **head).train()
     r1_penalty(D, torch.randn(4, 1, 16, 16), None, alpha=1.0).backward()
     weights = [p for n, p in D.highpass_heads["16"].named_parameters() if n.endswith("weight")]
     assert weights and all(p.grad is not None and p.grad.abs().sum() > 0 for p in weights)  # biases: no slope

@@ -30,6 +30,7 @@ class NetworkSettings(ModelClasses):
     composite: bool  # tissue through a learned mask over black (stylegan1.composite_on_black)
     mapping_lr_mul: float
     critic_highpass: bool = False  # a second critic head on the finest band (stylegan1.HighpassHead)
+    highpass_unshuffle: bool = False  # that head reads 2x2 pixel blocks at half the resolution
     lowpass_from: int | None = None  # Kaiser low-pass resampling from this resolution up (stylegan1.has_lowpass)
     output_lowpass: bool = False  # the full-size image through the loader's Lanczos response (stylegan1.Generator)
 
@@ -59,5 +60,6 @@ def network_settings(cfg: RunConfig) -> NetworkSettings:
         arch=cfg.arch, class_name=cfg.class_name, image_size=cfg.image_size, z_dim=cfg.z_dim, w_dim=cfg.w_dim,
         mapping_layers=cfg.mapping_layers, channels=dict(cfg.channels), mbstd_group=cfg.mbstd_group,
         noise_max_res=cfg.noise_max_res, composite=cfg.composite, mapping_lr_mul=cfg.mapping_lr / cfg.lr,
-        critic_highpass=cfg.critic_highpass, lowpass_from=cfg.lowpass_from,
+        critic_highpass=cfg.critic_highpass, highpass_unshuffle=cfg.highpass_unshuffle,
+        lowpass_from=cfg.lowpass_from,
         output_lowpass=cfg.output_lowpass)

@@ -356,11 +356,11 @@ class Generator(StyleGenerator):
 
 
 class FromImage(nn.Module):
-    """One grey channel -> features: a 1x1 equalised conv and LeakyReLU."""
+    """One grey channel (or `in_channels`) -> features: a 1x1 equalised conv and LeakyReLU."""
 
-    def __init__(self, channels: int):
+    def __init__(self, channels: int, in_channels: int = 1):
         super().__init__()
-        self.conv = EqualConv2d(1, channels, 1)
+        self.conv = EqualConv2d(in_channels, channels, 1)
 
     def forward(self, img: Tensor) -> Tensor:
         return lrelu(self.conv(img))
@@ -412,12 +412,16 @@ class HighpassHead(nn.Module):
     float32, scaled by HIGHPASS_GAIN, then a 1x1 conv (FromImage), one block of the critic's
     kind (two 3x3 convs with lrelu, the second downsampling), global average pooling and a
     dense layer to one score. No minibatch std and no class projection: the main epilogue has both.
-    """
 
-    def __init__(self, channels: int, block_type: type[nn.Module]):
+    `unshuffle` folds each 2x2 block of hp into 4 channels first (pixel_unshuffle), so the head runs
+    at half the resolution: the 1x1 conv sees every pixel of the band, the block's convs cost about
+    a quarter as much."""
+
+    def __init__(self, channels: int, block_type: type[nn.Module], *, unshuffle: bool = False):
         super().__init__()
         self.blur = Blur()
-        self.from_image = FromImage(channels)
+        self.unshuffle = unshuffle
+        self.from_image = FromImage(channels, in_channels=4 if unshuffle else 1)
         self.block = block_type(channels, channels)
         self.out = EqualLinear(channels, 1, gain=1.0)
 
@@ -428,7 +432,10 @@ class HighpassHead(nn.Module):
             return (img - self.blur(img)) * HIGHPASS_GAIN
 
     def forward(self, img: Tensor) -> Tensor:
-        x = self.block(self.from_image(self.highpass(img)))
+        hp = self.highpass(img)
+        if self.unshuffle:
+            hp = F.pixel_unshuffle(hp, 2)
+        x = self.block(self.from_image(hp))
         return self.out(x.mean(dim=(2, 3))).squeeze(1)
 
 
@@ -462,7 +469,8 @@ class Discriminator(nn.Module):
         self.highpass_heads = None
         if settings.critic_highpass:
             self.highpass_heads = nn.ModuleDict(
-                {str(r): HighpassHead(ch[r], self.block_type) for r in self.resolutions})
+                {str(r): HighpassHead(ch[r], self.block_type, unshuffle=settings.highpass_unshuffle)
+                 for r in self.resolutions})
 
     def forward(self, img: Tensor, label: Tensor | None = None, *, alpha: float | Tensor = 1.0) -> Tensor:
         """img [B, 1, res, res] -> scores [B]. Unconditional models ignore `label`."""
