@@ -30,11 +30,11 @@ def labels_for(class_name, n):
     return torch.arange(n) % 2 if class_name == "both" else None
 
 
-@pytest.mark.parametrize("head", HEADS)
+@pytest.mark.parametrize("kind", HEADS)
 @pytest.mark.parametrize("class_name", ["AD", "both"])
 @pytest.mark.parametrize("arch", ARCHS)
-def test_scores_have_one_value_per_image_at_every_resolution_and_alpha(arch, class_name, head):
-    D = critic(arch=arch, class_name=class_name, **head)
+def test_scores_have_one_value_per_image_at_every_resolution_and_alpha(arch, class_name, kind):
+    D = critic(arch=arch, class_name=class_name, **kind)
     label = labels_for(class_name, 3)
     for res in (4, 8, 16):
         for alpha in (0.0, 0.4, 1.0):
@@ -53,10 +53,10 @@ def test_the_head_adds_its_score_and_fades_in_as_the_input_side_does(arch):
     assert not torch.allclose(D.highpass_heads["16"](img), torch.zeros(4))
 
 
-@pytest.mark.parametrize("head", HEADS)
+@pytest.mark.parametrize("kind", HEADS)
 @pytest.mark.parametrize("arch", ARCHS)
-def test_the_head_sees_nothing_of_flat_images_or_of_their_borders(arch, head):
-    D = critic(arch=arch, **head)
+def test_the_head_sees_nothing_of_flat_images_or_of_their_borders(arch, kind):
+    D = critic(arch=arch, **kind)
     head = D.highpass_heads["16"]
     black, grey = torch.full((2, 1, 16, 16), BLACK), torch.full((2, 1, 16, 16), 0.3)
     assert torch.equal(head.highpass(black), torch.zeros_like(black))
@@ -127,10 +127,10 @@ def test_a_saved_config_without_the_setting_loads_without_the_head():
         NetworkSettings.from_dict({**tiny().to_dict(), "unknown": 1})
 
 
-@pytest.mark.parametrize("head", HEADS)
+@pytest.mark.parametrize("kind", HEADS)
 @pytest.mark.parametrize("arch", ARCHS)
-def test_r1_reaches_the_head_through_the_input_gradient(arch, head):
-    D = critic(arch=arch, **head).train()
+def test_r1_reaches_the_head_through_the_input_gradient(arch, kind):
+    D = critic(arch=arch, **kind).train()
     r1_penalty(D, torch.randn(4, 1, 16, 16), None, alpha=1.0).backward()
     weights = [p for n, p in D.highpass_heads["16"].named_parameters() if n.endswith("weight")]
     assert weights and all(p.grad is not None and p.grad.abs().sum() > 0 for p in weights)  # biases: no slope
@@ -146,7 +146,8 @@ def test_bf16_autocast_takes_the_high_pass_in_float32():
     torch.testing.assert_close(hp, D.highpass_heads["16"].highpass(img))
 
 
-def test_a_smoke_run_with_the_head_trains_and_resumes(tmp_path):
+@pytest.mark.parametrize("unshuffle", [False, True])
+def test_a_smoke_run_with_the_head_trains_and_resumes(tmp_path, unshuffle):
     from brainlib.data.dataset import SliceDataset
     from brainlib.training.checkpoints import latest_checkpoint, load_checkpoint
     from brainlib.training.trainer import train
@@ -154,12 +155,14 @@ def test_a_smoke_run_with_the_head_trains_and_resumes(tmp_path):
     images = np.random.default_rng(0).integers(0, 256, (16, 16, 16), dtype=np.uint8)
     data = SliceDataset(images=images, labels=np.ones(16, np.int64), splits=np.array(["train"] * 16),
                         sources=[f"img{i}" for i in range(16)], skipped=[], root=tmp_path)
-    cfg = preset("smoke", run="hp", out_root=str(tmp_path), critic_highpass="true", images_per_res=16)
+    cfg = preset("smoke", run="hp", out_root=str(tmp_path), critic_highpass="true", images_per_res=16,
+                 highpass_unshuffle=unshuffle)
     train(cfg, dataset=data, max_steps=3)  # into step 2, mid fade-in
     assert not json.loads(latest_checkpoint(cfg.run_dir).with_suffix(".json").read_text())["finished"]
     train(cfg, dataset=data, resume=True)
     tensors, meta = load_checkpoint(latest_checkpoint(cfg.run_dir))
     assert meta["finished"] and meta["networks"]["critic_highpass"] is True
+    assert meta["networks"]["highpass_unshuffle"] is unshuffle
     heads = {k: v for k, v in tensors.items() if k.startswith("D/highpass_heads.16.")}
     assert heads and all(torch.isfinite(v).all() for v in heads.values())
     torch.manual_seed(0)
