@@ -151,7 +151,7 @@ class RunConfig(ModelClasses):
     # bf16 autocast on the CPU (penalties in float32); None: where the CPU has bf16 instructions
     # (AVX512-BF16, AMX), 1.15-1.7x faster there, float32 elsewhere (emulated bf16 is 5-9x slower)
     cpu_bf16: bool | None = None
-    channels_last: bool | None = None  # None: CUDA and AVX-512 CPUs yes, AVX2 CPUs no (train.use_channels_last)
+    channels_last: bool | None = None  # None: yes on CUDA and the CPU (devices.use_channels_last)
     compile: bool = False
     checkpoint_minutes: float = 10.0
     sample_grid: int = 4  # the grid after each resolution step is N x N
