@@ -19,7 +19,7 @@ def use_channels_last(setting: bool | None, device: torch.device) -> bool:
     """The setting when given; by default NHWC on CUDA and on the CPU, where oneDNN's NHWC
     kernels win with AVX-512 (1.15x at demo 64 px on a Xeon) and with AVX2 alone (the `demo`'s
     schedule in 0.90-0.97x the time on an AMD EPYC, 1 or 2 threads: docs/experiments.md,
-    2026-12-07); NCHW on other devices, where it was never measured."""
+    2026-12-07 01:40); NCHW on other devices, where it was never measured."""
     if setting is not None:
         return setting
     return device.type in ("cuda", "cpu")
