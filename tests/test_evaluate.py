@@ -1,4 +1,5 @@
 """evaluate() end to end on two smoke runs, and notebook 04 headless with papermill."""
+import json
 import math
 import shutil
 from pathlib import Path
@@ -227,3 +228,25 @@ def test_committed_notebook_is_clean_and_parameterised():
     assert "n_per_class = 1000" in nb.cells[0].source and 'method = "umap"' in nb.cells[0].source
     assert "os.chdir(brainlib.config.project_root())" in nb.cells[1].source
     # which outputs may be committed is tests/test_notebook_hygiene.py's concern
+
+
+def test_realism_table_reads_the_targets_from_each_runs_eval_json(report_path, runs_root, tmp_path):
+    from benchmarks import realism_table
+    result = realism_table.main([str(runs_root / run) for run in RUNS] + ["--preset", "smoke",
+                                                                         "--out", str(tmp_path / "t.json")])
+    report = load_report(report_path)
+    data = Path(json.loads((runs_root / RUNS[0] / "config.json").read_text())["data_root"])
+    assert [(r["class"], r["design"], r["seed"]) for r in result["rows"]] == [("AD", "smoke", 0), ("NC", "smoke", 0)]
+    for row in result["rows"]:
+        m, t = report["per_class"][row["class"]], row["targets"]
+        assert row["set"] == f"{data.parent.name}, {m['sizes']['train']}"
+        assert t["finest"]["value"] == m["swd_reference_x1e3"]["levels"]["16"]["ratio"]
+        assert t["finest"]["meets"] == (t["finest"]["value"] <= 2)
+        assert t["spectrum"]["value"] == m["spectrum"]["bands"]["16"]["ratio"]  # 8 and 4 px: not judged
+        assert t["recall"]["value"] == pytest.approx(m["recall_encoder"]["generated"] / m["recall_encoder"]["floor"])
+        use = report["usefulness"]
+        assert t["classifier"]["value"] == pytest.approx(use["synthetic"]["balanced_accuracy"]
+                                                         / use["real"]["balanced_accuracy"])
+        judged = [x["meets"] for x in t.values()]
+        assert None not in judged and row["met"] == f"{sum(judged)} of 7"
+    assert len(load_report(tmp_path / "t.json")["rows"]) == 2
