@@ -45,10 +45,10 @@ COLUMNS = ["design", "class", "set", "seed", "finest", "swd_mean", "spectrum", "
 
 def design_name(config: dict, preset_name: str) -> str:
     """The preset's name, with each setting the run changed from it, as `--set` writes it
-    (`demo + output_lowpass=true`)."""
+    (`demo + output_lowpass=true`); a setting this version does not know counts as changed."""
     base = preset(preset_name).to_dict()
     changed = [f"{k}={v if isinstance(v, str) else json.dumps(v)}" for k, v in config.items()
-               if k not in NOT_DESIGN and k in base and base[k] != v]
+               if k not in NOT_DESIGN and (k not in base or base[k] != v)]
     return " + ".join([preset_name, *changed])
 
 
@@ -85,7 +85,7 @@ def class_targets(report: dict, c: str) -> dict[str, dict]:
         "swd_mean": judged(mean, mean <= SWD_MEAN_MAX, f"{mean:.2f}x"),
         "spectrum": judged(bands[worst_band], bands[worst_band] <= SPECTRUM_MAX,
                            f"{bands[worst_band]:.1f}x ({worst_band} px)"),
-        **{k: judged(v, v >= SCORE_MIN, f"{v:.2f}") for k, v in scores.items()},
+        **{k: judged(v, v >= SCORE_MIN, f"{v:.3f}") for k, v in scores.items()},
         "memorised": judged(over[worse], over[worse] <= MEMORISED_POINTS,
                             f"{100 * over[worse]:+.1f} pt ({worse})"),
         "classifier": (judged(use["ratio"], use["ratio"] >= CLASSIFIER_MIN, f"{100 * use['ratio']:.0f}%")

@@ -40,6 +40,7 @@ def test_each_target_is_missed_past_its_bound():
                              memorised=0.021, usefulness=use), "AD")
     assert not any(v["meets"] for v in t.values())
     assert t["spectrum"]["text"] == "2.2x (16 px)" and t["classifier"]["text"] == "94%"
+    assert t["precision"]["text"] == "0.890"
     assert t["recall"]["value"] == pytest.approx(0.5)
 
 
@@ -47,6 +48,7 @@ def test_design_and_set_are_named_from_the_runs_config():
     assert design_name({"run": "x", "seed": 3, "lr": 0.002, "output_lowpass": True}, "demo") == \
         "demo + output_lowpass=true"
     assert design_name({"channels": {"64": 32}}, "demo").startswith('demo + channels={"64": 32}')
+    assert design_name({"lr_ramp_down": 0.5}, "demo") == "demo + lr_ramp_down=0.5"  # a setting since removed
     assert set_name({"data_root": None}, 1600) == "phantom, 1600"
     assert set_name({"data_root": "/x/colin27/AD_NC"}, 500) == "colin27, 500"
 
