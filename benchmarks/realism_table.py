@@ -79,7 +79,7 @@ def class_targets(report: dict, c: str) -> dict[str, dict]:
             for k in ("encoder", "pixels")}
     worse = max(over, key=over.get)
     use = headline_pair(report, c, "usefulness_synthetic")
-    targets = {
+    return {
         "finest": judged(finest["ratio"], finest["ratio"] <= FINEST_MAX,
                          f"{finest['ratio']:.2f}x ±{finest.get('ratio_se') or 0:.2f}"),
         "swd_mean": judged(mean, mean <= SWD_MEAN_MAX, f"{mean:.2f}x"),
@@ -91,7 +91,13 @@ def class_targets(report: dict, c: str) -> dict[str, dict]:
         "classifier": (judged(use["ratio"], use["ratio"] >= CLASSIFIER_MIN, f"{100 * use['ratio']:.0f}%")
                        if use and use.get("ratio") is not None else judged(None, None, "-")),
     }
-    return targets
+
+
+def read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: not valid JSON ({e}); evaluate the run again") from None
 
 
 def run_rows(run_dir: Path, preset_name: str, eval_file: str) -> list[dict]:
@@ -101,11 +107,14 @@ def run_rows(run_dir: Path, preset_name: str, eval_file: str) -> list[dict]:
         if not path.is_file():
             raise FileNotFoundError(f"{path}: not found; a row needs a trained run evaluated with "
                                     f"`brainlib evaluate --model {run_dir.name} --n 1000`")
-    config, report = json.loads(config_path.read_text()), json.loads(report_path.read_text())
+    config, report = read_json(config_path), read_json(report_path)
     own = config.get("class_name")
     classes = [own] if own in report["per_class"] else list(report["per_class"])
     rows = []
     for c in classes:
+        if "swd_reference_x1e3" not in report["per_class"][c]:
+            raise ValueError(f"{report_path}: made by a version without the train-normalised SWD and the "
+                             f"spectrum; evaluate the run again")
         targets = class_targets(report, c)
         judgeable = [t["meets"] for t in targets.values() if t["meets"] is not None]
         rows.append({"run": str(run_dir), "design": design_name(config, preset_name), "class": c,

@@ -57,3 +57,15 @@ def test_a_run_without_an_evaluation_is_named(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps({"class_name": "AD"}))
     with pytest.raises(FileNotFoundError, match=r"eval\.json: not found.*brainlib evaluate --model"):
         run_rows(tmp_path, "demo", "eval.json")
+
+
+def test_an_evaluation_without_the_per_band_figures_or_not_json_is_named(tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps({"class_name": "AD"}))
+    old = report()
+    del old["per_class"]["AD"]["swd_reference_x1e3"]
+    (tmp_path / "eval.json").write_text(json.dumps(old))
+    with pytest.raises(ValueError, match=r"eval\.json: made by a version without the train-normalised SWD"):
+        run_rows(tmp_path, "demo", "eval.json")
+    (tmp_path / "eval.json").write_text('{"per_class": ')
+    with pytest.raises(ValueError, match=r"eval\.json: not valid JSON"):
+        run_rows(tmp_path, "demo", "eval.json")
