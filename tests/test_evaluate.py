@@ -232,9 +232,15 @@ def test_committed_notebook_is_clean_and_parameterised():
 
 def test_realism_table_reads_the_targets_from_each_runs_eval_json(report_path, runs_root, tmp_path):
     from benchmarks import realism_table
-    result = realism_table.main([str(runs_root / run) for run in RUNS] + ["--preset", "smoke",
-                                                                         "--out", str(tmp_path / "t.json")])
-    report = load_report(report_path)
+    # the pair's eval.json, as evaluate writes it into both runs (later tests here evaluate NC alone)
+    for run in RUNS:
+        (tmp_path / run).mkdir()
+        shutil.copy(runs_root / run / "config.json", tmp_path / run)
+        shutil.copy(runs_root / RUNS[0] / "eval.json", tmp_path / run)
+    result = realism_table.main([str(tmp_path / run) for run in RUNS] + ["--preset", "smoke",
+                                                                        "--out", str(tmp_path / "t.json")])
+    report = load_report(tmp_path / RUNS[0] / "eval.json")
+    assert report["runs"] == RUNS
     data = Path(json.loads((runs_root / RUNS[0] / "config.json").read_text())["data_root"])
     assert [(r["class"], r["design"], r["seed"]) for r in result["rows"]] == [("AD", "smoke", 0), ("NC", "smoke", 0)]
     for row in result["rows"]:
