@@ -32,7 +32,9 @@ if __package__ in (None, ""):  # `python benchmarks/realism_table.py`: make the 
 
 from benchmarks.common import format_table, write_result
 from brainlib.config import preset
+from brainlib.eval.report import load_report
 from brainlib.eval.verdicts import MIN_SPECTRUM_BAND, headline_pair
+from brainlib.rundir import RunDir
 
 FINEST_MAX, SWD_MEAN_MAX, SPECTRUM_MAX = 2.0, 1.5, 2.0
 SCORE_MIN, CLASSIFIER_MIN, MEMORISED_POINTS = 0.9, 0.95, 0.01
@@ -74,7 +76,7 @@ def class_targets(report: dict, c: str) -> dict[str, dict]:
     mean = m["swd_reference_x1e3"]["mean"]["ratio"]
     bands = {b: p["ratio"] for b, p in m["spectrum"]["bands"].items() if int(b) >= MIN_SPECTRUM_BAND}
     worst_band = max(bands, key=bands.get)
-    scores = {k: m[f"{k}_encoder"]["generated"] / m[f"{k}_encoder"]["floor"] for k in ("precision", "recall")}
+    scores = {k: m[f"{k}_encoder"]["ratio"] for k in ("precision", "recall")}
     over = {k: m[f"memorised_share_{k}"]["generated"] - m[f"memorised_share_{k}"]["floor"]
             for k in ("encoder", "pixels")}
     worse = max(over, key=over.get)
@@ -93,22 +95,16 @@ def class_targets(report: dict, c: str) -> dict[str, dict]:
     }
 
 
-def read_json(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path}: not valid JSON ({e}); evaluate the run again") from None
-
-
 def run_rows(run_dir: Path, preset_name: str, eval_file: str) -> list[dict]:
     """One row per class of the run's evaluation (its own class for a per-class run)."""
-    config_path, report_path = run_dir / "config.json", run_dir / eval_file
+    config_path, report_path = RunDir(run_dir).config, run_dir / eval_file
     for path in (config_path, report_path):
         if not path.is_file():
             raise FileNotFoundError(f"{path}: not found; a row needs a trained run evaluated with "
                                     f"`brainlib evaluate --model {run_dir.name} --n 1000`")
-    config, report = read_json(config_path), read_json(report_path)
-    own = config.get("class_name")
+    # config.json read as saved, not as a RunConfig: a run may name a setting since removed
+    config, report = json.loads(config_path.read_text()), load_report(report_path)
+    design, own = design_name(config, preset_name), config.get("class_name")
     classes = [own] if own in report["per_class"] else list(report["per_class"])
     rows = []
     for c in classes:
@@ -117,7 +113,7 @@ def run_rows(run_dir: Path, preset_name: str, eval_file: str) -> list[dict]:
                              f"spectrum; evaluate the run again")
         targets = class_targets(report, c)
         judgeable = [t["meets"] for t in targets.values() if t["meets"] is not None]
-        rows.append({"run": str(run_dir), "design": design_name(config, preset_name), "class": c,
+        rows.append({"run": str(run_dir), "design": design, "class": c,
                      "set": set_name(config, report["per_class"][c]["sizes"]["train"]),
                      "seed": config.get("seed"), "n_per_class": report["n_per_class"],
                      "targets": targets, "met": f"{sum(judgeable)} of {len(judgeable)}"})

@@ -105,4 +105,7 @@ def load_report(path: str | Path) -> dict:
     """eval.json as a dict (a path to eval.json or to the folder holding it)."""
     p = Path(path)
     p = RunDir(p).eval_report() if p.is_dir() else p
-    return json.loads(p.read_text())
+    try:
+        return json.loads(p.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{p}: not valid JSON ({e}); evaluate the run again") from None
